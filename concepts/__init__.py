@@ -1,0 +1,4 @@
+"""Concept Lab core: see, steer and erase the concepts inside a text-to-image diffusion model.
+
+The core never imports gradio; `app.py` is the only UI code.
+"""

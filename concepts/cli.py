@@ -1,0 +1,134 @@
+"""The command line: `python -m concepts SUBCOMMAND ...`.
+
+Contract for every subcommand: results go to stdout as ONE JSON object; logs go to stderr; a bad
+argument or a failure a user can fix exits with status 2 and one line on stderr naming the field,
+never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Callable, Sequence
+
+from .errors import ConceptLabError, InvalidInputError
+from .quiet import quiet_libraries
+
+EXIT_USAGE = 2
+
+
+class CommandLineError(Exception):
+    """Raised by the parser instead of printing usage and exiting."""
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str) -> None:  # one line, no usage dump
+        raise CommandLineError(message)
+
+
+def cmd_models(args: argparse.Namespace) -> dict:
+    from .registry import load_registry
+
+    registry = load_registry(args.registry)
+    return {"default": registry.default, "models": registry.describe()}
+
+
+def cmd_generate(args: argparse.Namespace) -> dict:
+    from .registry import load_registry
+    from .service import run_generation
+
+    out = _output_dir(args.out)
+    outcome = run_generation(
+        args.model,
+        args.prompt,
+        seed=args.seed,
+        steps=args.steps,
+        guidance=args.guidance,
+        height=args.height,
+        width=args.width,
+        negative_prompt=args.negative_prompt,
+        images_per_prompt=args.num_images,
+        device=args.device,
+        registry=load_registry(args.registry),
+    )
+    request = outcome.request
+    paths = []
+    for i, image in enumerate(outcome.result.images):
+        path = out / f"{outcome.world.name}_seed{request.seed}_{i}.png"
+        image.save(path)
+        paths.append(str(path))
+    return {
+        "model": outcome.world.name,
+        "prompt": request.prompt,
+        "seed": request.seed,
+        "steps": request.steps,
+        "guidance": request.guidance,
+        "height": request.height,
+        "width": request.width,
+        "images": paths,
+        "nsfw": outcome.result.nsfw,
+        "warnings": outcome.warnings,
+        "seconds": round(outcome.seconds, 3),
+    }
+
+
+def _output_dir(path: str) -> Path:
+    out = Path(path)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise InvalidInputError("out", f"cannot create {out}: {exc.strerror}") from None
+    return out
+
+
+def build_parser() -> _Parser:
+    parser = _Parser(prog="python -m concepts", description="Concept Lab: see, steer and erase concepts in diffusion models.")
+    parser.add_argument("--registry", default=None, help="registry JSON (default: checkpoints/registry.json)")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress to stderr")
+    sub = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    models = sub.add_parser("models", help="list the model worlds of the registry")
+    models.add_argument("--json", action="store_true", help="print JSON (the only format; kept for clarity)")
+    models.set_defaults(run=cmd_models)
+
+    gen = sub.add_parser("generate", help="generate images from a prompt")
+    gen.add_argument("--prompt", required=True)
+    gen.add_argument("--negative-prompt", default="")
+    gen.add_argument("--seed", type=int, default=0)
+    gen.add_argument("--steps", type=int, default=None, help="DDIM steps (default: the model's)")
+    gen.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's)")
+    gen.add_argument("--height", type=int, default=None)
+    gen.add_argument("--width", type=int, default=None)
+    gen.add_argument("--num-images", type=int, default=1)
+    gen.add_argument("--model", default=None, help="registry name (default: the registry's default)")
+    gen.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    gen.add_argument("--out", required=True, help="folder for the PNGs")
+    gen.set_defaults(run=cmd_generate)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, stdout=None, stderr=None) -> int:
+    stdout = stdout or sys.stdout
+    stderr = stderr or sys.stderr
+    parser = build_parser()
+    try:
+        args = parser.parse_args(argv)
+    except CommandLineError as exc:
+        print(f"error: {exc}", file=stderr)
+        return EXIT_USAGE
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=stderr, format="%(levelname)s %(name)s: %(message)s")
+    quiet_libraries()
+    run: Callable[[argparse.Namespace], dict] = args.run
+    try:
+        result = run(args)
+    except ConceptLabError as exc:
+        print(f"error: {exc}", file=stderr)
+        return EXIT_USAGE
+    except KeyboardInterrupt:
+        print("error: interrupted", file=stderr)
+        return 130
+    print(json.dumps(result), file=stdout)
+    return 0

@@ -1,0 +1,220 @@
+"""Read and edit what the UNet's transformer blocks add to the residual stream.
+
+`BlockHooks` is a context manager in the spirit of TransformerLens' `hooks()`: it registers forward
+hooks on named `Transformer2DModel` blocks when entered and removes every one of them in `finally`,
+so an exception inside the block never leaves a hook behind.
+
+What is read (design.md §1): Δ = output − input of the whole block, one d-vector per position
+(`reads="delta"`), or the block's output itself (`reads="output"`, as SAeUron's SAEs expect).
+Under classifier-free guidance the UNet batch is `[uncond, cond]`; captures keep the halves apart and
+edits touch only the branch they name.
+
+Isolation: hooks live on a model that several users may share, so each hook acts only while its own
+`BlockHooks` is active in the calling thread or task (a `ContextVar`). Another user's concurrent
+sampling through the same UNet passes through untouched.
+"""
+
+from __future__ import annotations
+
+import contextvars
+from dataclasses import dataclass
+from typing import Callable, Literal, NamedTuple, Sequence
+
+import torch
+from torch import nn
+
+from .errors import ConceptLabError, InvalidInputError, UnknownNameError
+from .steps import StepInfo, StepWindow
+
+Reads = Literal["delta", "output"]
+Branch = Literal["cond", "uncond", "both"]
+EditFn = Callable[[StepInfo, torch.Tensor], torch.Tensor]
+"""An edit: (step, read [b, H, W, d] of the chosen branch rows) → new read of the same shape."""
+
+# Ids of the BlockHooks objects active in the current thread / asyncio task.
+_ACTIVE: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("concept_lab_active_hooks", default=frozenset())
+
+
+def transformer_blocks(unet: nn.Module) -> dict[str, nn.Module]:
+    """All hookable blocks of a UNet: the `Transformer2DModel`s, by diffusers module name."""
+    return {name: m for name, m in unet.named_modules() if type(m).__name__ == "Transformer2DModel"}
+
+
+def block_width(block: nn.Module) -> int:
+    """Channel count d of a transformer block's input and output."""
+    return int(block.in_channels)
+
+
+def resolve_blocks(unet: nn.Module, names: Sequence[str]) -> dict[str, nn.Module]:
+    """Look up block modules by name; an unknown name lists the valid ones (accepts a leading 'unet.')."""
+    available = transformer_blocks(unet)
+    found = {}
+    for name in names:
+        key = name.removeprefix("unet.")
+        if key not in available:
+            raise UnknownNameError("block", name, sorted(available))
+        found[key] = available[key]
+    return found
+
+
+class Capture(NamedTuple):
+    """One block's read at one step, channel-last: cond [b, H, W, d]; uncond likewise or None without CFG."""
+
+    step: StepInfo
+    cond: torch.Tensor
+    uncond: torch.Tensor | None
+
+
+@dataclass(frozen=True)
+class BlockEdit:
+    """Change one block's read inside a step window, on one CFG branch."""
+
+    block: str
+    """Diffusers module name of the block, e.g. "mid_block.attentions.0"."""
+    fn: EditFn
+    """Maps (step, read [b, H, W, d]) to the edited read; must keep shape and stay finite."""
+    window: StepWindow
+    """Steps in which the edit is applied; outside it the block runs untouched."""
+    branch: Branch = "cond"
+    """Which half of the CFG batch to edit: the paper steers "cond"; "both" also edits uncond."""
+
+    def __post_init__(self) -> None:
+        if self.branch not in ("cond", "uncond", "both"):
+            raise InvalidInputError("branch", f"{self.branch!r} is not cond, uncond or both")
+
+
+CaptureSink = Callable[[str, Capture], None]
+"""Receives each capture as it happens, e.g. to encode it with an SAE and keep only the codes."""
+
+
+class BlockHooks:
+    """Capture and/or edit the reads of named transformer blocks for the duration of a `with`.
+
+    The sampler tells the hooks where it is with `set_step` before every UNet call; a UNet call made
+    with no step set is refused by any hook that would have to decide on a window.
+    """
+
+    def __init__(
+        self,
+        unet: nn.Module,
+        capture: Sequence[str] = (),
+        edits: Sequence[BlockEdit] = (),
+        reads: Reads = "delta",
+        capture_window: StepWindow | None = None,
+        sink: CaptureSink | None = None,
+        capture_dtype: torch.dtype = torch.float32,
+    ) -> None:
+        if reads not in ("delta", "output"):
+            raise InvalidInputError("reads", f"{reads!r} is not 'delta' or 'output'")
+        self.unet = unet
+        self.reads: Reads = reads
+        self.capture_blocks = tuple(b.removeprefix("unet.") for b in capture)
+        self.edits = tuple(edits)
+        self.capture_window = capture_window
+        self.sink = sink
+        self.capture_dtype = capture_dtype
+        names = list(dict.fromkeys([*self.capture_blocks, *(e.block.removeprefix("unet.") for e in self.edits)]))
+        self._modules = resolve_blocks(unet, names)
+        self.captures: dict[str, list[Capture]] = {b: [] for b in self.capture_blocks}
+        self.step: StepInfo | None = None
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._token: contextvars.Token | None = None
+
+    # -- lifecycle -----------------------------------------------------------------------------
+    def __enter__(self) -> "BlockHooks":
+        if self._handles:
+            raise ConceptLabError("these hooks are already active; use a new BlockHooks for a nested run")
+        try:
+            for name, module in self._modules.items():
+                self._handles.append(module.register_forward_hook(self._make_hook(name), with_kwargs=True))
+        except BaseException:
+            self._remove()
+            raise
+        self._token = _ACTIVE.set(_ACTIVE.get() | {id(self)})
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        if self._token is not None:
+            _ACTIVE.reset(self._token)
+            self._token = None
+        self.step = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self._handles)
+
+    def set_step(self, step: StepInfo) -> None:
+        self.step = step
+
+    # -- the hook ------------------------------------------------------------------------------
+    def _make_hook(self, name: str) -> Callable:
+        edits = [e for e in self.edits if e.block.removeprefix("unet.") == name]
+        capturing = name in self.capture_blocks
+
+        def hook(module: nn.Module, args: tuple, kwargs: dict, output: object) -> object:
+            if id(self) not in _ACTIVE.get():
+                return None  # another user's run through the shared model
+            step = self.step
+            if step is None:
+                raise ConceptLabError(f"block {name!r} ran with no step set: call set_step before each UNet call")
+            block_in = args[0] if args else kwargs["hidden_states"]
+            block_out = output[0] if isinstance(output, tuple) else output.sample
+            read = block_out - block_in if self.reads == "delta" else block_out
+            if capturing and (self.capture_window is None or self.capture_window.contains(step.index)):
+                self._capture(name, step, read)
+            active = [e for e in edits if e.window.contains(step.index)]
+            if not active:
+                return None  # capture hooks must return None or they replace the output
+            new_out = block_out + self._edit_change(name, step, read, active)
+            if isinstance(output, tuple):
+                return (new_out, *output[1:])
+            return type(output)(sample=new_out)
+
+        return hook
+
+    def _capture(self, name: str, step: StepInfo, read: torch.Tensor) -> None:
+        channel_last = read.detach().permute(0, 2, 3, 1).to("cpu", self.capture_dtype)
+        if step.cfg:
+            uncond, cond = channel_last.chunk(2)
+        else:
+            uncond, cond = None, channel_last
+        record = Capture(step, cond, uncond)
+        if self.sink is not None:
+            self.sink(name, record)
+        else:
+            self.captures[name].append(record)
+
+    def _edit_change(self, name: str, step: StepInfo, read: torch.Tensor, edits: list[BlockEdit]) -> torch.Tensor:
+        """Sum of the edits' changes to the read, channel-first like the block output."""
+        current = read.permute(0, 2, 3, 1)  # [B, H, W, d]
+        batch = current.shape[0]
+        change = torch.zeros_like(current)
+        for edit in edits:
+            rows = _branch_rows(edit.branch, batch, step.cfg)
+            if rows.stop <= rows.start:
+                continue
+            before = current[rows] + change[rows]
+            after = edit.fn(step, before)
+            if after.shape != before.shape:
+                raise ConceptLabError(
+                    f"edit on {name!r} returned shape {tuple(after.shape)}, expected {tuple(before.shape)}"
+                )
+            if not torch.isfinite(after).all():
+                raise InvalidInputError("strength", f"the edit on {name!r} produced non-finite values at step {step.index}")
+            change[rows] += after.to(change.dtype) - before
+        return change.permute(0, 3, 1, 2)
+
+
+def _branch_rows(branch: Branch, batch: int, cfg: bool) -> slice:
+    """Rows of a UNet batch that belong to a CFG branch; without CFG every row is cond."""
+    if not cfg:
+        return slice(0, batch) if branch in ("cond", "both") else slice(0, 0)
+    half = batch // 2
+    return {"uncond": slice(0, half), "cond": slice(half, batch), "both": slice(0, batch)}[branch]
+

@@ -1,0 +1,187 @@
+"""The model registry: which model worlds the app and CLI offer, and where their parts live.
+
+Read once from `checkpoints/registry.json` (SAELens' pretrained-SAE directory is the model: a plain
+data file, parsed into frozen dataclasses, unknown names answered with the valid ones). Each world
+names its base pipeline, its SAEs (one per block × stage window × CFG branch, each with a concept
+dictionary `concepts.json` beside it) and its sampling defaults.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .errors import CheckpointError, InvalidInputError, UnknownNameError
+from .hub import Source
+
+CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
+DEFAULT_REGISTRY = CHECKPOINTS_DIR / "registry.json"
+SAE_FORMATS = ("native", "unbox")
+WINDOWS = ("early", "middle", "final", "all")
+BRANCHES = ("cond", "uncond")
+
+
+@dataclass(frozen=True)
+class Defaults:
+    """Sampling defaults of a model world (the paper: 50 DDIM steps, guidance 7.5, 512 px)."""
+
+    steps: int = 50
+    guidance: float = 7.5
+    height: int = 512
+    width: int = 512
+
+
+@dataclass(frozen=True)
+class SAEEntry:
+    """One SAE of a model world: the block it reads, when, on which branch, and where it lives."""
+
+    block: str
+    """Diffusers module name of the transformer block, e.g. "mid_block.attentions.0"."""
+    window: str
+    """Stage window it was trained for: early, middle, final, or all (one SAE for every step)."""
+    source: Source
+    branch: str = "cond"
+    format: str = "native"
+    """Checkpoint format: "native" (cfg.json + sae.safetensors) or "unbox" (sdxl-unbox)."""
+    reads: str = "delta"
+    """"delta" (block output − input) or "output" (the block output, as SAeUron reads it)."""
+
+    def __post_init__(self) -> None:
+        if self.window not in WINDOWS:
+            raise InvalidInputError("window", f"{self.window!r} is not one of {', '.join(WINDOWS)}")
+        if self.branch not in BRANCHES:
+            raise InvalidInputError("branch", f"{self.branch!r} is not one of {', '.join(BRANCHES)}")
+        if self.format not in SAE_FORMATS:
+            raise InvalidInputError("format", f"{self.format!r} is not one of {', '.join(SAE_FORMATS)}")
+        if self.reads not in ("delta", "output"):
+            raise InvalidInputError("reads", f"{self.reads!r} is not delta or output")
+
+
+@dataclass(frozen=True)
+class ModelWorld:
+    """A model the app can run: its pipeline, SAEs and defaults."""
+
+    name: str
+    title: str
+    pipeline: Source
+    defaults: Defaults = Defaults()
+    saes: tuple[SAEEntry, ...] = ()
+    examples: tuple[str, ...] = ()
+    """Example prompts shown in the UI."""
+    base_dir: Path = field(default=CHECKPOINTS_DIR, compare=False)
+    """Folder that relative local paths are resolved against (the registry file's folder)."""
+
+    def sae(self, block: str, window: str, branch: str = "cond") -> SAEEntry:
+        for entry in self.saes:
+            if entry.block == block and entry.window in (window, "all") and entry.branch == branch:
+                return entry
+        valid = [f"{e.block}/{e.window}/{e.branch}" for e in self.saes]
+        raise UnknownNameError(f"SAE of model {self.name!r}", f"{block}/{window}/{branch}", valid)
+
+    @property
+    def blocks(self) -> list[str]:
+        return list(dict.fromkeys(e.block for e in self.saes))
+
+
+@dataclass(frozen=True)
+class Registry:
+    models: dict[str, ModelWorld]
+    default: str
+    path: Path | None = None
+
+    def get(self, name: str | None = None) -> ModelWorld:
+        """The named world, or the default one for None / ""."""
+        key = name or self.default
+        if key not in self.models:
+            raise UnknownNameError("model", key, list(self.models))
+        return self.models[key]
+
+    @property
+    def names(self) -> list[str]:
+        return list(self.models)
+
+    def describe(self) -> list[dict[str, Any]]:
+        """A JSON-ready listing (for `python -m concepts models --json`)."""
+        return [
+            {
+                "name": m.name,
+                "title": m.title,
+                "default": m.name == self.default,
+                "pipeline": m.pipeline.describe(),
+                "defaults": vars(m.defaults),
+                "saes": [{"block": e.block, "window": e.window, "branch": e.branch, "format": e.format, "reads": e.reads, "source": e.source.describe()} for e in m.saes],
+            }
+            for m in self.models.values()
+        ]
+
+    @classmethod
+    def from_file(cls, path: str | Path) -> "Registry":
+        path = Path(path)
+        try:
+            data = json.loads(path.read_text())
+        except FileNotFoundError:
+            raise CheckpointError(f"registry file {path} does not exist") from None
+        except json.JSONDecodeError as exc:
+            raise CheckpointError(f"registry file {path} is not valid JSON: {exc}") from None
+        try:
+            return cls.from_dict(data, base_dir=path.parent, path=path)
+        except UnknownNameError:
+            raise
+        except KeyError as exc:
+            raise CheckpointError(f"registry file {path} is malformed: missing field {exc}") from None
+        except (TypeError, ValueError, AttributeError) as exc:
+            raise CheckpointError(f"registry file {path} is malformed: {exc}") from None
+
+    @classmethod
+    def from_dict(cls, data: dict, base_dir: Path = CHECKPOINTS_DIR, path: Path | None = None) -> "Registry":
+        models = {}
+        for name, spec in data["models"].items():
+            saes = tuple(
+                SAEEntry(
+                    block=s["block"],
+                    window=s["window"],
+                    branch=s.get("branch", "cond"),
+                    format=s.get("format", "native"),
+                    reads=s.get("reads", "delta"),
+                    source=_source(s),
+                )
+                for s in spec.get("saes", [])
+            )
+            models[name] = ModelWorld(
+                name=name,
+                title=spec.get("title", name),
+                pipeline=_source(spec["pipeline"]),
+                defaults=Defaults(**spec.get("defaults", {})),
+                saes=saes,
+                examples=tuple(spec.get("examples", ())),
+                base_dir=base_dir,
+            )
+        default = data.get("default") or next(iter(models))
+        if default not in models:
+            raise UnknownNameError("default model", default, list(models))
+        return cls(models=models, default=default, path=path)
+
+
+def _source(spec: dict) -> Source:
+    return Source(
+        repo=spec.get("repo"),
+        path=spec.get("path"),
+        subfolder=spec.get("subfolder"),
+        revision=spec.get("revision"),
+    )
+
+
+@lru_cache(maxsize=4)
+def _load(path: str) -> Registry:
+    return Registry.from_file(path)
+
+
+def load_registry(path: str | Path | None = None) -> Registry:
+    """The registry at `path` (default: `checkpoints/registry.json`, or $CONCEPT_LAB_REGISTRY), read once."""
+    import os
+
+    chosen = path or os.environ.get("CONCEPT_LAB_REGISTRY") or DEFAULT_REGISTRY
+    return _load(str(Path(chosen).resolve()))

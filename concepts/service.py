@@ -1,0 +1,76 @@
+"""One generation request end to end, shared by the CLI and the app so both validate alike.
+
+Resolves the model world, checks the prompt, fills unset values from the world's defaults, loads
+(or reuses) the pipeline and samples. Everything a user typed is validated before a model is touched.
+"""
+
+from __future__ import annotations
+
+import time
+from typing import NamedTuple
+
+from .pipeline import PipelineCache
+from .prompts import check_prompt
+from .registry import ModelWorld, Registry, load_registry
+from .sampling import GenerationRequest, GenerationResult, generate
+
+_SHARED_CACHE = PipelineCache()
+
+
+class GenerationOutcome(NamedTuple):
+    world: ModelWorld
+    request: GenerationRequest
+    result: GenerationResult
+    warnings: list[str]
+    seconds: float
+
+
+def build_request(
+    world: ModelWorld,
+    prompt: str,
+    seed: int = 0,
+    steps: int | None = None,
+    guidance: float | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    negative_prompt: str = "",
+    images_per_prompt: int = 1,
+) -> tuple[GenerationRequest, list[str]]:
+    """A validated request, unset values taken from the world's defaults, plus prompt warnings."""
+    checked = check_prompt(prompt)
+    negative = check_prompt(negative_prompt, allow_empty=True, field="negative_prompt")
+    d = world.defaults
+    request = GenerationRequest(
+        prompt=checked.text,
+        seed=seed,
+        steps=d.steps if steps is None else steps,
+        guidance=d.guidance if guidance is None else guidance,
+        height=height or d.height,
+        width=width or d.width,
+        negative_prompt=negative.text,
+        images_per_prompt=images_per_prompt,
+    )
+    return request, checked.warnings
+
+
+def run_generation(
+    model: str | None,
+    prompt: str,
+    seed: int = 0,
+    steps: int | None = None,
+    guidance: float | None = None,
+    height: int | None = None,
+    width: int | None = None,
+    negative_prompt: str = "",
+    images_per_prompt: int = 1,
+    device: str = "auto",
+    registry: Registry | None = None,
+    cache: PipelineCache | None = None,
+) -> GenerationOutcome:
+    world = (registry or load_registry()).get(model)
+    request, warnings = build_request(world, prompt, seed, steps, guidance, height, width, negative_prompt, images_per_prompt)
+    pipe = (cache or _SHARED_CACHE).get(world, device)
+    warnings += check_prompt(request.prompt, pipe.tokenizer).warnings
+    started = time.perf_counter()
+    result = generate(pipe, request)
+    return GenerationOutcome(world, request, result, list(dict.fromkeys(warnings)), time.perf_counter() - started)

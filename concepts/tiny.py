@@ -1,0 +1,114 @@
+"""Tiny Stable-Diffusion-architecture pipelines built from config, as diffusers' own tests build them.
+
+They have SD1.x's module naming (`down_blocks.N.attentions.M`, `mid_block.attentions.0`,
+`up_blocks.N.attentions.M`, no attentions in `up_blocks.0`) at a width that runs in milliseconds,
+so tests exercise the real loading, hooking and sampling code with no download. The app also opens on
+one (saved in `checkpoints/tiny-sd`) until a trained toy model is shipped.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from .tokenizer import BOS, EOS, build_tokenizer
+
+TINY_WORDS = ("a", "red", "green", "blue", "circle", "square", "triangle", "on", "the", "left", "right", "background")
+
+
+@dataclass(frozen=True)
+class TinyConfig:
+    """Widths of a tiny SD pipeline; defaults give a ~1M-parameter UNet with 64 px images."""
+
+    unet_channels: tuple[int, ...] = (32, 64)
+    """Block widths: the attention widths of the down/up blocks and of the mid block."""
+    vae_channels: tuple[int, ...] = (16, 32)
+    """VAE widths; the latent is 2**(len−1) times smaller than the image."""
+    text_width: int = 32
+    """CLIP text encoder width, also the UNet's cross-attention width."""
+    text_layers: int = 2
+    sample_size: int = 64
+    """Default image size in pixels."""
+    seed: int = 0
+    """Seeds the random weights."""
+
+
+def build_tiny_pipeline(config: TinyConfig = TinyConfig()) -> StableDiffusionPipeline:
+    """A randomly initialised SD-architecture pipeline (CPU, fp32, DDIM, no safety checker)."""
+    torch.manual_seed(config.seed)
+    down = ("CrossAttnDownBlock2D",) * (len(config.unet_channels) - 1) + ("DownBlock2D",)
+    up = ("UpBlock2D",) + ("CrossAttnUpBlock2D",) * (len(config.unet_channels) - 1)
+    vae_scale = 2 ** (len(config.vae_channels) - 1)
+    unet = UNet2DConditionModel(
+        sample_size=config.sample_size // vae_scale,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=config.unet_channels,
+        layers_per_block=1,
+        down_block_types=down,
+        up_block_types=up,
+        cross_attention_dim=config.text_width,
+        attention_head_dim=8,
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=config.vae_channels,
+        down_block_types=("DownEncoderBlock2D",) * len(config.vae_channels),
+        up_block_types=("UpDecoderBlock2D",) * len(config.vae_channels),
+        latent_channels=4,
+        norm_num_groups=8,
+        sample_size=config.sample_size,
+    )
+    tokenizer = build_tokenizer(TINY_WORDS)
+    vocab = tokenizer.get_vocab()
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(vocab),
+            hidden_size=config.text_width,
+            intermediate_size=2 * config.text_width,
+            num_hidden_layers=config.text_layers,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=vocab[BOS],
+            eos_token_id=vocab[EOS],
+            pad_token_id=vocab[EOS],
+        )
+    )
+    # SD1.x's scheduler settings, written out so the pipeline has nothing to rewrite (design.md §8).
+    scheduler = DDIMScheduler(
+        beta_start=0.00085,
+        beta_end=0.012,
+        beta_schedule="scaled_linear",
+        clip_sample=False,
+        set_alpha_to_one=False,
+        steps_offset=1,
+    )
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=scheduler,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )
+
+
+def save_tiny_pipeline(folder: str | Path, config: TinyConfig = TinyConfig()) -> Path:
+    """Write a tiny pipeline with `save_pretrained` (safetensors) and return its folder."""
+    folder = Path(folder)
+    build_tiny_pipeline(config).save_pretrained(folder, safe_serialization=True)
+    return folder
+
+
+if __name__ == "__main__":  # python -m concepts.tiny OUT_DIR
+    import sys
+
+    print(save_tiny_pipeline(sys.argv[1] if len(sys.argv) > 1 else "checkpoints/tiny-sd"))

@@ -1,0 +1,55 @@
+"""Test set-up: offline Hub with a private cache, tiny SD pipelines built from config.
+
+`HF_HUB_OFFLINE` and the cache location are read by huggingface_hub at import time (design.md §8),
+so they are set here, before anything imports it.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from pathlib import Path
+
+_HUB_HOME = Path(tempfile.mkdtemp(prefix="concept-lab-hf-"))
+os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HOME"] = str(_HUB_HOME)
+os.environ["HF_HUB_CACHE"] = str(_HUB_HOME / "hub")
+os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
+os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(max(1, min(2, os.cpu_count() or 1)))
+
+
+@pytest.fixture(scope="session")
+def hub_cache() -> Path:
+    """The Hub cache folder that huggingface_hub uses in this test session."""
+    path = Path(os.environ["HF_HUB_CACHE"])
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_pipe():
+    """A tiny random SD pipeline (do not modify it in a test: it is shared)."""
+    from concepts.tiny import build_tiny_pipeline
+
+    pipe = build_tiny_pipeline()
+    pipe.set_progress_bar_config(disable=True)
+    return pipe
+
+
+@pytest.fixture(scope="session")
+def tiny_folder(tmp_path_factory) -> Path:
+    """The tiny pipeline saved with save_pretrained."""
+    from concepts.tiny import save_tiny_pipeline
+
+    return save_tiny_pipeline(tmp_path_factory.mktemp("tiny-sd"))

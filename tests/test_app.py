@@ -1,0 +1,63 @@
+"""The app: its handler makes images and turns bad input into messages; the served app answers a client."""
+
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+import numpy as np
+import pytest
+from PIL import Image
+
+import app
+
+
+def test_generate_handler_returns_image_and_description():
+    image, info = app.generate_image("tiny-sd", "a red circle", 3, 4, 7.5)
+    assert isinstance(image, Image.Image) and image.size == (64, 64)
+    assert "seed 3" in info and "4 DDIM steps" in info
+    again, _ = app.generate_image("tiny-sd", "a red circle", 3, 4, 7.5)
+    assert np.array_equal(np.asarray(image), np.asarray(again))
+
+
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        (("tiny-sd", "", 0, 4, 7.5), "prompt"),
+        (("tiny-sd", "a" * 20000, 0, 4, 7.5), "prompt"),
+        (("tiny-sd", "a", None, 4, 7.5), "seed"),
+        (("tiny-sd", "a", math.nan, 4, 7.5), "seed"),
+        (("tiny-sd", "a", 1.5, 4, 7.5), "seed"),
+        (("tiny-sd", "a", 0, 0, 7.5), "steps"),
+        (("tiny-sd", "a", 0, 4, math.inf), "guidance"),
+        (("no-such-model", "a", 0, 4, 7.5), "no-such-model"),
+    ],
+)
+def test_bad_input_is_a_message_naming_the_field(args, field):
+    with pytest.raises(gr.Error) as info:
+        app.generate_image(*args)
+    assert field in str(info.value.message)
+
+
+def test_offline_hub_model_is_a_message():
+    with pytest.raises(gr.Error, match="CompVis/stable-diffusion-v1-4"):
+        app.generate_image("sd14", "a dog", 0, 1, 7.5)
+
+
+def test_served_app_answers_a_client():
+    from gradio_client import Client
+
+    app.demo.queue(default_concurrency_limit=2)
+    _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
+    try:
+        client = Client(url, verbose=False)
+        image_path, info = client.predict("tiny-sd", "a blue square", 2, 3, 7.5, api_name="/generate")
+        served = Image.open(image_path).convert("RGB")
+        direct, _ = app.generate_image("tiny-sd", "a blue square", 2, 3, 7.5)
+        assert served.size == (64, 64)
+        assert np.array_equal(np.asarray(served), np.asarray(direct))
+        assert "seed 2" in info
+        with pytest.raises(Exception, match="prompt"):
+            client.predict("tiny-sd", "", 2, 3, 7.5, api_name="/generate")
+    finally:
+        app.demo.close()
