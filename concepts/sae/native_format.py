@@ -1,0 +1,93 @@
+"""Our native SAE format, which is sparsify's: a folder with `cfg.json` and `sae.safetensors`.
+
+`sae.safetensors` holds exactly `encoder.weight [n, d]`, `encoder.bias [n]`, `W_dec [n, d]`,
+`b_dec [d]`; `cfg.json` holds `SAEConfig.to_dict()` (sparsify's keys, `d_in` included, plus ours).
+An optional `concepts.json` beside them is the concept dictionary. Loading checks the key set and
+every shape against cfg.json, so a wrong or damaged file is named instead of crashing later.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from ..errors import CheckpointError
+from .config import SAEConfig
+from .topk import TopKSAE
+
+CFG_FILE, WEIGHTS_FILE, CONCEPTS_FILE = "cfg.json", "sae.safetensors", "concepts.json"
+
+
+def expected_shapes(cfg: SAEConfig) -> dict[str, tuple[int, ...]]:
+    n, d = cfg.num_latents, cfg.d_in
+    return {"encoder.weight": (n, d), "encoder.bias": (n,), "W_dec": (n, d), "b_dec": (d,)}
+
+
+def _write_atomic(path: Path, write) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    write(tmp)
+    os.replace(tmp, path)
+
+
+def save_native(sae: TopKSAE, folder: str | Path, concepts: dict[str, Any] | None = None) -> Path:
+    """Write cfg.json + sae.safetensors (+ concepts.json) into `folder`; returns the folder."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    tensors = {name: t.detach().contiguous().cpu() for name, t in sae.state_dict().items()}
+    _write_atomic(folder / WEIGHTS_FILE, lambda p: save_file(tensors, str(p)))
+    _write_atomic(folder / CFG_FILE, lambda p: p.write_text(json.dumps(sae.cfg.to_dict(), indent=1)))
+    if concepts is not None:
+        _write_atomic(folder / CONCEPTS_FILE, lambda p: p.write_text(json.dumps(concepts, indent=1)))
+    return folder
+
+
+def read_config(folder: str | Path) -> SAEConfig:
+    path = Path(folder) / CFG_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: not an SAE folder in our (sparsify) format")
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc}); re-download or re-save the SAE") from None
+    return SAEConfig.from_dict(data, source=str(path))
+
+
+def load_native(folder: str | Path, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> TopKSAE:
+    """Load an SAE folder; CheckpointError names the file, key or shape at fault."""
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CheckpointError(f"SAE folder {folder} does not exist")
+    cfg = read_config(folder)
+    path = folder / WEIGHTS_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing: the SAE folder holds a config but no weights")
+    try:
+        tensors = load_file(str(path))
+    except Exception as exc:  # safetensors raises its own error types for damaged files
+        raise CheckpointError(f"{path} is corrupt or truncated ({exc}); re-download or re-save the SAE") from None
+    shapes = expected_shapes(cfg)
+    missing, unexpected = sorted(set(shapes) - set(tensors)), sorted(set(tensors) - set(shapes))
+    if missing or unexpected:
+        raise CheckpointError(f"{path}: missing keys {missing}, unexpected keys {unexpected}")
+    for name, shape in shapes.items():
+        if tuple(tensors[name].shape) != shape:
+            raise CheckpointError(f"{path}: {name} has shape {list(tensors[name].shape)}, cfg.json implies {list(shape)}")
+    sae = TopKSAE(cfg, device="meta")
+    sae.load_state_dict(tensors, assign=True)
+    return sae.to(device=device or "cpu", dtype=dtype or tensors["W_dec"].dtype)
+
+
+def load_concepts(folder: str | Path) -> dict[str, Any] | None:
+    """The concept dictionary beside an SAE, or None when there is none."""
+    path = Path(folder) / CONCEPTS_FILE
+    if not path.is_file():
+        return None
+    try:
+        return json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CheckpointError(f"{path} is not valid JSON ({exc})") from None

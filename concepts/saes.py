@@ -1,0 +1,63 @@
+"""Load the SAE a registry entry names, checked against the model it will be attached to.
+
+Resolves the entry's source (a Hub repo through the Hub cache, or a local folder), loads it in its
+format (our native one, or sdxl-unbox), reads the concept dictionary beside it, and checks that the
+block exists in the UNet and has the width the SAE reads, so a checkpoint of another model is a
+clear error rather than a shape crash in the middle of a generation.
+"""
+
+from __future__ import annotations
+
+import threading
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from .hooks import block_width, resolve_blocks
+from .hub import resolve
+from .registry import ModelWorld, SAEEntry
+from .sae import TopKSAE, load_concepts, load_native, load_unbox
+
+REQUIRED_FILES = {"native": ["cfg.json", "sae.safetensors"], "unbox": ["config.json", "state_dict.pth", "mean.pt", "std.pt"]}
+
+
+class LoadedSAE(NamedTuple):
+    entry: SAEEntry
+    sae: TopKSAE
+    concepts: dict | None
+    """The concept dictionary (concepts.json) or None when the checkpoint has none."""
+    feature_mean: torch.Tensor | None
+    """Per-feature mean activation [n] (sdxl-unbox ships it; used to scale edits)."""
+    feature_std: torch.Tensor | None
+
+
+def load_entry(world: ModelWorld, entry: SAEEntry, unet: nn.Module | None = None, device: torch.device | str = "cpu") -> LoadedSAE:
+    """Load one registry SAE; with `unet`, check that its block exists and has the SAE's width."""
+    folder = resolve(entry.source, required=REQUIRED_FILES[entry.format], base_dir=world.base_dir)
+    if entry.format == "native":
+        sae, mean, std = load_native(folder, device=device), None, None
+    else:
+        unboxed = load_unbox(folder, block=entry.block, device=device)
+        sae, mean, std = unboxed.sae, unboxed.feature_mean, unboxed.feature_std
+    if unet is not None:
+        module = resolve_blocks(unet, [entry.block])[entry.block.removeprefix("unet.")]
+        sae.check_width(block_width(module), entry.block)
+    return LoadedSAE(entry, sae.eval().requires_grad_(False), load_concepts(folder), mean, std)
+
+
+class SAECache:
+    """SAEs loaded once per (world, block, window, branch) and shared read-only by all requests."""
+
+    def __init__(self) -> None:
+        self._saes: dict[tuple[str, str, str, str], LoadedSAE] = {}
+        self._lock = threading.Lock()
+
+    def get(self, world: ModelWorld, block: str, window: str, branch: str = "cond", unet: nn.Module | None = None) -> LoadedSAE:
+        entry = world.sae(block, window, branch)
+        key = (world.name, entry.block, entry.window, entry.branch)
+        with self._lock:
+            if key not in self._saes:
+                device = next(unet.parameters()).device if unet is not None else "cpu"
+                self._saes[key] = load_entry(world, entry, unet, device)
+            return self._saes[key]
