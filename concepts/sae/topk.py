@@ -92,10 +92,16 @@ class TopKSAE(nn.Module):
 
     # -- training --------------------------------------------------------------------------
     def forward(self, x: torch.Tensor, dead_mask: torch.Tensor | None = None, k_aux: int = 256) -> ForwardOutput:
-        """[N, d] → reconstruction, codes, FVU and the AuxK loss (the trainer scales it by α)."""
+        """[N, d] → reconstruction, codes, FVU and the AuxK loss (the trainer scales it by α).
+
+        Training decodes through a dense [N, n] code and a matmul: the gather-based `decode` has a
+        scatter-add backward whose summation order varies between CPU threads, which would make
+        runs (and resumed runs) differ in the last bits.
+        """
         pre = self.pre_acts(x)
         top_acts, top_indices = pre.topk(self.cfg.k, dim=-1, sorted=False)
-        sae_out = self.decode(top_acts, top_indices)
+        dense = torch.zeros_like(pre).scatter(-1, top_indices, top_acts)
+        sae_out = dense @ self.W_dec + self.b_dec
         residual = x.to(self.dtype) - sae_out
         total_variance = (x - x.mean(0)).pow(2).sum().clamp_min(torch.finfo(self.dtype).tiny)
         fvu = residual.pow(2).sum() / total_variance
@@ -105,7 +111,7 @@ class TopKSAE(nn.Module):
             k_dead = min(int(k_aux), int(dead_mask.sum()))
             dead_pre = torch.where(dead_mask, pre, torch.zeros_like(pre))
             aux_acts, aux_indices = dead_pre.topk(k_dead, dim=-1, sorted=False)
-            aux_out = (aux_acts.unsqueeze(-1) * self.W_dec[aux_indices]).sum(-2)
+            aux_out = torch.zeros_like(pre).scatter(-1, aux_indices, aux_acts) @ self.W_dec
             auxk_loss = (aux_out - residual.detach()).pow(2).sum() / total_variance
         return ForwardOutput(sae_out, top_acts, top_indices, fvu, auxk_loss)
 

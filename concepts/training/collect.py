@@ -1,0 +1,166 @@
+"""Collect block reads (Δ or output) over a prompt list into shards on disk, for SAE training.
+
+One shard folder per (block, stage window, CFG branch): `<out>/<block>/<window>/<branch>/`. In each
+window the paper trains on one timestep (t = 1.0 / 0.5 / 0.0 for early / middle / final, design.md
+§1); `steps_per_window="all"` keeps every step of the window instead. Prompts are processed in
+chunks; after each chunk every writer is closed (so shards end on a chunk boundary) and the number
+of prompts done is recorded in each manifest. A rerun with the same out folder resumes after the
+last finished chunk, dropping any shard written past it, so no row is stored twice.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import NamedTuple, Sequence
+
+import torch
+from diffusers import StableDiffusionPipeline
+from tqdm.auto import tqdm
+
+from ..errors import InvalidInputError
+from ..hooks import BlockHooks, Capture, block_width, resolve_blocks
+from ..sampling import GenerationRequest, sample
+from ..steps import STAGE_SAE_T, StepWindow, nearest_step
+from .shards import MANIFEST, ShardWriter, read_manifest, truncate_shards
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class CollectConfig:
+    """What to record while sampling the prompts (paper defaults: 50 DDIM steps, guidance 7.5)."""
+
+    blocks: tuple[str, ...]
+    """Diffusers names of the transformer blocks to read."""
+    windows: tuple[str, ...] = ("early", "middle", "final")
+    """Stage windows to collect (an SAE is trained per window)."""
+    branches: tuple[str, ...] = ("cond",)
+    """CFG branches to keep: "cond" (the paper's) and/or "uncond"."""
+    steps: int = 50
+    guidance: float = 7.5
+    height: int = 512
+    width: int = 512
+    reads: str = "delta"
+    """"delta" (output − input) or "output"."""
+    steps_per_window: str = "representative"
+    """"representative": only the paper's step of the window (t = 1, 0.5, 0); "all": every step in it."""
+    prompts_per_batch: int = 4
+    chunk_prompts: int = 256
+    """Prompts between two resumable checkpoints."""
+    rows_per_shard: int = 65536
+    dtype: str = "float16"
+    seed: int = 0
+    """Batch i is sampled with seed + i."""
+
+    def __post_init__(self) -> None:
+        self.blocks, self.windows, self.branches = tuple(self.blocks), tuple(self.windows), tuple(self.branches)
+        if not self.blocks:
+            raise InvalidInputError("blocks", "name at least one block")
+        for w in self.windows:
+            if w not in STAGE_SAE_T:
+                raise InvalidInputError("windows", f"{w!r} is not early, middle or final")
+        for b in self.branches:
+            if b not in ("cond", "uncond"):
+                raise InvalidInputError("branches", f"{b!r} is not cond or uncond")
+        if "uncond" in self.branches and self.guidance <= 1.0:
+            raise InvalidInputError("branches", "uncond reads exist only with guidance > 1")
+        if self.steps_per_window not in ("representative", "all"):
+            raise InvalidInputError("steps_per_window", f"{self.steps_per_window!r} is not representative or all")
+        if self.dtype not in ("float16", "bfloat16", "float32"):
+            raise InvalidInputError("dtype", f"{self.dtype!r} is not float16, bfloat16 or float32")
+        for name in ("prompts_per_batch", "chunk_prompts", "rows_per_shard"):
+            if getattr(self, name) < 1:
+                raise InvalidInputError(name, "must be at least 1")
+
+    def window_steps(self) -> dict[str, set[int]]:
+        """Step indices recorded for each window."""
+        if self.steps_per_window == "representative":
+            return {w: {nearest_step(STAGE_SAE_T[w], self.steps)} for w in self.windows}
+        return {w: set(range(StepWindow.parse(w, self.steps).start, StepWindow.parse(w, self.steps).end + 1)) for w in self.windows}
+
+
+class CollectResult(NamedTuple):
+    folders: dict[tuple[str, str, str], Path]
+    """(block, window, branch) → shard folder."""
+    rows: dict[tuple[str, str, str], int]
+    prompts_done: int
+
+
+def shard_folder(out_dir: Path, block: str, window: str, branch: str) -> Path:
+    return Path(out_dir) / block / window / branch
+
+
+def _prompt_digest(prompts: Sequence[str]) -> str:
+    return hashlib.sha256("\n".join(prompts).encode()).hexdigest()[:16]
+
+
+def _rewind(folder: Path, digest: str) -> int:
+    """Prompts already done in `folder`, after dropping shards written past the last checkpoint."""
+    if not (folder / MANIFEST).exists():
+        return 0
+    meta = read_manifest(folder)["meta"]
+    if meta.get("prompt_digest") not in (None, digest):
+        raise InvalidInputError("prompts", f"{folder} was collected from another prompt list; use a new output folder")
+    truncate_shards(folder, int(meta.get("closed_shards", 0)))
+    return int(meta.get("prompts_done", 0))
+
+
+def collect_activations(
+    pipe: StableDiffusionPipeline,
+    prompts: Sequence[str],
+    out_dir: str | Path,
+    cfg: CollectConfig,
+    progress: bool = True,
+) -> CollectResult:
+    """Sample every prompt and store the chosen reads; resumable (see module docstring)."""
+    prompts = list(prompts)
+    if not prompts:
+        raise InvalidInputError("prompts", "the prompt list is empty")
+    out_dir = Path(out_dir)
+    modules = resolve_blocks(pipe.unet, cfg.blocks)
+    digest = _prompt_digest(prompts)
+    keys = [(b, w, br) for b in cfg.blocks for w in cfg.windows for br in cfg.branches]
+    folders = {key: shard_folder(out_dir, *key) for key in keys}
+    done = min(_rewind(folder, digest) for folder in folders.values())
+    window_steps = cfg.window_steps()
+    dtype = getattr(torch, cfg.dtype)
+    meta_base = {"prompt_digest": digest, "config": asdict(cfg), "prompts_total": len(prompts)}
+
+    def open_writers() -> dict[tuple[str, str, str], ShardWriter]:
+        return {
+            key: ShardWriter(folders[key], block_width(modules[key[0]]), cfg.rows_per_shard, dtype, meta={**meta_base, "block": key[0], "window": key[1], "branch": key[2]})
+            for key in keys
+        }
+
+    bar = tqdm(total=len(prompts), initial=done, desc="collect", unit="prompt", disable=not progress)
+    while done < len(prompts):
+        chunk_end = min(done + cfg.chunk_prompts, len(prompts))
+        writers = open_writers()
+
+        def sink(block: str, capture: Capture) -> None:
+            for window, steps in window_steps.items():
+                if capture.step.index not in steps:
+                    continue
+                for branch in cfg.branches:
+                    read = capture.cond if branch == "cond" else capture.uncond
+                    writers[(block, window, branch)].add(read.reshape(-1, read.shape[-1]))
+
+        last = max(max(s) for s in window_steps.values())
+        for start in range(done, chunk_end, cfg.prompts_per_batch):
+            batch = prompts[start : min(start + cfg.prompts_per_batch, chunk_end)]
+            request = GenerationRequest(batch, seed=cfg.seed + start, steps=cfg.steps, guidance=cfg.guidance, height=cfg.height, width=cfg.width)
+            with BlockHooks(pipe.unet, capture=cfg.blocks, reads=cfg.reads, sink=sink) as hooks:
+                for state in sample(pipe, request, hooks):
+                    if state.index >= last:
+                        break  # nothing later is recorded: skip the remaining steps
+            bar.update(len(batch))
+        for writer in writers.values():
+            writer.close({"prompts_done": chunk_end})
+        done = chunk_end
+        log.info("collected %d/%d prompts", done, len(prompts))
+    bar.close()
+    rows = {key: read_manifest(folder)["rows"] for key, folder in folders.items()}
+    return CollectResult(folders, rows, done)
