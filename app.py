@@ -31,6 +31,8 @@ except ImportError:  # everywhere else the decorator is a no-op
 quiet_libraries()
 REGISTRY = load_registry()
 DEVICE = os.environ.get("CONCEPT_LAB_DEVICE", "auto")
+# Small toy images are shown enlarged with crisp pixels; the file itself keeps its true size.
+CSS = "#image img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
 
 
 def as_int(value: object, field: str) -> int:
@@ -123,4 +125,5 @@ if __name__ == "__main__":
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         theme=gr.themes.Soft(),
+        css=CSS,
     )

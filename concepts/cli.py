@@ -75,6 +75,48 @@ def cmd_generate(args: argparse.Namespace) -> dict:
     }
 
 
+def cmd_train_sae(args: argparse.Namespace) -> dict:
+    from .pipeline import load_pipeline
+    from .registry import load_registry
+    from .training import CollectConfig, TrainConfig, collect_activations, train_sae
+
+    world = load_registry(args.registry).get(args.model)
+    prompts = _read_prompts(args.prompts)
+    out = _output_dir(args.out)
+    collect_cfg = CollectConfig(
+        blocks=tuple(args.blocks),
+        windows=tuple(args.windows),
+        branches=tuple(args.branches),
+        steps=args.steps if args.steps is not None else world.defaults.steps,
+        guidance=args.guidance if args.guidance is not None else world.defaults.guidance,
+        height=world.defaults.height,
+        width=world.defaults.width,
+        reads=args.reads,
+        prompts_per_batch=args.prompts_per_batch,
+        seed=args.seed,
+    )
+    train_cfg = TrainConfig(k=args.k, expansion_factor=args.expansion_factor, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, seed=args.seed, device=args.train_device)
+    pipe = load_pipeline(world, args.device)
+    collected = collect_activations(pipe, prompts, out / "activations", collect_cfg, progress=args.verbose)
+    saes = []
+    for (block, window, branch), folder in collected.folders.items():
+        fields = {"block": block, "window": window, "branch": branch, "reads": args.reads, "base_model": world.name}
+        result = train_sae(folder, out / "saes" / block / window / branch, train_cfg, sae_fields=fields, progress=args.verbose)
+        saes.append({"block": block, "window": window, "branch": branch, "folder": str(result.out_dir), "explained_variance": result.explained_variance, "dead_fraction": result.dead_fraction, "steps": result.steps, "tokens": result.tokens})
+    return {"model": world.name, "prompts": len(prompts), "saes": saes}
+
+
+def _read_prompts(path: str) -> list[str]:
+    try:
+        lines = Path(path).read_text().splitlines()
+    except (OSError, UnicodeDecodeError) as exc:
+        raise InvalidInputError("prompts", f"cannot read {path}: {exc}") from None
+    prompts = [line.strip() for line in lines if line.strip()]
+    if not prompts:
+        raise InvalidInputError("prompts", f"{path} holds no prompts (one per line)")
+    return prompts
+
+
 def _output_dir(path: str) -> Path:
     out = Path(path)
     try:
@@ -107,6 +149,27 @@ def build_parser() -> _Parser:
     gen.add_argument("--device", default="auto", help="auto, cpu or cuda")
     gen.add_argument("--out", required=True, help="folder for the PNGs")
     gen.set_defaults(run=cmd_generate)
+
+    train = sub.add_parser("train-sae", help="collect block reads over prompts and train one SAE per block × window × branch (resumable)")
+    train.add_argument("--prompts", required=True, help="text file, one prompt per line")
+    train.add_argument("--blocks", nargs="+", required=True, help="diffusers block names, e.g. mid_block.attentions.0")
+    train.add_argument("--windows", nargs="+", default=["early", "middle", "final"], choices=["early", "middle", "final"])
+    train.add_argument("--branches", nargs="+", default=["cond"], choices=["cond", "uncond"])
+    train.add_argument("--reads", default="delta", choices=["delta", "output"])
+    train.add_argument("--model", default=None)
+    train.add_argument("--steps", type=int, default=None)
+    train.add_argument("--guidance", type=float, default=None)
+    train.add_argument("--prompts-per-batch", type=int, default=4)
+    train.add_argument("--k", type=int, default=10)
+    train.add_argument("--expansion-factor", type=int, default=4)
+    train.add_argument("--batch-size", type=int, default=4096)
+    train.add_argument("--lr", type=float, default=1e-4)
+    train.add_argument("--epochs", type=int, default=1)
+    train.add_argument("--seed", type=int, default=0)
+    train.add_argument("--device", default="auto", help="device for sampling")
+    train.add_argument("--train-device", default="cpu", help="device for SAE training")
+    train.add_argument("--out", required=True, help="run folder: activations/ and saes/ go here; rerun to resume")
+    train.set_defaults(run=cmd_train_sae)
     return parser
 
 

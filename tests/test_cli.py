@@ -88,3 +88,24 @@ def test_unreachable_hub_model_is_one_clear_line(tmp_path):
     assert main(["generate", "--prompt", "a dog", "--model", "sd14", "--steps", "1", "--out", str(tmp_path)], stdout=io.StringIO(), stderr=err) == 2
     line = err.getvalue().strip()
     assert "\n" not in line and "CompVis/stable-diffusion-v1-4" in line and "unreachable" in line
+
+
+def test_train_sae_collects_trains_and_saves_loadable_saes(tmp_path):
+    from concepts.sae import load_native
+
+    prompts = tmp_path / "prompts.txt"
+    prompts.write_text("a red circle\na blue square\n\na green triangle\n")
+    args = ["train-sae", "--prompts", str(prompts), "--blocks", "mid_block.attentions.0", "--windows", "early", "final", "--steps", "4", "--batch-size", "256", "--lr", "1e-3", "--epochs", "2", "--out", str(tmp_path / "run")]
+    out = io.StringIO()
+    assert main(args, stdout=out, stderr=io.StringIO()) == 0
+    result = json.loads(out.getvalue())
+    assert result["prompts"] == 3 and [s["window"] for s in result["saes"]] == ["early", "final"]
+    for entry in result["saes"]:
+        sae = load_native(entry["folder"])
+        assert sae.cfg.block == "mid_block.attentions.0" and sae.cfg.window == entry["window"] and sae.cfg.d_in == 64
+        assert sae.cfg.stats["explained_variance"] == pytest.approx(entry["explained_variance"])
+        assert 0 < entry["explained_variance"] <= 1 and 0 <= entry["dead_fraction"] <= 1
+    # a rerun resumes: nothing to collect or train, the same SAEs come back
+    again = io.StringIO()
+    assert main(args, stdout=again, stderr=io.StringIO()) == 0
+    assert json.loads(again.getvalue())["saes"] == result["saes"]
