@@ -11,12 +11,14 @@ from __future__ import annotations
 import math
 import os
 
-import gradio as gr
+os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers is imported: no import-time advice
 
-from concepts.errors import ConceptLabError, InvalidInputError
-from concepts.quiet import quiet_libraries
-from concepts.registry import load_registry
-from concepts.service import run_generation
+import gradio as gr  # noqa: E402
+
+from concepts.errors import ConceptLabError, InvalidInputError  # noqa: E402
+from concepts.quiet import quiet_libraries  # noqa: E402
+from concepts.registry import load_registry  # noqa: E402
+from concepts.service import run_generation  # noqa: E402
 
 try:  # ZeroGPU Spaces: GPU work must run inside functions decorated with spaces.GPU
     import spaces

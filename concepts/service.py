@@ -56,19 +56,15 @@ def build_request(
 def run_generation(
     model: str | None,
     prompt: str,
-    seed: int = 0,
-    steps: int | None = None,
-    guidance: float | None = None,
-    height: int | None = None,
-    width: int | None = None,
-    negative_prompt: str = "",
-    images_per_prompt: int = 1,
+    *,
     device: str = "auto",
     registry: Registry | None = None,
     cache: PipelineCache | None = None,
+    **request_fields: object,
 ) -> GenerationOutcome:
+    """Validate (see `build_request` for the fields), load or reuse the pipeline, and generate."""
     world = (registry or load_registry()).get(model)
-    request, warnings = build_request(world, prompt, seed, steps, guidance, height, width, negative_prompt, images_per_prompt)
+    request, warnings = build_request(world, prompt, **request_fields)
     pipe = (cache or _SHARED_CACHE).get(world, device)
     warnings += check_prompt(request.prompt, pipe.tokenizer).warnings
     started = time.perf_counter()

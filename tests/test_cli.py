@@ -109,3 +109,11 @@ def test_train_sae_collects_trains_and_saves_loadable_saes(tmp_path):
     again = io.StringIO()
     assert main(args, stdout=again, stderr=io.StringIO()) == 0
     assert json.loads(again.getvalue())["saes"] == result["saes"]
+
+
+def test_prompt_past_77_tokens_is_generated_with_a_truncation_warning(tmp_path):
+    long_prompt = "a red circle with " + "zigzag " * 20  # unknown words tokenize by character
+    out = io.StringIO()
+    assert main(["generate", "--prompt", long_prompt, "--steps", "2", "--out", str(tmp_path)], stdout=out, stderr=io.StringIO()) == 0
+    warnings = json.loads(out.getvalue())["warnings"]
+    assert len(warnings) == 1 and "first 77" in warnings[0]
