@@ -24,7 +24,7 @@ import torch
 from torch import nn
 
 from .errors import ConceptLabError, InvalidInputError, UnknownNameError
-from .steps import StepInfo, StepWindow
+from .steps import READS, StepInfo, StepWindow
 
 Reads = Literal["delta", "output"]
 Branch = Literal["cond", "uncond", "both"]
@@ -104,7 +104,7 @@ class BlockHooks:
         sink: CaptureSink | None = None,
         capture_dtype: torch.dtype = torch.float32,
     ) -> None:
-        if reads not in ("delta", "output"):
+        if reads not in READS:
             raise InvalidInputError("reads", f"{reads!r} is not 'delta' or 'output'")
         self.unet = unet
         self.reads: Reads = reads

@@ -16,12 +16,12 @@ from typing import Any
 
 from .errors import CheckpointError, InvalidInputError, UnknownNameError
 from .hub import Source
+from .steps import BRANCHES, READS, STAGES
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_REGISTRY = CHECKPOINTS_DIR / "registry.json"
 SAE_FORMATS = ("native", "unbox")
-WINDOWS = ("early", "middle", "final", "all")
-BRANCHES = ("cond", "uncond")
+WINDOWS = (*STAGES, "all")
 
 
 @dataclass(frozen=True)
@@ -56,7 +56,7 @@ class SAEEntry:
             raise InvalidInputError("branch", f"{self.branch!r} is not one of {', '.join(BRANCHES)}")
         if self.format not in SAE_FORMATS:
             raise InvalidInputError("format", f"{self.format!r} is not one of {', '.join(SAE_FORMATS)}")
-        if self.reads not in ("delta", "output"):
+        if self.reads not in READS:
             raise InvalidInputError("reads", f"{self.reads!r} is not delta or output")
 
 

@@ -18,6 +18,12 @@ STAGE_T_RANGES: dict[str, tuple[float, float]] = {
     "middle": (0.2, 0.6),
     "final": (0.0, 0.2),
 }
+STAGES: tuple[str, ...] = tuple(STAGE_T_RANGES)
+"""The stage window names, in denoising order."""
+BRANCHES: tuple[str, ...] = ("cond", "uncond")
+"""The two halves of a CFG batch."""
+READS: tuple[str, ...] = ("delta", "output")
+"""What a hook reads from a block: output − input (the paper) or the output (SAeUron)."""
 # The timestep whose SAE the paper uses inside each stage.
 STAGE_SAE_T: dict[str, float] = {"early": 1.0, "middle": 0.5, "final": 0.0}
 

@@ -6,10 +6,8 @@ from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 from ..errors import CheckpointError, InvalidInputError
+from ..steps import BRANCHES, READS, STAGES
 
-READS = ("delta", "output")
-WINDOWS = ("early", "middle", "final")
-BRANCHES = ("cond", "uncond")
 UNSUPPORTED_FLAGS = ("skip_connection", "transcode")
 
 
@@ -57,8 +55,8 @@ class SAEConfig:
             raise InvalidInputError("k", f"must be in 1..num_latents ({self.num_latents}), got {self.k}")
         if self.reads not in READS:
             raise InvalidInputError("reads", f"{self.reads!r} is not one of {', '.join(READS)}")
-        if self.window is not None and self.window not in WINDOWS:
-            raise InvalidInputError("window", f"{self.window!r} is not one of {', '.join(WINDOWS)} (or null)")
+        if self.window is not None and self.window not in STAGES:
+            raise InvalidInputError("window", f"{self.window!r} is not one of {', '.join(STAGES)} (or null)")
         if self.branch is not None and self.branch not in BRANCHES:
             raise InvalidInputError("branch", f"{self.branch!r} is not one of {', '.join(BRANCHES)} (or null)")
 

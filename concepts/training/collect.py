@@ -23,7 +23,7 @@ from tqdm.auto import tqdm
 from ..errors import InvalidInputError
 from ..hooks import BlockHooks, Capture, block_width, resolve_blocks
 from ..sampling import GenerationRequest, sample
-from ..steps import STAGE_SAE_T, StepWindow, nearest_step
+from ..steps import BRANCHES, READS, STAGE_SAE_T, STAGES, StepWindow, nearest_step
 from .shards import MANIFEST, ShardWriter, read_manifest, truncate_shards
 
 log = logging.getLogger(__name__)
@@ -35,7 +35,7 @@ class CollectConfig:
 
     blocks: tuple[str, ...]
     """Diffusers names of the transformer blocks to read."""
-    windows: tuple[str, ...] = ("early", "middle", "final")
+    windows: tuple[str, ...] = STAGES
     """Stage windows to collect (an SAE is trained per window)."""
     branches: tuple[str, ...] = ("cond",)
     """CFG branches to keep: "cond" (the paper's) and/or "uncond"."""
@@ -63,10 +63,12 @@ class CollectConfig:
             if w not in STAGE_SAE_T:
                 raise InvalidInputError("windows", f"{w!r} is not early, middle or final")
         for b in self.branches:
-            if b not in ("cond", "uncond"):
+            if b not in BRANCHES:
                 raise InvalidInputError("branches", f"{b!r} is not cond or uncond")
         if "uncond" in self.branches and self.guidance <= 1.0:
             raise InvalidInputError("branches", "uncond reads exist only with guidance > 1")
+        if self.reads not in READS:
+            raise InvalidInputError("reads", f"{self.reads!r} is not one of {', '.join(READS)}")
         if self.steps_per_window not in ("representative", "all"):
             raise InvalidInputError("steps_per_window", f"{self.steps_per_window!r} is not representative or all")
         if self.dtype not in ("float16", "bfloat16", "float32"):
@@ -79,7 +81,8 @@ class CollectConfig:
         """Step indices recorded for each window."""
         if self.steps_per_window == "representative":
             return {w: {nearest_step(STAGE_SAE_T[w], self.steps)} for w in self.windows}
-        return {w: set(range(StepWindow.parse(w, self.steps).start, StepWindow.parse(w, self.steps).end + 1)) for w in self.windows}
+        windows = {w: StepWindow.parse(w, self.steps) for w in self.windows}
+        return {w: set(range(window.start, window.end + 1)) for w, window in windows.items()}
 
 
 class CollectResult(NamedTuple):
