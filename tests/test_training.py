@@ -7,11 +7,13 @@ SAE must explain nearly all the variance, and on exact resumption after an inter
 from __future__ import annotations
 
 import json
+import logging
 import math
 from pathlib import Path
 
 import pytest
 import torch
+from safetensors.torch import load_file
 
 from concepts.errors import CheckpointError, InvalidInputError
 from concepts.sae import load_native
@@ -223,6 +225,40 @@ def test_resumed_run_matches_an_uninterrupted_one(sparse_shards, tmp_path):
     for name, value in whole.sae.state_dict().items():
         assert torch.equal(value, rest.sae.state_dict()[name]), name
     assert not torch.equal(whole.sae.W_dec, first.sae.W_dec)  # training did move the weights
+
+
+def test_killed_run_resumes_from_its_last_checkpoint(sparse_shards, tmp_path, monkeypatch, caplog):
+    import concepts.training.trainer as trainer
+
+    # 32 steps an epoch: the kill lands mid-epoch 2, late enough that some latents have stopped firing.
+    cfg = _cfg(epochs=3, checkpoint_every=40)
+    whole = train_sae(sparse_shards, tmp_path / "whole", cfg, progress=False, max_steps=90)
+    real_write, calls = trainer._write_checkpoint, []
+
+    def write_then_die(*args, **kwargs):
+        real_write(*args, **kwargs)
+        calls.append(1)
+        if len(calls) == 2:  # killed right after the step-80 checkpoint
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(trainer, "_write_checkpoint", write_then_die)
+    with pytest.raises(KeyboardInterrupt):
+        train_sae(sparse_shards, tmp_path / "killed", cfg, progress=False, max_steps=90)
+    monkeypatch.setattr(trainer, "_write_checkpoint", real_write)
+    # A crash between the two renames of the checkpoint swap leaves only checkpoint.old behind.
+    (tmp_path / "killed" / "checkpoint").rename(tmp_path / "killed" / "checkpoint.old")
+    with caplog.at_level(logging.INFO, logger="concepts.training.trainer"):
+        rest = train_sae(sparse_shards, tmp_path / "killed", cfg, progress=False, max_steps=90)
+    assert "resuming" in caplog.text and "step 80" in caplog.text  # not a fresh (equally seeded) run
+    assert rest.steps == 90
+    assert torch.equal(rest.sae.W_dec, whole.sae.W_dec) and torch.equal(rest.sae.b_dec, whole.sae.b_dec)
+    # The whole trainer state (Adam moments, tokens-since-fired counters) matches too, so a further
+    # resume from either folder continues identically.
+    state_a = load_file(str(tmp_path / "whole" / "checkpoint" / "trainer_state.safetensors"))
+    state_b = load_file(str(tmp_path / "killed" / "checkpoint" / "trainer_state.safetensors"))
+    assert state_a.keys() == state_b.keys() and "since_fired" in state_a
+    for name in state_a:
+        assert torch.equal(state_a[name], state_b[name]), name
 
 
 def test_resume_refuses_a_changed_recipe(sparse_shards, tmp_path):
