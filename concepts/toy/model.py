@@ -1,0 +1,106 @@
+"""The toy-shapes diffusion model: a tiny Stable-Diffusion-architecture pipeline, built from config.
+
+AutoencoderKL (64×64 RGB → 16×16×4), a 2-layer CLIP text encoder over the toy vocabulary (one token
+per word), and a UNet2DConditionModel with cross-attention at 16×16 and 8×8 (`down_blocks.N.
+attentions.M`, `mid_block.attentions.0`, `up_blocks.N.attentions.M`, SD's names), with SD1.x's DDIM
+scheduler settings. Saved with `save_pretrained`, it loads through the same code as SD1.4.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTokenizer
+
+from ..tokenizer import BOS, EOS, build_tokenizer
+from .captions import vocabulary
+
+# The paper's three hook points, mirrored: a down-path block, the mid block, an up-path block.
+HOOK_BLOCKS = {
+    "down": "down_blocks.1.attentions.0",
+    "mid": "mid_block.attentions.0",
+    "up": "up_blocks.1.attentions.0",
+}
+
+
+@dataclass(frozen=True)
+class ToyModelConfig:
+    """Widths of the toy pipeline (sized for a 2-core CPU)."""
+
+    unet_channels: tuple[int, int] = (64, 128)
+    """UNet widths at 16×16 and 8×8 (the mid block runs at 8×8 with the second width)."""
+    vae_channels: tuple[int, int, int] = (32, 64, 64)
+    """VAE widths at 64, 32 and 16 px: three levels make the latent 4× smaller than the image."""
+    text_width: int = 64
+    """Text-encoder width, also the UNet's cross-attention width."""
+    text_layers: int = 2
+    latent_channels: int = 4
+
+
+def build_tokenizer_for_toy() -> CLIPTokenizer:
+    return build_tokenizer(vocabulary())
+
+
+def build_vae(cfg: ToyModelConfig = ToyModelConfig()) -> AutoencoderKL:
+    return AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=cfg.vae_channels,
+        down_block_types=("DownEncoderBlock2D",) * len(cfg.vae_channels),
+        up_block_types=("UpDecoderBlock2D",) * len(cfg.vae_channels),
+        layers_per_block=1,
+        latent_channels=cfg.latent_channels,
+        norm_num_groups=16,
+        sample_size=64,
+    )
+
+
+def build_text_encoder(tokenizer: CLIPTokenizer, cfg: ToyModelConfig = ToyModelConfig()) -> CLIPTextModel:
+    vocab = tokenizer.get_vocab()
+    return CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(vocab),
+            hidden_size=cfg.text_width,
+            intermediate_size=2 * cfg.text_width,
+            num_hidden_layers=cfg.text_layers,
+            num_attention_heads=4,
+            max_position_embeddings=77,
+            bos_token_id=vocab[BOS],
+            eos_token_id=vocab[EOS],
+            pad_token_id=vocab[EOS],
+        )
+    )
+
+
+def build_unet(cfg: ToyModelConfig = ToyModelConfig()) -> UNet2DConditionModel:
+    return UNet2DConditionModel(
+        sample_size=16,
+        in_channels=cfg.latent_channels,
+        out_channels=cfg.latent_channels,
+        block_out_channels=cfg.unet_channels,
+        layers_per_block=1,
+        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        cross_attention_dim=cfg.text_width,
+        attention_head_dim=8,
+        norm_num_groups=16,
+    )
+
+
+def build_scheduler() -> DDIMScheduler:
+    """SD1.x's noise schedule, written out so the pipeline has nothing to rewrite (design.md §8)."""
+    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+
+
+def assemble_pipeline(vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer, unet: UNet2DConditionModel) -> StableDiffusionPipeline:
+    return StableDiffusionPipeline(
+        vae=vae,
+        text_encoder=text_encoder,
+        tokenizer=tokenizer,
+        unet=unet,
+        scheduler=build_scheduler(),
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
+    )

@@ -1,0 +1,259 @@
+"""`python -m concepts.toy.train`: train the toy-shapes pipeline (VAE, then UNet + text encoder).
+
+Seeded and resumable: each stage checkpoints into the run folder (`--run`) every `--save-every`
+steps and at its time limit (`--minutes`), and a rerun continues from there. Losses go to the log
+(`--run/train.log`) and a progress bar. The finished pipeline (EMA weights) is written with
+`save_pretrained` to `--out` (the registry's `toy-shapes` entry).
+
+Data: scenes of the training split (held-out colour/shape pairs never appear) rendered once and
+kept in the run folder; each step draws a fresh caption for every image (attributes dropped at
+random, some captions empty for classifier-free guidance).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+import logging
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from safetensors.torch import load_file, save_file
+from tqdm.auto import tqdm
+
+from ..registry import CHECKPOINTS_DIR
+from .captions import random_caption
+from .model import ToyModelConfig, assemble_pipeline, build_scheduler, build_text_encoder, build_tokenizer_for_toy, build_unet, build_vae
+from .world import ATTRIBUTES, Scene, random_scene, render
+
+log = logging.getLogger("concepts.toy.train")
+
+
+@dataclass
+class ToyRecipe:
+    """Everything that fixes a training run (recorded in the model card)."""
+
+    images: int = 30000
+    vae_steps: int = 3000
+    vae_batch: int = 32
+    vae_lr: float = 1e-3
+    vae_kl_weight: float = 1e-6
+    unet_steps: int = 20000
+    unet_batch: int = 64
+    unet_lr: float = 3e-4
+    ema_decay: float = 0.999
+    caption_drop: float = 0.2
+    caption_empty: float = 0.1
+    seed: int = 0
+
+
+# -- data ---------------------------------------------------------------------------------------
+def load_or_render_data(run: Path, recipe: ToyRecipe) -> tuple[torch.Tensor, list[Scene]]:
+    """uint8 images [N, 64, 64, 3] of training-split scenes, rendered once and cached in the run."""
+    path = run / "data.safetensors"
+    names = list(ATTRIBUTES)
+    if path.is_file():
+        tensors = load_file(str(path))
+        scenes = [Scene(**{n: ATTRIBUTES[n][int(i)] for n, i in zip(names, row)}) for row in tensors["labels"].tolist()]
+        return tensors["images"], scenes
+    rng = np.random.default_rng(recipe.seed)
+    scenes = [random_scene(rng, "train") for _ in range(recipe.images)]
+    images = np.stack([render(s, rng) for s in tqdm(scenes, desc="render")])
+    labels = torch.tensor([[s.label_ids()[n] for n in names] for s in scenes], dtype=torch.int16)
+    save_file({"images": torch.from_numpy(images), "labels": labels}, str(path))
+    return torch.from_numpy(images), scenes
+
+
+def to_model_range(images: torch.Tensor) -> torch.Tensor:
+    """uint8 [B, 64, 64, 3] → float [B, 3, 64, 64] in [−1, 1], as the VAE expects."""
+    return images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
+
+
+# -- checkpoints --------------------------------------------------------------------------------
+def save_state(folder: Path, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer, step: int, extra: dict | None = None) -> None:
+    """Weights, optimizer and step into `folder`, atomically (written beside it, then renamed)."""
+    tmp = folder.with_name(folder.name + ".tmp")
+    tmp.mkdir(parents=True, exist_ok=True)
+    for name, module in modules.items():
+        save_file({k: v.detach().contiguous() for k, v in module.state_dict().items()}, str(tmp / f"{name}.safetensors"))
+    torch.save(optimizer.state_dict(), tmp / "optimizer.pt")
+    (tmp / "state.json").write_text(json.dumps({"step": step, **(extra or {})}))
+    if folder.exists():
+        old = folder.with_name(folder.name + ".old")
+        folder.rename(old)
+        tmp.rename(folder)
+        for f in old.iterdir():
+            f.unlink()
+        old.rmdir()
+    else:
+        tmp.rename(folder)
+
+
+def load_state(folder: Path, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer) -> dict:
+    for name, module in modules.items():
+        module.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
+    # Our own optimizer file from this run: plain tensors and numbers, so weights_only is enough.
+    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    return json.loads((folder / "state.json").read_text())
+
+
+# -- stage 1: VAE -------------------------------------------------------------------------------
+def train_vae(run: Path, recipe: ToyRecipe, images: torch.Tensor, deadline: float) -> bool:
+    """Train the autoencoder; returns True when it has done all its steps."""
+    torch.manual_seed(recipe.seed)
+    vae = build_vae(ToyModelConfig())
+    opt = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_lr, weight_decay=0.0)
+    folder = run / "vae"
+    step = load_state(folder, {"vae": vae}, opt)["step"] if (folder / "state.json").is_file() else 0
+    gen = torch.Generator().manual_seed(recipe.seed + step)
+    bar = tqdm(total=recipe.vae_steps, initial=step, desc="vae")
+    while step < recipe.vae_steps and time.time() < deadline:
+        lr = recipe.vae_lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + np.cos(np.pi * step / recipe.vae_steps))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        x = to_model_range(images[torch.randint(0, len(images), (recipe.vae_batch,), generator=gen)])
+        posterior = vae.encode(x).latent_dist
+        recon = vae.decode(posterior.sample(generator=gen)).sample
+        rec_loss = F.mse_loss(recon, x) + F.l1_loss(recon, x)
+        kl = posterior.kl().mean()
+        loss = rec_loss + recipe.vae_kl_weight * kl
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        step += 1
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(rec=f"{float(rec_loss):.4f}", kl=f"{float(kl):.1f}")
+            log.info("vae step %d rec %.5f kl %.2f lr %.2e", step, float(rec_loss), float(kl), lr)
+        if step % 500 == 0:
+            save_state(folder, {"vae": vae}, opt, step)
+    save_state(folder, {"vae": vae}, opt, step)
+    bar.close()
+    return step >= recipe.vae_steps
+
+
+def trained_vae(run: Path):
+    vae = build_vae(ToyModelConfig())
+    vae.load_state_dict(load_file(str(run / "vae" / "vae.safetensors")))
+    return vae.eval().requires_grad_(False)
+
+
+@torch.no_grad()
+def encode_dataset(run: Path, images: torch.Tensor) -> torch.Tensor:
+    """Posterior means of every image, cached; the latent scaling factor is 1/std (SD's convention)."""
+    path = run / "latents.safetensors"
+    if path.is_file():
+        return load_file(str(path))["latents"]
+    vae = trained_vae(run)
+    latents = torch.cat([vae.encode(to_model_range(images[i : i + 256])).latent_dist.mean for i in range(0, len(images), 256)])
+    save_file({"latents": latents.contiguous()}, str(path))
+    return latents
+
+
+# -- stage 2: UNet + text encoder ---------------------------------------------------------------
+def train_unet(run: Path, recipe: ToyRecipe, latents: torch.Tensor, scenes: list[Scene], deadline: float) -> bool:
+    torch.manual_seed(recipe.seed)
+    tokenizer = build_tokenizer_for_toy()
+    cfg = ToyModelConfig()
+    unet, text_encoder = build_unet(cfg), build_text_encoder(tokenizer, cfg)
+    ema_unet, ema_text = copy.deepcopy(unet).requires_grad_(False), copy.deepcopy(text_encoder).requires_grad_(False)
+    params = list(unet.parameters()) + list(text_encoder.parameters())
+    opt = torch.optim.AdamW(params, lr=recipe.unet_lr, weight_decay=1e-2)
+    modules = {"unet": unet, "text_encoder": text_encoder, "ema_unet": ema_unet, "ema_text_encoder": ema_text}
+    folder = run / "unet"
+    step = load_state(folder, modules, opt)["step"] if (folder / "state.json").is_file() else 0
+    scale = 1.0 / float(latents.std())
+    scheduler = build_scheduler()
+    alphas = scheduler.alphas_cumprod
+    rng = np.random.default_rng(recipe.seed + step)
+    gen = torch.Generator().manual_seed(recipe.seed + step)
+    token_cache: dict[str, torch.Tensor] = {}
+
+    def tokens(text: str) -> torch.Tensor:
+        if text not in token_cache:
+            token_cache[text] = tokenizer(text, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids[0]
+        return token_cache[text]
+
+    bar = tqdm(total=recipe.unet_steps, initial=step, desc="unet")
+    while step < recipe.unet_steps and time.time() < deadline:
+        lr = recipe.unet_lr * min(1.0, (step + 1) / 500)
+        for group in opt.param_groups:
+            group["lr"] = lr
+        idx = torch.randint(0, len(latents), (recipe.unet_batch,), generator=gen)
+        x0 = latents[idx] * scale
+        ids = torch.stack([tokens(random_caption(scenes[i], rng, recipe.caption_drop, recipe.caption_empty)) for i in idx.tolist()])
+        t = torch.randint(0, scheduler.config.num_train_timesteps, (recipe.unet_batch,), generator=gen)
+        noise = torch.randn(x0.shape, generator=gen)
+        a = alphas[t].view(-1, 1, 1, 1)
+        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        pred = unet(noisy, t, text_encoder(ids)[0]).sample
+        loss = F.mse_loss(pred, noise)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(params, 1.0)
+        opt.step()
+        with torch.no_grad():
+            decay = min(recipe.ema_decay, (1 + step) / (10 + step))
+            for ema, live in ((ema_unet, unet), (ema_text, text_encoder)):
+                for pe, pl in zip(ema.parameters(), live.parameters()):
+                    pe.lerp_(pl, 1 - decay)
+        step += 1
+        bar.update(1)
+        if step % 50 == 0:
+            bar.set_postfix(loss=f"{float(loss):.4f}")
+            log.info("unet step %d loss %.5f lr %.2e", step, float(loss), lr)
+        if step % 500 == 0:
+            save_state(folder, modules, opt, step, {"latent_scale": scale})
+    save_state(folder, modules, opt, step, {"latent_scale": scale})
+    bar.close()
+    return step >= recipe.unet_steps
+
+
+def export_pipeline(run: Path, out: Path) -> Path:
+    """Assemble the EMA weights into a pipeline and `save_pretrained` it (fp32 safetensors)."""
+    tokenizer = build_tokenizer_for_toy()
+    cfg = ToyModelConfig()
+    unet, text_encoder = build_unet(cfg), build_text_encoder(tokenizer, cfg)
+    unet.load_state_dict(load_file(str(run / "unet" / "ema_unet.safetensors")))
+    text_encoder.load_state_dict(load_file(str(run / "unet" / "ema_text_encoder.safetensors")))
+    vae = trained_vae(run)
+    vae.register_to_config(scaling_factor=json.loads((run / "unet" / "state.json").read_text())["latent_scale"])
+    pipe = assemble_pipeline(vae, text_encoder, tokenizer, unet)
+    pipe.save_pretrained(out, safe_serialization=True)
+    return out
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--run", default="runs/toy-shapes", help="working folder (data, checkpoints, log); rerun to resume")
+    parser.add_argument("--out", default=str(CHECKPOINTS_DIR / "toy-shapes"), help="where the finished pipeline is saved")
+    parser.add_argument("--minutes", type=float, default=600.0, help="stop (with a checkpoint) after this long")
+    parser.add_argument("--export-partial", action="store_true", help="export the pipeline even if the UNet has steps left")
+    for name, value in asdict(ToyRecipe()).items():
+        parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
+    args = parser.parse_args()
+    recipe = ToyRecipe(**{name: getattr(args, name) for name in asdict(ToyRecipe())})
+    run = Path(args.run)
+    run.mkdir(parents=True, exist_ok=True)
+    logging.basicConfig(filename=run / "train.log", level=logging.INFO, format="%(asctime)s %(message)s")
+    (run / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1))
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    deadline = time.time() + 60 * args.minutes
+    images, scenes = load_or_render_data(run, recipe)
+    if not train_vae(run, recipe, images, deadline):
+        print(json.dumps({"stage": "vae", "done": False, "run": str(run)}))
+        return
+    latents = encode_dataset(run, images)
+    done = train_unet(run, recipe, latents, scenes, deadline)
+    if done or args.export_partial:
+        export_pipeline(run, Path(args.out))
+    print(json.dumps({"stage": "unet", "done": done, "run": str(run), "out": args.out if done or args.export_partial else None}))
+
+
+if __name__ == "__main__":
+    main()
