@@ -1,6 +1,6 @@
 """Speed of our sampler against plain diffusers, as ratios measured in one run.
 
-    python benchmarks/bench_sampling.py [--model tiny-sd] [--steps 25] [--repeats 5] [--out FILE]
+    python benchmarks/bench_sampling.py [--model toy-shapes] [--steps 25] [--repeats 5] [--out FILE]
 
 Times, on the same pipeline and seed: (1) plain `StableDiffusionPipeline.__call__`, (2) our
 `generate` with no hooks, (3) with capture hooks on every transformer block at every step, and

@@ -78,7 +78,7 @@ def cmd_generate(args: argparse.Namespace) -> dict:
 def cmd_train_sae(args: argparse.Namespace) -> dict:
     from .pipeline import load_pipeline
     from .registry import load_registry
-    from .training import CollectConfig, TrainConfig, collect_activations, train_sae
+    from .training import CollectConfig, TrainConfig, collect_activations, train_collected
 
     world = load_registry(args.registry).get(args.model)
     prompts = _read_prompts(args.prompts)
@@ -98,12 +98,89 @@ def cmd_train_sae(args: argparse.Namespace) -> dict:
     train_cfg = TrainConfig(k=args.k, expansion_factor=args.expansion_factor, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, seed=args.seed, device=args.train_device)
     pipe = load_pipeline(world, args.device)
     collected = collect_activations(pipe, prompts, out / "activations", collect_cfg, progress=args.verbose)
-    saes = []
-    for (block, window, branch), folder in collected.folders.items():
-        fields = {"block": block, "window": window, "branch": branch, "reads": args.reads, "base_model": world.name}
-        result = train_sae(folder, out / "saes" / block / window / branch, train_cfg, sae_fields=fields, progress=args.verbose)
-        saes.append({"block": block, "window": window, "branch": branch, "folder": str(result.out_dir), "explained_variance": result.explained_variance, "dead_fraction": result.dead_fraction, "steps": result.steps, "tokens": result.tokens})
+    saes = train_collected(collected, out / "saes", train_cfg, base_model=world.name, reads=args.reads, progress=args.verbose)
     return {"model": world.name, "prompts": len(prompts), "saes": saes}
+
+
+def cmd_steer(args: argparse.Namespace) -> dict:
+    from .registry import load_registry
+    from .steer_service import SteerSpec, run_steering
+
+    out = _output_dir(args.out)
+    registry = load_registry(args.registry)
+    world = registry.get(args.model)
+    features: tuple[int, ...] = ()
+    block = args.block
+    if args.feature:
+        parsed = [_block_feature(text) for text in args.feature]
+        blocks = {b for b, _ in parsed if b}
+        if len(blocks) > 1 or (blocks and block and blocks != {block}):
+            raise InvalidInputError("feature", "all --feature values must name the same block")
+        block = block or next(iter(blocks), None)
+        features = tuple(f for _, f in parsed)
+    block = block or _default_block(world)
+    mask = _read_mask(args.mask) if args.mask else None
+    spec = SteerSpec(block=block, window=args.window, strength=args.strength if args.strength is not None else _default_strength(args.window, mask is not None or args.region != "global"),
+                     concept=args.concept, features=features, region=args.region, mask=mask, branch=args.branch)
+    outcome = run_steering(world.name, args.prompt, spec, seed=args.seed, steps=args.steps, guidance=args.guidance, device=args.device, registry=registry)
+    paths: dict[str, list[str]] = {"baseline": [], "steered": []}
+    for kind, result in (("baseline", outcome.baseline), ("steered", outcome.steered)):
+        for i, image in enumerate(result.images):
+            path = out / f"{kind}_seed{outcome.request.seed}_{i}.png"
+            image.save(path)
+            paths[kind].append(str(path))
+    plan = outcome.plan
+    return {
+        "model": outcome.world.name,
+        "prompt": outcome.request.prompt,
+        "seed": outcome.request.seed,
+        "steps": outcome.request.steps,
+        "guidance": outcome.request.guidance,
+        **paths,
+        "applied": {
+            "block": plan.block, "features": list(plan.features), "concept": args.concept, "sae_stage": outcome.stage,
+            "window": str(plan.window), "mode": plan.mode, "region": None if mask is not None else args.region,
+            "mask": args.mask, "strength": plan.strength, "branch": plan.branch,
+        },
+        "mean_pixel_change": round(float(outcome.change.mean()), 5),
+        "warnings": outcome.warnings,
+        "seconds": round(outcome.seconds, 3),
+    }
+
+
+def _block_feature(text: str) -> tuple[str | None, int]:
+    """"BLOCK:ID" or "ID" → (block or None, id)."""
+    block, _, number = text.rpartition(":")
+    try:
+        return (block or None), int(number)
+    except ValueError:
+        raise InvalidInputError("feature", f"{text!r} is not BLOCK:ID or ID") from None
+
+
+def _default_block(world) -> str:
+    blocks = world.blocks
+    if not blocks:
+        raise InvalidInputError("model", f"{world.name} has no SAEs to steer with")
+    return next((b for b in blocks if b.startswith("mid_block")), blocks[0])
+
+
+def _default_strength(window: str, spatial: bool) -> float:
+    from .steering import default_strength
+
+    return default_strength(window, spatial)
+
+
+def _read_mask(path: str):
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    try:
+        image = Image.open(path)
+        image.load()
+    except (OSError, ValueError) as exc:
+        raise InvalidInputError("mask", f"cannot read {path} as an image: {exc}") from None
+    return torch.from_numpy(np.asarray(image.convert("RGBA") if image.mode in ("RGBA", "LA", "P") else image.convert("L"), dtype=np.float32))
 
 
 def _read_prompts(path: str) -> list[str]:
@@ -149,6 +226,25 @@ def build_parser() -> _Parser:
     gen.add_argument("--device", default="auto", help="auto, cpu or cuda")
     gen.add_argument("--out", required=True, help="folder for the PNGs")
     gen.set_defaults(run=cmd_generate)
+
+    steer = sub.add_parser("steer", help="generate a baseline and a steered image from the same seed")
+    steer.add_argument("--prompt", required=True)
+    steer.add_argument("--concept", default=None, help="a concept label of the SAE's dictionary, e.g. red")
+    steer.add_argument("--feature", action="append", default=[], help="BLOCK:ID or ID (repeatable) instead of --concept")
+    steer.add_argument("--block", default=None, help="block whose SAE steers (default: the mid block)")
+    where = steer.add_mutually_exclusive_group()
+    where.add_argument("--region", default="global", help="a toy cell (top left ... bottom right), a quadrant, or global")
+    where.add_argument("--mask", default=None, help="PNG: painted (non-zero) pixels mark where to steer")
+    steer.add_argument("--window", default="middle", help="early, middle, final, all or A:B (step indices)")
+    steer.add_argument("--strength", type=float, default=None, help="β (default: by window and mode, see concepts/steering.py)")
+    steer.add_argument("--branch", default="cond", choices=["cond", "both"])
+    steer.add_argument("--seed", type=int, default=0)
+    steer.add_argument("--steps", type=int, default=None)
+    steer.add_argument("--guidance", type=float, default=None)
+    steer.add_argument("--model", default=None)
+    steer.add_argument("--device", default="auto")
+    steer.add_argument("--out", required=True)
+    steer.set_defaults(run=cmd_steer)
 
     train = sub.add_parser("train-sae", help="collect block reads over prompts and train one SAE per block × window × branch (resumable)")
     train.add_argument("--prompts", required=True, help="text file, one prompt per line")

@@ -2,8 +2,7 @@
 
 They have SD1.x's module naming (`down_blocks.N.attentions.M`, `mid_block.attentions.0`,
 `up_blocks.N.attentions.M`, no attentions in `up_blocks.0`) at a width that runs in milliseconds,
-so tests exercise the real loading, hooking and sampling code with no download. The app also opens on
-one (saved in `checkpoints/tiny-sd`) until a trained toy model is shipped.
+so tests exercise the real loading, hooking and sampling code with no download.
 """
 
 from __future__ import annotations
@@ -111,4 +110,6 @@ def save_tiny_pipeline(folder: str | Path, config: TinyConfig = TinyConfig()) ->
 if __name__ == "__main__":  # python -m concepts.tiny OUT_DIR
     import sys
 
-    print(save_tiny_pipeline(sys.argv[1] if len(sys.argv) > 1 else "checkpoints/tiny-sd"))
+    if len(sys.argv) != 2:
+        sys.exit("usage: python -m concepts.tiny OUT_DIR")
+    print(save_tiny_pipeline(sys.argv[1]))

@@ -13,23 +13,23 @@ import app
 
 
 def test_generate_handler_returns_image_and_description():
-    image, info = app.generate_image("tiny-sd", "a red circle", 3, 4, 7.5)
+    image, info = app.generate_image("toy-shapes", "a red circle", 3, 4, 7.5)
     assert isinstance(image, Image.Image) and image.size == (64, 64)
     assert "seed 3" in info and "4 DDIM steps" in info
-    again, _ = app.generate_image("tiny-sd", "a red circle", 3, 4, 7.5)
+    again, _ = app.generate_image("toy-shapes", "a red circle", 3, 4, 7.5)
     assert np.array_equal(np.asarray(image), np.asarray(again))
 
 
 @pytest.mark.parametrize(
     "args,field",
     [
-        (("tiny-sd", "", 0, 4, 7.5), "prompt"),
-        (("tiny-sd", "a" * 20000, 0, 4, 7.5), "prompt"),
-        (("tiny-sd", "a", None, 4, 7.5), "seed"),
-        (("tiny-sd", "a", math.nan, 4, 7.5), "seed"),
-        (("tiny-sd", "a", 1.5, 4, 7.5), "seed"),
-        (("tiny-sd", "a", 0, 0, 7.5), "steps"),
-        (("tiny-sd", "a", 0, 4, math.inf), "guidance"),
+        (("toy-shapes", "", 0, 4, 7.5), "prompt"),
+        (("toy-shapes", "a" * 20000, 0, 4, 7.5), "prompt"),
+        (("toy-shapes", "a", None, 4, 7.5), "seed"),
+        (("toy-shapes", "a", math.nan, 4, 7.5), "seed"),
+        (("toy-shapes", "a", 1.5, 4, 7.5), "seed"),
+        (("toy-shapes", "a", 0, 0, 7.5), "steps"),
+        (("toy-shapes", "a", 0, 4, math.inf), "guidance"),
         (("no-such-model", "a", 0, 4, 7.5), "no-such-model"),
     ],
 )
@@ -51,13 +51,13 @@ def test_served_app_answers_a_client():
     _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
     try:
         client = Client(url, verbose=False)
-        image_path, info = client.predict("tiny-sd", "a blue square", 2, 3, 7.5, api_name="/generate")
+        image_path, info = client.predict("toy-shapes", "a blue square", 2, 3, 7.5, api_name="/generate")
         served = Image.open(image_path).convert("RGB")
-        direct, _ = app.generate_image("tiny-sd", "a blue square", 2, 3, 7.5)
+        direct, _ = app.generate_image("toy-shapes", "a blue square", 2, 3, 7.5)
         assert served.size == (64, 64)
         assert np.array_equal(np.asarray(served), np.asarray(direct))
         assert "seed 2" in info
         with pytest.raises(Exception, match="prompt"):
-            client.predict("tiny-sd", "", 2, 3, 7.5, api_name="/generate")
+            client.predict("toy-shapes", "", 2, 3, 7.5, api_name="/generate")
     finally:
         app.demo.close()

@@ -26,7 +26,7 @@ def test_generate_writes_pngs_and_prints_one_json_object(tmp_path):
     done = run_cli("generate", "--prompt", "a red circle", "--seed", "3", "--steps", "4", "--num-images", "2", "--out", str(tmp_path))
     assert done.returncode == 0, done.stderr
     result = json.loads(done.stdout)  # the whole of stdout is one JSON object
-    assert result["model"] == "tiny-sd" and result["seed"] == 3 and result["steps"] == 4
+    assert result["model"] == "toy-shapes" and result["seed"] == 3 and result["steps"] == 4
     assert len(result["images"]) == 2
     for path in result["images"]:
         image = Image.open(path)
@@ -111,9 +111,10 @@ def test_train_sae_collects_trains_and_saves_loadable_saes(tmp_path):
     assert json.loads(again.getvalue())["saes"] == result["saes"]
 
 
-def test_prompt_past_77_tokens_is_generated_with_a_truncation_warning(tmp_path):
+def test_prompt_past_the_token_context_is_generated_with_a_truncation_warning(tmp_path):
+    """The default toy model reads 24 tokens (SD reads 77); the warning names the model's own limit."""
     long_prompt = "a red circle with " + "zigzag " * 20  # unknown words tokenize by character
     out = io.StringIO()
     assert main(["generate", "--prompt", long_prompt, "--steps", "2", "--out", str(tmp_path)], stdout=out, stderr=io.StringIO()) == 0
     warnings = json.loads(out.getvalue())["warnings"]
-    assert len(warnings) == 1 and "first 77" in warnings[0]
+    assert len(warnings) == 1 and "first 24" in warnings[0]

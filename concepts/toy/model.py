@@ -28,18 +28,27 @@ HOOK_BLOCKS = {
 class ToyModelConfig:
     """Widths of the toy pipeline (sized for a 2-core CPU)."""
 
-    unet_channels: tuple[int, int] = (64, 128)
+    unet_channels: tuple[int, int] = (32, 64)
     """UNet widths at 16×16 and 8×8 (the mid block runs at 8×8 with the second width)."""
+    attention_heads: int = 2
+    """Heads per attention layer (diffusers calls this `attention_head_dim`); few wide heads are
+    faster on a CPU than SD's 8 narrow ones at these widths."""
     vae_channels: tuple[int, int, int] = (32, 64, 64)
     """VAE widths at 64, 32 and 16 px: three levels make the latent 4× smaller than the image."""
+    vae_mid_attention: bool = False
+    """SD's VAE has self-attention in its mid block; at 16×16 on simple shapes it costs time for nothing."""
     text_width: int = 64
     """Text-encoder width, also the UNet's cross-attention width."""
     text_layers: int = 2
     latent_channels: int = 4
 
 
+# The longest caption is 13 words (+ BOS/EOS); a short context makes cross-attention cheap.
+TOKEN_CONTEXT = 24
+
+
 def build_tokenizer_for_toy() -> CLIPTokenizer:
-    return build_tokenizer(vocabulary())
+    return build_tokenizer(vocabulary(), model_max_length=TOKEN_CONTEXT)
 
 
 def build_vae(cfg: ToyModelConfig = ToyModelConfig()) -> AutoencoderKL:
@@ -53,6 +62,7 @@ def build_vae(cfg: ToyModelConfig = ToyModelConfig()) -> AutoencoderKL:
         latent_channels=cfg.latent_channels,
         norm_num_groups=16,
         sample_size=64,
+        mid_block_add_attention=cfg.vae_mid_attention,
     )
 
 
@@ -65,7 +75,7 @@ def build_text_encoder(tokenizer: CLIPTokenizer, cfg: ToyModelConfig = ToyModelC
             intermediate_size=2 * cfg.text_width,
             num_hidden_layers=cfg.text_layers,
             num_attention_heads=4,
-            max_position_embeddings=77,
+            max_position_embeddings=TOKEN_CONTEXT,
             bos_token_id=vocab[BOS],
             eos_token_id=vocab[EOS],
             pad_token_id=vocab[EOS],
@@ -83,7 +93,7 @@ def build_unet(cfg: ToyModelConfig = ToyModelConfig()) -> UNet2DConditionModel:
         down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D"),
         up_block_types=("CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
         cross_attention_dim=cfg.text_width,
-        attention_head_dim=8,
+        attention_head_dim=cfg.attention_heads,
         norm_num_groups=16,
     )
 

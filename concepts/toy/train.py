@@ -16,6 +16,7 @@ import argparse
 import copy
 import json
 import logging
+import os
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,9 +28,9 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from ..registry import CHECKPOINTS_DIR
-from .captions import random_caption
+from .captions import random_caption, vocabulary
 from .model import ToyModelConfig, assemble_pipeline, build_scheduler, build_text_encoder, build_tokenizer_for_toy, build_unet, build_vae
-from .world import ATTRIBUTES, Scene, random_scene, render
+from .world import ATTRIBUTES, POSITIONS, Scene, random_scene, render
 
 log = logging.getLogger("concepts.toy.train")
 
@@ -39,13 +40,19 @@ class ToyRecipe:
     """Everything that fixes a training run (recorded in the model card)."""
 
     images: int = 30000
-    vae_steps: int = 3000
+    vae_steps: int = 3400
     vae_batch: int = 32
-    vae_lr: float = 1e-3
+    vae_crop: int = 32
+    """The VAE is fully convolutional: training on 32×32 crops around the object is 4× cheaper than whole images."""
+    vae_lr: float = 5e-4
     vae_kl_weight: float = 1e-6
-    unet_steps: int = 20000
-    unet_batch: int = 64
-    unet_lr: float = 3e-4
+    vae_object_weight: float = 10.0
+    """Loss weight of object pixels against background pixels."""
+    vae_grad_weight: float = 1.0
+    """Weight of the image-gradient loss that keeps stripes and dots sharp."""
+    unet_steps: int = 5000
+    unet_batch: int = 32
+    unet_lr: float = 6e-4
     ema_decay: float = 0.999
     caption_drop: float = 0.2
     caption_empty: float = 0.1
@@ -74,6 +81,41 @@ def to_model_range(images: torch.Tensor) -> torch.Tensor:
     return images.permute(0, 3, 1, 2).float() / 127.5 - 1.0
 
 
+def object_crops(images: torch.Tensor, scenes: list[Scene], size: int, gen: torch.Generator) -> torch.Tensor:
+    """One `size`-pixel square per image [B, H, W, C], placed so the object's centre lies in its middle
+    half (a random crop of a 64 px scene is mostly background, and a VAE trained on those learns to
+    forget the objects), at offsets on the latent grid (multiples of 4)."""
+    limit = images.shape[1] - size
+    if limit <= 0:
+        return images
+    crops = []
+    for image, scene in zip(images, scenes):
+        cx, cy = POSITIONS[scene.position]
+        offsets = []
+        for centre in (cy, cx):
+            low, high = max(0, centre - 3 * size // 4), min(limit, centre - size // 4)
+            choices = list(range((low + 3) // 4 * 4, high + 1, 4)) or [min(limit, max(0, centre - size // 2)) // 4 * 4]
+            offsets.append(choices[int(torch.randint(0, len(choices), (1,), generator=gen))])
+        y, x = offsets
+        crops.append(image[y : y + size, x : x + size])
+    return torch.stack(crops)
+
+
+def object_weights(images: torch.Tensor, weight: float) -> torch.Tensor:
+    """Per-pixel loss weights [B, H, W, 1]: `weight` where a pixel differs from the background (the
+    corner colour; objects never touch the border), 1 elsewhere, so small objects count."""
+    background = images[:, :1, :1, :].float()
+    differs = (images.float() - background).abs().amax(dim=-1, keepdim=True) > 25
+    return 1.0 + (weight - 1.0) * differs.float()
+
+
+def edge_loss(error: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """Weighted L1 of the error's horizontal and vertical differences (= error in image gradients)."""
+    dx = (error[..., :, 1:] - error[..., :, :-1]).abs() * weights[..., :, 1:]
+    dy = (error[..., 1:, :] - error[..., :-1, :]).abs() * weights[..., 1:, :]
+    return dx.sum() / (weights[..., :, 1:].sum() * 3) + dy.sum() / (weights[..., 1:, :].sum() * 3)
+
+
 # -- checkpoints --------------------------------------------------------------------------------
 def save_state(folder: Path, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer, step: int, extra: dict | None = None) -> None:
     """Weights, optimizer and step into `folder`, atomically (written beside it, then renamed)."""
@@ -97,29 +139,40 @@ def save_state(folder: Path, modules: dict[str, torch.nn.Module], optimizer: tor
 def load_state(folder: Path, modules: dict[str, torch.nn.Module], optimizer: torch.optim.Optimizer) -> dict:
     for name, module in modules.items():
         module.load_state_dict(load_file(str(folder / f"{name}.safetensors")))
-    # Our own optimizer file from this run: plain tensors and numbers, so weights_only is enough.
-    optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
+    # Our own optimizer file from this run: tensors and numbers, so weights_only is enough (numpy
+    # scalars are allowed for files written before learning rates were cast to float).
+    with torch.serialization.safe_globals([np._core.multiarray.scalar, np.dtype, type(np.dtype("float64"))]):
+        optimizer.load_state_dict(torch.load(folder / "optimizer.pt", weights_only=True))
     return json.loads((folder / "state.json").read_text())
 
 
 # -- stage 1: VAE -------------------------------------------------------------------------------
-def train_vae(run: Path, recipe: ToyRecipe, images: torch.Tensor, deadline: float) -> bool:
+def train_vae(run: Path, recipe: ToyRecipe, images: torch.Tensor, scenes: list[Scene], deadline: float) -> bool:
     """Train the autoencoder; returns True when it has done all its steps."""
     torch.manual_seed(recipe.seed)
     vae = build_vae(ToyModelConfig())
     opt = torch.optim.AdamW(vae.parameters(), lr=recipe.vae_lr, weight_decay=0.0)
     folder = run / "vae"
     step = load_state(folder, {"vae": vae}, opt)["step"] if (folder / "state.json").is_file() else 0
+    if 0 < step < recipe.vae_steps:
+        log.info("resuming vae at step %d", step)
     gen = torch.Generator().manual_seed(recipe.seed + step)
     bar = tqdm(total=recipe.vae_steps, initial=step, desc="vae")
     while step < recipe.vae_steps and time.time() < deadline:
-        lr = recipe.vae_lr * min(1.0, (step + 1) / 200) * 0.5 * (1 + np.cos(np.pi * step / recipe.vae_steps))
+        lr = float(recipe.vae_lr * min(1.0, (step + 1) / 100) * 0.5 * (1 + np.cos(np.pi * step / recipe.vae_steps)))
         for group in opt.param_groups:
             group["lr"] = lr
-        x = to_model_range(images[torch.randint(0, len(images), (recipe.vae_batch,), generator=gen)])
+        idx = torch.randint(0, len(images), (recipe.vae_batch,), generator=gen)
+        batch = images[idx]
+        with_weights = torch.cat([batch.float(), object_weights(batch, recipe.vae_object_weight)], dim=-1)
+        cropped = object_crops(with_weights, [scenes[i] for i in idx.tolist()], recipe.vae_crop, gen)
+        x, weights = to_model_range(cropped[..., :3]), cropped[..., 3:].permute(0, 3, 1, 2)
         posterior = vae.encode(x).latent_dist
         recon = vae.decode(posterior.sample(generator=gen)).sample
-        rec_loss = F.mse_loss(recon, x) + F.l1_loss(recon, x)
+        error = recon - x
+        rec_loss = (weights * (error.abs() + error**2)).sum() / (weights.sum() * 3)
+        if recipe.vae_grad_weight:  # blur costs little in L1/L2 but kills stripes and dots: match edges too
+            rec_loss = rec_loss + recipe.vae_grad_weight * edge_loss(error, weights)
         kl = posterior.kl().mean()
         loss = rec_loss + recipe.vae_kl_weight * kl
         opt.zero_grad(set_to_none=True)
@@ -167,6 +220,8 @@ def train_unet(run: Path, recipe: ToyRecipe, latents: torch.Tensor, scenes: list
     modules = {"unet": unet, "text_encoder": text_encoder, "ema_unet": ema_unet, "ema_text_encoder": ema_text}
     folder = run / "unet"
     step = load_state(folder, modules, opt)["step"] if (folder / "state.json").is_file() else 0
+    if 0 < step < recipe.unet_steps:
+        log.info("resuming unet at step %d", step)
     scale = 1.0 / float(latents.std())
     scheduler = build_scheduler()
     alphas = scheduler.alphas_cumprod
@@ -176,12 +231,13 @@ def train_unet(run: Path, recipe: ToyRecipe, latents: torch.Tensor, scenes: list
 
     def tokens(text: str) -> torch.Tensor:
         if text not in token_cache:
-            token_cache[text] = tokenizer(text, padding="max_length", max_length=77, truncation=True, return_tensors="pt").input_ids[0]
+            token_cache[text] = tokenizer(text, padding="max_length", max_length=tokenizer.model_max_length, truncation=True, return_tensors="pt").input_ids[0]
         return token_cache[text]
 
     bar = tqdm(total=recipe.unet_steps, initial=step, desc="unet")
     while step < recipe.unet_steps and time.time() < deadline:
-        lr = recipe.unet_lr * min(1.0, (step + 1) / 500)
+        # Warm up, then cosine down to a tenth: the last steps settle the weights EMA averages.
+        lr = float(recipe.unet_lr * min(1.0, (step + 1) / 500) * (0.55 + 0.45 * np.cos(np.pi * step / recipe.unet_steps)))
         for group in opt.param_groups:
             group["lr"] = lr
         idx = torch.randint(0, len(latents), (recipe.unet_batch,), generator=gen)
@@ -225,7 +281,35 @@ def export_pipeline(run: Path, out: Path) -> Path:
     vae.register_to_config(scaling_factor=json.loads((run / "unet" / "state.json").read_text())["latent_scale"])
     pipe = assemble_pipeline(vae, text_encoder, tokenizer, unet)
     pipe.save_pretrained(out, safe_serialization=True)
+    write_training_record(run, Path(out), pipe)
     return out
+
+
+def write_training_record(run: Path, out: Path, pipe) -> None:
+    """`training.json` beside the pipeline: recipe, sizes, hardware and the log's stage times (the
+    model card is written from it). Fields already there (a hand-written history) are kept."""
+    import platform
+
+    path = out / "training.json"
+    record = json.loads(path.read_text()) if path.is_file() else {}
+    cfg = ToyModelConfig()
+    log_lines = (run / "train.log").read_text().splitlines() if (run / "train.log").is_file() else []
+    stages = {}
+    for stage in ("vae", "unet"):
+        lines = [line for line in log_lines if f" {stage} step " in line]
+        if lines:
+            stages[stage] = {"first_log": lines[0][:19], "last_log": lines[-1][:19], "last": lines[-1][24:]}
+    record.update({
+        "recipe": json.loads((run / "recipe.json").read_text()),
+        "model": {"unet_channels": list(cfg.unet_channels), "vae_channels": list(cfg.vae_channels), "text_width": cfg.text_width, "text_layers": cfg.text_layers, "token_context": pipe.tokenizer.model_max_length},
+        "parameters": {name: sum(p.numel() for p in getattr(pipe, name).parameters()) for name in ("unet", "vae", "text_encoder")},
+        "vocabulary": len(vocabulary()),
+        "stages": stages,
+    })
+    record.setdefault("hardware", f"{platform.machine()} CPU, {os.cpu_count()} cores, torch {torch.__version__}, {torch.get_num_threads()} threads, no GPU")
+    record.setdefault("note", "")
+    record.setdefault("history", "one uninterrupted run of the recipe above")
+    path.write_text(json.dumps(record, indent=1))
 
 
 def main() -> None:
@@ -234,6 +318,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(CHECKPOINTS_DIR / "toy-shapes"), help="where the finished pipeline is saved")
     parser.add_argument("--minutes", type=float, default=600.0, help="stop (with a checkpoint) after this long")
     parser.add_argument("--export-partial", action="store_true", help="export the pipeline even if the UNet has steps left")
+    parser.add_argument("--export-only", action="store_true", help="only export the run's latest checkpoint (to look at a run in progress)")
     for name, value in asdict(ToyRecipe()).items():
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     args = parser.parse_args()
@@ -243,9 +328,12 @@ def main() -> None:
     logging.basicConfig(filename=run / "train.log", level=logging.INFO, format="%(asctime)s %(message)s")
     (run / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1))
     torch.set_num_threads(max(1, torch.get_num_threads()))
+    if args.export_only:
+        print(json.dumps({"stage": "export", "out": str(export_pipeline(run, Path(args.out)))}))
+        return
     deadline = time.time() + 60 * args.minutes
     images, scenes = load_or_render_data(run, recipe)
-    if not train_vae(run, recipe, images, deadline):
+    if not train_vae(run, recipe, images, scenes, deadline):
         print(json.dumps({"stage": "vae", "done": False, "run": str(run)}))
         return
     latents = encode_dataset(run, images)

@@ -6,6 +6,7 @@ from concepts.training.geometric_median import MedianResult, geometric_median, w
 from concepts.training.collect import CollectConfig, CollectResult, collect_activations
 from concepts.training.shards import ShardReader, ShardWriter, read_manifest, truncate_shards
 from concepts.training.trainer import TrainConfig, TrainResult, evaluate, train_sae
+from concepts.training.train_all import train_collected
 
 __all__ = [
     "CollectConfig",
@@ -20,6 +21,7 @@ __all__ = [
     "evaluate",
     "geometric_median",
     "read_manifest",
+    "train_collected",
     "train_sae",
     "weiszfeld",
 ]

@@ -1,0 +1,113 @@
+"""One steering request end to end (shared by the CLI and the app): baseline and steered images from
+the same seed, the edit that was applied, and where the picture changed.
+
+The SAE is the one trained for the stage the window falls in (a custom window "A:B" uses the stage
+of its middle step), on the cond branch, as in the paper. A concept label is looked up in that SAE's
+dictionary; feature ids are taken as given. Everything is validated before the model runs, and the
+edit lives only inside this call's hooks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import NamedTuple, Sequence
+
+import torch
+
+from .dictionary import concept_features
+from .errors import InvalidInputError
+from .hooks import BlockHooks
+from .pipeline import PipelineCache
+from .registry import ModelWorld, Registry, load_registry
+from .saes import LoadedSAE, SAECache
+from .sampling import GenerationRequest, GenerationResult, generate
+from .service import build_request
+from .steering import SteeringPlan, check_mask, region_mask
+from .steps import StepWindow, stage_of
+
+_PIPES = PipelineCache()
+_SAES = SAECache()
+
+
+@dataclass(frozen=True)
+class SteerSpec:
+    """What the user asked for, before it is resolved against a model."""
+
+    block: str
+    window: str
+    """"early", "middle", "final", "all" or "A:B" (step indices, inclusive)."""
+    strength: float
+    concept: str | None = None
+    features: tuple[int, ...] = ()
+    region: str | None = "global"
+    """A preset region name (`steering.REGIONS`); ignored when `mask` is given."""
+    mask: torch.Tensor | None = None
+    branch: str = "cond"
+
+
+class SteerOutcome(NamedTuple):
+    world: ModelWorld
+    request: GenerationRequest
+    plan: SteeringPlan
+    stage: str
+    baseline: GenerationResult
+    steered: GenerationResult
+    change: torch.Tensor
+    """[B, H, W]: mean absolute pixel change per position (0..1), the difference heatmap."""
+    warnings: list[str]
+    seconds: float
+
+
+def sae_stage(window: StepWindow, num_steps: int) -> str:
+    """The stage whose SAE serves a window: the stage of its middle step."""
+    return stage_of((window.start + window.end) // 2, num_steps)
+
+
+def resolve_features(loaded: LoadedSAE, concept: str | None, features: Sequence[int]) -> tuple[int, ...]:
+    if concept and features:
+        raise InvalidInputError("concept", "give a concept label or feature ids, not both")
+    if concept:
+        if not loaded.concepts:
+            raise InvalidInputError("concept", "this SAE has no concept dictionary; choose feature ids instead")
+        return tuple(concept_features(loaded.concepts, concept))
+    if not features:
+        raise InvalidInputError("concept", "choose a concept label or at least one feature id")
+    return tuple(int(f) for f in features)
+
+
+def plan_steering(world: ModelWorld, spec: SteerSpec, request: GenerationRequest, unet: torch.nn.Module) -> tuple[SteeringPlan, LoadedSAE, str]:
+    window = StepWindow.parse(spec.window, request.steps)
+    stage = sae_stage(window, request.steps)
+    loaded = _SAES.get(world, spec.block, stage, "cond", unet)
+    features = resolve_features(loaded, spec.concept, spec.features)
+    if spec.mask is not None:
+        mask = check_mask(spec.mask)
+    else:
+        mask = region_mask(spec.region or "global", request.height, request.width)
+    plan = SteeringPlan(loaded.entry.block, features, window, spec.strength, mask, spec.branch)
+    return plan, loaded, stage
+
+
+def run_steering(
+    model: str | None,
+    prompt: str,
+    spec: SteerSpec,
+    *,
+    seed: int = 0,
+    steps: int | None = None,
+    guidance: float | None = None,
+    device: str = "auto",
+    registry: Registry | None = None,
+    cache: PipelineCache | None = None,
+) -> SteerOutcome:
+    world = (registry or load_registry()).get(model)
+    request, warnings = build_request(world, prompt, seed=seed, steps=steps, guidance=guidance)
+    pipe = (cache or _PIPES).get(world, device)
+    plan, loaded, stage = plan_steering(world, spec, request, pipe.unet)
+    started = time.perf_counter()
+    baseline = generate(pipe, request)
+    with BlockHooks(pipe.unet, edits=[plan.edit(loaded.sae)]) as hooks:
+        steered = generate(pipe, request, hooks)
+    change = (steered.pixels - baseline.pixels).abs().mean(dim=1)
+    return SteerOutcome(world, request, plan, stage, baseline, steered, change, warnings, time.perf_counter() - started)
