@@ -11,9 +11,8 @@ import argparse
 import json
 from pathlib import Path
 
-from ..registry import CHECKPOINTS_DIR
+from . import TOY_DIR
 
-TOY_DIR = CHECKPOINTS_DIR / "toy-shapes"
 
 
 def _table(rows: list[list[object]], header: list[str]) -> str:

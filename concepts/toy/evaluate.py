@@ -117,7 +117,9 @@ def evaluate_model(cfg: ModelEvalConfig = ModelEvalConfig(), model: str = TOY_MO
     world = load_registry().get(model)
     started = time.time()
     pipe = PipelineCache().get(world, device="cpu")
-    judge = load_judge(world.base_dir / TOY_MODEL / "judge")
+    if world.pipeline.path is None:
+        raise ConceptLabError(f"{world.name} is not a local toy world: its judge must live beside its pipeline")
+    judge = load_judge(world.base_dir / world.pipeline.path / "judge")
     saes = {(e.block, e.window, e.branch): load_entry(world, e, pipe.unet) for e in world.saes} if with_saes else {}
     tallies = {key: ReconstructionTally(loaded.sae.cfg.d_in) for key, loaded in saes.items()}
     fidelity = generate_and_judge(world, pipe, judge, saes, labelled_prompts(cfg.prompts, cfg.seed, "train"), cfg, tallies if saes else None)

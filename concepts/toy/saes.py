@@ -28,7 +28,7 @@ from ..features import image_activations
 from ..quiet import quiet_libraries
 from ..hooks import BlockHooks, Capture
 from ..pipeline import load_pipeline_from_folder, pick_device
-from ..registry import CHECKPOINTS_DIR
+from . import TOY_DIR
 from ..sae import TopKSAE, load_native
 from ..sampling import GenerationRequest, sample
 from ..steps import BRANCHES, STAGES, StepWindow
@@ -37,7 +37,6 @@ from .model import HOOK_BLOCKS
 from .prompts import labelled_prompts, readable_label, varied_prompts
 
 log = logging.getLogger("concepts.toy.saes")
-TOY_DIR = CHECKPOINTS_DIR / "toy-shapes"
 
 
 @dataclass

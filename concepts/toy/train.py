@@ -27,7 +27,7 @@ import torch.nn.functional as F
 from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
-from ..registry import CHECKPOINTS_DIR
+from . import TOY_DIR
 from .captions import random_caption, vocabulary
 from .model import ToyModelConfig, assemble_pipeline, build_scheduler, build_text_encoder, build_tokenizer_for_toy, build_unet, build_vae
 from .world import ATTRIBUTES, POSITIONS, Scene, random_scene, render
@@ -315,7 +315,7 @@ def write_training_record(run: Path, out: Path, pipe) -> None:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--run", default="runs/toy-shapes", help="working folder (data, checkpoints, log); rerun to resume")
-    parser.add_argument("--out", default=str(CHECKPOINTS_DIR / "toy-shapes"), help="where the finished pipeline is saved")
+    parser.add_argument("--out", default=str(TOY_DIR), help="where the finished pipeline is saved")
     parser.add_argument("--minutes", type=float, default=600.0, help="stop (with a checkpoint) after this long")
     parser.add_argument("--export-partial", action="store_true", help="export the pipeline even if the UNet has steps left")
     parser.add_argument("--export-only", action="store_true", help="only export the run's latest checkpoint (to look at a run in progress)")

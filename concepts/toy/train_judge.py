@@ -6,13 +6,13 @@ import argparse
 import json
 from dataclasses import fields
 
-from ..registry import CHECKPOINTS_DIR
+from . import TOY_DIR
 from .judge import JudgeTraining, train_judge
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--out", default=str(CHECKPOINTS_DIR / "toy-shapes" / "judge"))
+    parser.add_argument("--out", default=str(TOY_DIR / "judge"))
     for f in fields(JudgeTraining):
         parser.add_argument(f"--{f.name.replace('_', '-')}", type=type(f.default), default=f.default)
     args = parser.parse_args()
