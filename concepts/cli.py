@@ -105,6 +105,7 @@ def cmd_train_sae(args: argparse.Namespace) -> dict:
 def cmd_steer(args: argparse.Namespace) -> dict:
     from .registry import load_registry
     from .steer_service import SteerSpec, run_steering
+    from .steering import default_strength
 
     out = _output_dir(args.out)
     registry = load_registry(args.registry)
@@ -120,7 +121,7 @@ def cmd_steer(args: argparse.Namespace) -> dict:
         features = tuple(f for _, f in parsed)
     block = block or _default_block(world)
     mask = _read_mask(args.mask) if args.mask else None
-    spec = SteerSpec(block=block, window=args.window, strength=args.strength if args.strength is not None else _default_strength(args.window, mask is not None or args.region != "global"),
+    spec = SteerSpec(block=block, window=args.window, strength=args.strength if args.strength is not None else default_strength(args.window, mask is not None or args.region != "global"),
                      concept=args.concept, features=features, region=args.region, mask=mask, branch=args.branch)
     outcome = run_steering(world.name, args.prompt, spec, seed=args.seed, steps=args.steps, guidance=args.guidance, device=args.device, registry=registry)
     paths: dict[str, list[str]] = {"baseline": [], "steered": []}
@@ -162,12 +163,6 @@ def _default_block(world) -> str:
     if not blocks:
         raise InvalidInputError("model", f"{world.name} has no SAEs to steer with")
     return next((b for b in blocks if b.startswith("mid_block")), blocks[0])
-
-
-def _default_strength(window: str, spatial: bool) -> float:
-    from .steering import default_strength
-
-    return default_strength(window, spatial)
 
 
 def _read_mask(path: str):

@@ -14,7 +14,8 @@ from .prompts import check_prompt
 from .registry import ModelWorld, Registry, load_registry
 from .sampling import GenerationRequest, GenerationResult, generate
 
-_SHARED_CACHE = PipelineCache()
+SHARED_PIPELINES = PipelineCache()
+"""The process's pipelines, shared by every service (generation, steering) so each loads once."""
 
 
 class GenerationOutcome(NamedTuple):
@@ -65,7 +66,7 @@ def run_generation(
     """Validate (see `build_request` for the fields), load or reuse the pipeline, and generate."""
     world = (registry or load_registry()).get(model)
     request, warnings = build_request(world, prompt, **request_fields)
-    pipe = (cache or _SHARED_CACHE).get(world, device)
+    pipe = (cache or SHARED_PIPELINES).get(world, device)
     warnings += check_prompt(request.prompt, pipe.tokenizer).warnings
     started = time.perf_counter()
     result = generate(pipe, request)

@@ -22,11 +22,10 @@ from .pipeline import PipelineCache
 from .registry import ModelWorld, Registry, load_registry
 from .saes import LoadedSAE, SAECache
 from .sampling import GenerationRequest, GenerationResult, generate
-from .service import build_request
-from .steering import SteeringPlan, check_mask, region_mask
+from .service import SHARED_PIPELINES, build_request
+from .steering import SteeringPlan, region_mask
 from .steps import StepWindow, stage_of
 
-_PIPES = PipelineCache()
 _SAES = SAECache()
 
 
@@ -81,10 +80,7 @@ def plan_steering(world: ModelWorld, spec: SteerSpec, request: GenerationRequest
     stage = sae_stage(window, request.steps)
     loaded = _SAES.get(world, spec.block, stage, "cond", unet)
     features = resolve_features(loaded, spec.concept, spec.features)
-    if spec.mask is not None:
-        mask = check_mask(spec.mask)
-    else:
-        mask = region_mask(spec.region or "global", request.height, request.width)
+    mask = spec.mask if spec.mask is not None else region_mask(spec.region or "global", request.height, request.width)
     plan = SteeringPlan(loaded.entry.block, features, window, spec.strength, mask, spec.branch)
     return plan, loaded, stage
 
@@ -103,7 +99,7 @@ def run_steering(
 ) -> SteerOutcome:
     world = (registry or load_registry()).get(model)
     request, warnings = build_request(world, prompt, seed=seed, steps=steps, guidance=guidance)
-    pipe = (cache or _PIPES).get(world, device)
+    pipe = (cache or SHARED_PIPELINES).get(world, device)
     plan, loaded, stage = plan_steering(world, spec, request, pipe.unet)
     started = time.perf_counter()
     baseline = generate(pipe, request)
