@@ -1,24 +1,36 @@
 """Concept Lab — the Gradio app (also the Hugging Face Space). All UI code lives here.
 
-The first page: pick a model world from the registry, type a prompt, choose seed, steps and
-guidance, and generate. The steering, timestep-evolution and erase/amplify panels are added as
-tabs by later work. Every error a user can cause is shown as a message (`gr.Error`), never a
-traceback; models are shared read-only across users and nothing per-user lives in module globals.
+Tabs: Generate (prompt → image) and Steer (explore which SAE features fire where, steer them by
+region and denoising window, browse feature icons and top images). The timestep-evolution and
+erase/amplify panels are added as tabs by later work. Every error a user can cause is shown as a
+message (`gr.Error`), never a traceback; models are shared read-only across users and per-user data
+(the last exploration) lives in `gr.State`, never in module globals.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 import os
+from typing import Callable
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers is imported: no import-time advice
 
 import gradio as gr  # noqa: E402
 
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+
 from concepts.errors import ConceptLabError, InvalidInputError  # noqa: E402
+from concepts.explore import heatmap_overlay, run_explore, search_concepts  # noqa: E402
+from concepts.icons import MAX_ICONS, run_icons  # noqa: E402
 from concepts.quiet import quiet_libraries  # noqa: E402
 from concepts.registry import load_registry  # noqa: E402
-from concepts.service import run_generation  # noqa: E402
+from concepts.service import SHARED_PIPELINES, run_generation  # noqa: E402
+from concepts.steer_service import SAES, SteerSpec, run_steering, sae_stage  # noqa: E402
+from concepts.steering import CELLS, QUADRANTS, default_strength  # noqa: E402
+from concepts.steps import StepWindow  # noqa: E402
+from concepts.top_images import world_top_images  # noqa: E402
 
 try:  # ZeroGPU Spaces: GPU work must run inside functions decorated with spaces.GPU
     import spaces
@@ -34,7 +46,10 @@ quiet_libraries()
 REGISTRY = load_registry()
 DEVICE = os.environ.get("CONCEPT_LAB_DEVICE", "auto")
 # Small toy images are shown enlarged with crisp pixels; the file itself keeps its true size.
-CSS = "#image img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
+CSS = ".pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
+WINDOWS = ["early", "middle", "final", "all"]
+PAINTED = "painted mask"
+WHERE_CHOICES = ["global", *CELLS, *QUADRANTS, PAINTED]
 
 
 def as_int(value: object, field: str) -> int:
@@ -87,36 +102,298 @@ def model_defaults(model: str):
     return gr.update(value=world.defaults.steps), gr.update(value=world.defaults.guidance)
 
 
+def user_errors(fn: Callable) -> Callable:
+    """Turn the core's errors into messages the user sees (gr.Error), never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ConceptLabError as exc:
+            raise gr.Error(str(exc)) from None
+
+    return wrapper
+
+
+# -- Steer tab -------------------------------------------------------------------------------------
+def parse_features(text: str | None) -> tuple[int, ...]:
+    """"12, 40 7" → (12, 40, 7); a word that is not a whole number is named in the message."""
+    ids = []
+    for word in (text or "").replace(",", " ").split():
+        if not word.lstrip("-").isdigit():
+            raise InvalidInputError("features", f"{word!r} is not a feature id (whole numbers, separated by commas)")
+        ids.append(int(word))
+    return tuple(ids)
+
+
+def painted_mask(painting: dict | None) -> torch.Tensor:
+    """The painted pixels of an ImageEditor value (any layer's alpha) as an [H, W] mask."""
+    layers = (painting or {}).get("layers") or []
+    arrays = [np.asarray(layer) for layer in layers if layer is not None]
+    if not arrays:
+        raise InvalidInputError("mask", "is empty: paint where to steer on the image, or choose a preset region")
+    alphas = [a[..., 3] if a.ndim == 3 and a.shape[-1] == 4 else (a.max(axis=-1) if a.ndim == 3 else a) for a in arrays]
+    return torch.from_numpy(np.maximum.reduce([x.astype(np.float32) for x in alphas]))
+
+
+def sae_dictionary(model: str, block: str, window: str, steps: int):
+    """The concept dictionary of the SAE that serves (block, window) at `steps` steps."""
+    world = REGISTRY.get(model)
+    stage = sae_stage(StepWindow.parse(window, steps), steps)
+    pipe = SHARED_PIPELINES.get(world, DEVICE)
+    return SAES.get(world, block, stage, "cond", pipe.unet), stage
+
+
+@user_errors
+def model_blocks(model: str):
+    """When the model changes: its SAE blocks (mid block first, as in the paper)."""
+    blocks = REGISTRY.get(model).blocks
+    value = next((b for b in blocks if b.startswith("mid_block")), blocks[0] if blocks else None)
+    return gr.update(choices=blocks, value=value)
+
+
+@user_errors
+def concept_choices(model: str, block: str, window: str, steps: float):
+    """The concept labels of the SAE the chosen block and window use (the concept picker)."""
+    if not block:
+        return gr.update(choices=[], value=None)
+    loaded, _ = sae_dictionary(model, block, str(window), as_int(steps, "steps"))
+    labels = sorted((loaded.concepts or {}).get("concepts", {}))
+    return gr.update(choices=labels, value=None)
+
+
+@user_errors
+def steer_strength(model: str, window: str, where: str):
+    """The model's default β for the window and the mode (spatial when a region is chosen)."""
+    return default_strength(str(window), where != "global", REGISTRY.get(model).defaults.strengths)
+
+
+@gpu
+@user_errors
+def explore_image(model: str, prompt: str, seed: float, steps: float, guidance: float, block: str, window: str):
+    """Generate and read the block: image, top features table, heatmap of the top one, state, info."""
+    outcome = run_explore(
+        model, prompt, block, str(window), seed=as_int(seed, "seed"), steps=as_int(steps, "steps"),
+        guidance=as_float(guidance, "guidance"), device=DEVICE, registry=REGISTRY,
+    )
+    for warning in outcome.warnings:
+        gr.Warning(warning)
+    rows = [[f.id, f.label or "", round(f.mean, 4), round(f.peak, 4)] for f in outcome.top]
+    state = {"model": outcome.world.name, "block": outcome.block, "stage": outcome.stage, "image": outcome.image, "maps": outcome.maps}
+    first = outcome.top[0].id if outcome.top else 0
+    heat = heatmap_overlay(outcome.image, outcome.maps[..., first])
+    info = (f"{outcome.block} · SAE of the **{outcome.stage}** stage · window {outcome.window} · "
+            f"{outcome.maps.shape[0]}×{outcome.maps.shape[1]} grid · {outcome.seconds:.2f} s")
+    editor = {"background": outcome.image, "layers": [], "composite": outcome.image}
+    return outcome.image, rows, heat, first, state, info, editor
+
+
+@user_errors
+def feature_heatmap(state: dict | None, feature: float):
+    """The chosen feature's map over the last explored image."""
+    if not state:
+        raise InvalidInputError("feature", "generate and explore an image first")
+    index = as_int(feature, "feature")
+    count = state["maps"].shape[-1]
+    if not 0 <= index < count:
+        raise InvalidInputError("feature", f"{index} is outside this SAE's 0..{count - 1}")
+    return heatmap_overlay(state["image"], state["maps"][..., index])
+
+
+def pick_table_row(evt: gr.SelectData):
+    """Clicking a row of the top-features table shows that feature's heatmap."""
+    row = evt.row_value or []
+    return int(row[0]) if row else gr.update()
+
+
+@user_errors
+def find_concepts(model: str, block: str, window: str, steps: float, query: str):
+    loaded, _ = sae_dictionary(model, block, str(window), as_int(steps, "steps"))
+    found = search_concepts(loaded.concepts, query or "")
+    if not found:
+        raise InvalidInputError("concept", f"no label contains {query!r}")
+    return [[label, ", ".join(map(str, ids))] for label, ids in found]
+
+
+@gpu
+@user_errors
+def steer_image(model: str, prompt: str, seed: float, steps: float, guidance: float, block: str, window: str,
+                concept: str | None, feature_text: str, where: str, painting: dict | None, strength: float, branch: str):
+    """Baseline and steered images from one seed, the difference heatmap and what was applied."""
+    features = parse_features(feature_text)
+    concept = (concept or "").strip() or None
+    if where not in WHERE_CHOICES:
+        raise InvalidInputError("region", f"{where!r} is not one of {', '.join(WHERE_CHOICES)}")
+    mask = painted_mask(painting) if where == PAINTED else None
+    spec = SteerSpec(block=block, window=str(window), strength=as_float(strength, "strength"), concept=concept,
+                     features=features, region=None if mask is not None else where, mask=mask, branch=branch)
+    outcome = run_steering(model, prompt, spec, seed=as_int(seed, "seed"), steps=as_int(steps, "steps"),
+                           guidance=as_float(guidance, "guidance"), device=DEVICE, registry=REGISTRY)
+    for warning in outcome.warnings:
+        gr.Warning(warning)
+    change = outcome.change[0].numpy()
+    diff = heatmap_overlay(outcome.baseline.images[0], change, opacity=0.75)
+    plan = outcome.plan
+    what = f"concept **{concept}**" if concept else "features"
+    info = (f"Steered {what} {list(plan.features)} at {plan.block} · {plan.mode} ({where}) · steps {plan.window} "
+            f"(SAE of the {outcome.stage} stage) · β {plan.strength:g} · branch {plan.branch} · "
+            f"mean pixel change {float(change.mean()):.4f} · {outcome.seconds:.2f} s")
+    return outcome.baseline.images[0], outcome.steered.images[0], diff, info
+
+
+@gpu
+@user_errors
+def icon_gallery(model: str, block: str, window: str, steps: float, count: float):
+    """Icons of the SAE's labelled features (then the most frequent ones), captioned id · label."""
+    loaded, stage = sae_dictionary(model, block, str(window), as_int(steps, "steps"))
+    wanted = as_int(count, "icons")
+    if not 1 <= wanted <= MAX_ICONS:
+        raise InvalidInputError("icons", f"must be in 1..{MAX_ICONS}, got {wanted}")
+    rows = (loaded.concepts or {}).get("features", [])
+    rows = sorted(rows, key=lambda f: (not f.get("labelled"), -f.get("frequency", 0.0)))
+    chosen = [(int(f["id"]), f.get("label") if f.get("labelled") else None) for f in rows[:wanted]]
+    if not chosen:
+        chosen = [(i, None) for i in range(min(wanted, loaded.sae.num_latents))]
+    images = run_icons(model, block, stage, [f for f, _ in chosen], device=DEVICE, registry=REGISTRY)
+    return [(image, f"#{f} · {label}" if label else f"#{f}") for image, (f, label) in zip(images, chosen)]
+
+
+@user_errors
+def top_image_gallery(model: str, block: str, window: str, steps: float, feature: float):
+    """The cached images where the feature fired most, captioned with prompt and activation."""
+    world = REGISTRY.get(model)
+    stage = sae_stage(StepWindow.parse(str(window), as_int(steps, "steps")), as_int(steps, "steps"))
+    tops = world_top_images(world).for_feature((block, stage, "cond"), as_int(feature, "feature"))
+    if not tops:
+        raise InvalidInputError("feature", "never fired on the cached images")
+    return [(t.image, f"{t.value:.3f} · {t.prompt}") for t in tops]
+
+
 def build_app() -> gr.Blocks:
     default = REGISTRY.get()
+    blocks = default.blocks
+    default_block = next((b for b in blocks if b.startswith("mid_block")), blocks[0] if blocks else None)
+    example = default.examples[0] if default.examples else ""
     with gr.Blocks(title="Concept Lab") as demo:
         gr.Markdown(
             "# Concept Lab\nSee, steer and erase the concepts inside a text-to-image diffusion model. "
             "The default model is tiny and runs on a CPU in seconds."
         )
+        model = gr.Dropdown(
+            choices=[(REGISTRY.get(n).title, n) for n in REGISTRY.names], value=default.name, label="Model", elem_id="model",
+        )
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column():
-                    model = gr.Dropdown(
-                        choices=[(REGISTRY.get(n).title, n) for n in REGISTRY.names],
-                        value=default.name,
-                        label="Model",
-                        elem_id="model",
-                    )
-                    prompt = gr.Textbox(label="Prompt", value=default.examples[0] if default.examples else "", elem_id="prompt")
+                    prompt = gr.Textbox(label="Prompt", value=example, elem_id="prompt")
                     with gr.Row():
                         seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="seed")
                         steps = gr.Slider(1, 100, value=default.defaults.steps, step=1, label="Denoising steps", elem_id="steps")
                         guidance = gr.Slider(0, 20, value=default.defaults.guidance, step=0.5, label="Guidance", elem_id="guidance")
                     run = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Column():
-                    image = gr.Image(label="Image", type="pil", format="png", elem_id="image", height=320)
+                    image = gr.Image(label="Image", type="pil", format="png", elem_id="image", elem_classes="pixelated", height=320)
                     info = gr.Markdown(elem_id="info")
             if default.examples:
                 gr.Examples(examples=[[e] for e in default.examples], inputs=[prompt])
+
+        with gr.Tab("Steer", elem_id="steer-tab"):
+            gr.Markdown(
+                "Sparse autoencoders (SAEs) split what a UNet block adds to the image into features. "
+                "**Explore** which features fire where, then **steer**: push a concept's features into a region "
+                "(layout, early steps) or over the whole image (style, middle and final steps)."
+            )
+            explored = gr.State(None)
+            with gr.Row():
+                with gr.Column():
+                    s_prompt = gr.Textbox(label="Prompt", value=example, elem_id="steer-prompt")
+                    with gr.Row():
+                        s_seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="steer-seed")
+                        s_steps = gr.Slider(1, 100, value=default.defaults.steps, step=1, label="Denoising steps", elem_id="steer-steps")
+                        s_guidance = gr.Slider(0, 20, value=default.defaults.guidance, step=0.5, label="Guidance", elem_id="steer-guidance")
+                    with gr.Row():
+                        block = gr.Dropdown(choices=blocks, value=default_block, label="Block", elem_id="steer-block")
+                        window = gr.Dropdown(
+                            choices=WINDOWS, value="middle", allow_custom_value=True, elem_id="steer-window",
+                            label="Denoising window (early, middle, final, all, or steps A:B)",
+                        )
+                    explore = gr.Button("Generate and explore", variant="primary", elem_id="explore")
+                    explore_info = gr.Markdown(elem_id="explore-info")
+                with gr.Column():
+                    with gr.Row():
+                        explored_image = gr.Image(label="Image", type="pil", format="png", elem_id="explored", elem_classes="pixelated", height=256)
+                        heatmap = gr.Image(label="Feature heatmap", type="pil", format="png", elem_id="heatmap", height=256)
+                    with gr.Row():
+                        heat_feature = gr.Number(label="Feature", value=0, precision=0, minimum=0, elem_id="heat-feature")
+                        show_heat = gr.Button("Show heatmap", elem_id="show-heatmap")
+            top_table = gr.Dataframe(
+                headers=["feature", "label", "mean", "peak"], label="Top features (click a row for its heatmap)",
+                interactive=False, elem_id="top-features",
+            )
+            with gr.Row():
+                query = gr.Textbox(label="Search concepts by label", placeholder="red, striped, top left ...", elem_id="concept-query")
+                search = gr.Button("Search", elem_id="concept-search")
+            found = gr.Dataframe(headers=["concept", "features"], label="Concepts found", interactive=False, elem_id="concepts-found")
+
+            gr.Markdown("### Steer")
+            with gr.Row():
+                with gr.Column():
+                    concept = gr.Dropdown(choices=[], value=None, allow_custom_value=True, label="Concept", elem_id="steer-concept")
+                    feature_text = gr.Textbox(label="...or feature ids", placeholder="12, 40", elem_id="steer-features")
+                    where = gr.Dropdown(choices=WHERE_CHOICES, value="global", label="Where", elem_id="steer-where")
+                    painter = gr.ImageEditor(
+                        label="Paint where to steer (choose 'painted mask' above)", type="numpy", elem_id="painter",
+                        brush=gr.Brush(colors=["#ff3030"], default_size=8), height=256,
+                    )
+                    with gr.Row():
+                        strength = gr.Number(label="Strength β", value=default_strength("middle", False, default.defaults.strengths), elem_id="steer-strength")
+                        branch = gr.Radio(["cond", "both"], value="cond", label="CFG branch", elem_id="steer-branch")
+                    steer = gr.Button("Steer", variant="primary", elem_id="steer")
+                with gr.Column():
+                    with gr.Row():
+                        baseline = gr.Image(label="Baseline", type="pil", format="png", elem_id="baseline", elem_classes="pixelated", height=200)
+                        steered = gr.Image(label="Steered", type="pil", format="png", elem_id="steered", elem_classes="pixelated", height=200)
+                        difference = gr.Image(label="Difference", type="pil", format="png", elem_id="difference", height=200)
+                    steer_info = gr.Markdown(elem_id="steer-info")
+            with gr.Accordion("Feature icons: what each feature draws on its own", open=False):
+                with gr.Row():
+                    icon_count = gr.Number(label="Icons", value=16, precision=0, minimum=1, maximum=MAX_ICONS, elem_id="icon-count")
+                    show_icons = gr.Button("Show icons", elem_id="show-icons")
+                icons = gr.Gallery(label="Feature icons (labelled features first)", columns=8, height="auto", elem_id="icons")
+            with gr.Accordion("Top images: where a feature fires most", open=False):
+                with gr.Row():
+                    top_feature = gr.Number(label="Feature", value=0, precision=0, minimum=0, elem_id="top-feature")
+                    show_top = gr.Button("Show top images", elem_id="show-top")
+                top_images = gr.Gallery(label="Top images (activation · prompt)", columns=8, height="auto", elem_id="top-images")
+
         model.change(model_defaults, inputs=model, outputs=[steps, guidance], api_visibility="private")
+        model.change(model_defaults, inputs=model, outputs=[s_steps, s_guidance], api_visibility="private")
+        model.change(model_blocks, inputs=model, outputs=block, api_visibility="private")
         run.click(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_name="generate")
         prompt.submit(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_visibility="private")
+
+        sae_inputs = [model, block, window, s_steps]
+        for trigger in (block.change, window.change, demo.load):
+            trigger(concept_choices, inputs=sae_inputs, outputs=concept, api_visibility="private")
+        for trigger in (model.change, window.change, where.change):
+            trigger(steer_strength, inputs=[model, window, where], outputs=strength, api_visibility="private")
+        explore.click(
+            explore_image, inputs=[model, s_prompt, s_seed, s_steps, s_guidance, block, window],
+            outputs=[explored_image, top_table, heatmap, heat_feature, explored, explore_info, painter], api_name="explore",
+        )
+        show_heat.click(feature_heatmap, inputs=[explored, heat_feature], outputs=heatmap, api_visibility="private")
+        top_table.select(pick_table_row, outputs=heat_feature, api_visibility="private").then(
+            feature_heatmap, inputs=[explored, heat_feature], outputs=heatmap, api_visibility="private"
+        )
+        search.click(find_concepts, inputs=[*sae_inputs, query], outputs=found, api_name="search_concepts")
+        query.submit(find_concepts, inputs=[*sae_inputs, query], outputs=found, api_visibility="private")
+        steer.click(
+            steer_image,
+            inputs=[model, s_prompt, s_seed, s_steps, s_guidance, block, window, concept, feature_text, where, painter, strength, branch],
+            outputs=[baseline, steered, difference, steer_info], api_name="steer",
+        )
+        show_icons.click(icon_gallery, inputs=[*sae_inputs, icon_count], outputs=icons, api_name="icons")
+        show_top.click(top_image_gallery, inputs=[*sae_inputs, top_feature], outputs=top_images, api_name="top_images")
     return demo
 
 

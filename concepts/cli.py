@@ -121,7 +121,7 @@ def cmd_steer(args: argparse.Namespace) -> dict:
         features = tuple(f for _, f in parsed)
     block = block or _default_block(world)
     mask = _read_mask(args.mask) if args.mask else None
-    spec = SteerSpec(block=block, window=args.window, strength=args.strength if args.strength is not None else default_strength(args.window, mask is not None or args.region != "global"),
+    spec = SteerSpec(block=block, window=args.window, strength=args.strength if args.strength is not None else default_strength(args.window, mask is not None or args.region != "global", world.defaults.strengths),
                      concept=args.concept, features=features, region=args.region, mask=mask, branch=args.branch)
     outcome = run_steering(world.name, args.prompt, spec, seed=args.seed, steps=args.steps, guidance=args.guidance, device=args.device, registry=registry)
     paths: dict[str, list[str]] = {"baseline": [], "steered": []}
@@ -147,6 +147,30 @@ def cmd_steer(args: argparse.Namespace) -> dict:
         "warnings": outcome.warnings,
         "seconds": round(outcome.seconds, 3),
     }
+
+
+def cmd_top_images(args: argparse.Namespace) -> dict:
+    from .feature_table import feature_table
+    from .pipeline import load_pipeline
+    from .registry import load_registry
+    from .saes import load_entry
+    from .top_images import save_top_images
+
+    world = load_registry(args.registry).get(args.model)
+    if not world.saes:
+        raise InvalidInputError("model", f"{world.name} has no SAEs")
+    prompts = _read_prompts(args.prompts)
+    out = _output_dir(args.out)
+    pipe = load_pipeline(world, args.device)
+    saes = {(e.block, e.window, e.branch): load_entry(world, e, pipe.unet, pipe.unet.device).sae for e in world.saes if e.reads == "delta"}
+    steps = args.steps if args.steps is not None else world.defaults.steps
+    guidance = args.guidance if args.guidance is not None else world.defaults.guidance
+    table = feature_table(pipe, saes, prompts, steps=steps, guidance=guidance, height=world.defaults.height, width=world.defaults.width,
+                          batch=args.prompts_per_batch, seed=args.seed, keep_images=True, progress=args.verbose)
+    meta = {"model": world.name, "prompts": args.prompts, "seed": args.seed, "steps": steps, "guidance": guidance}
+    save_top_images(out, table, meta, top=args.top)
+    return {"model": world.name, "images": len(prompts), "saes": len(saes), "out": str(out),
+            "registry_entry": {"top_images": {"path": str(out.resolve())}}}
 
 
 def _block_feature(text: str) -> tuple[str | None, int]:
@@ -240,6 +264,18 @@ def build_parser() -> _Parser:
     steer.add_argument("--device", default="auto")
     steer.add_argument("--out", required=True)
     steer.set_defaults(run=cmd_steer)
+
+    top = sub.add_parser("top-images", help="generate a prompt set once and cache every SAE feature's top images")
+    top.add_argument("--prompts", required=True, help="text file, one prompt per line")
+    top.add_argument("--model", default=None)
+    top.add_argument("--steps", type=int, default=None)
+    top.add_argument("--guidance", type=float, default=None)
+    top.add_argument("--prompts-per-batch", type=int, default=8)
+    top.add_argument("--top", type=int, default=8, help="images kept per feature")
+    top.add_argument("--seed", type=int, default=0)
+    top.add_argument("--device", default="auto")
+    top.add_argument("--out", required=True, help="cache folder (upload it to the Hub and name it in the registry's top_images)")
+    top.set_defaults(run=cmd_top_images)
 
     train = sub.add_parser("train-sae", help="collect block reads over prompts and train one SAE per block × window × branch (resumable)")
     train.add_argument("--prompts", required=True, help="text file, one prompt per line")

@@ -9,6 +9,7 @@ dictionary `concepts.json` beside it) and its sampling defaults.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -32,6 +33,19 @@ class Defaults:
     guidance: float = 7.5
     height: int = 512
     width: int = 512
+    strengths: dict | None = field(default=None, hash=False)
+    """Steering β per mode ("spatial", "global") and window; None: the paper's (`steering.PAPER_STRENGTH`)."""
+
+    def __post_init__(self) -> None:
+        if self.strengths is None:
+            return
+        for mode in ("spatial", "global"):
+            table = self.strengths.get(mode) if isinstance(self.strengths, dict) else None
+            if not isinstance(table, dict) or "middle" not in table:
+                raise InvalidInputError("defaults.strengths", f"needs a {mode!r} table with at least a 'middle' value")
+            bad = [w for w, v in table.items() if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v)]
+            if bad:
+                raise InvalidInputError("defaults.strengths", f"{mode} values for {bad} are not finite numbers")
 
 
 @dataclass(frozen=True)
@@ -71,6 +85,8 @@ class ModelWorld:
     saes: tuple[SAEEntry, ...] = ()
     examples: tuple[str, ...] = ()
     """Example prompts shown in the UI."""
+    top_images: Source | None = None
+    """Cache of generated images with each SAE feature's top activations (`concepts.top_images`)."""
     base_dir: Path = field(default=CHECKPOINTS_DIR, compare=False)
     """Folder that relative local paths are resolved against (the registry file's folder)."""
 
@@ -157,6 +173,7 @@ class Registry:
                 defaults=Defaults(**spec.get("defaults", {})),
                 saes=saes,
                 examples=tuple(spec.get("examples", ())),
+                top_images=_source(spec["top_images"]) if spec.get("top_images") else None,
                 base_dir=base_dir,
             )
         default = data.get("default") or next(iter(models))

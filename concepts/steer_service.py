@@ -9,7 +9,9 @@ edit lives only inside this call's hooks.
 
 from __future__ import annotations
 
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import NamedTuple, Sequence
 
@@ -26,7 +28,48 @@ from .service import SHARED_PIPELINES, build_request
 from .steering import SteeringPlan, region_mask
 from .steps import StepWindow, stage_of
 
-_SAES = SAECache()
+SAES = SAECache()
+"""SAEs shared by every steering, exploring and icon request."""
+BASELINES_KEPT = 16
+
+
+class BaselineCache:
+    """Recent unsteered generations by (model, request): a user tuning β or the region re-steers the
+    same prompt and seed, and the baseline is a pure function of them, so it is made once."""
+
+    def __init__(self, size: int = BASELINES_KEPT) -> None:
+        self.size = size
+        self._results: OrderedDict[tuple, GenerationResult] = OrderedDict()
+        self._lock = threading.Lock()
+
+    @staticmethod
+    def key(world: ModelWorld, pipe, request: GenerationRequest) -> tuple:
+        r = request
+        return (world.name, str(pipe.device), str(pipe.unet.dtype), tuple(r.prompts), r.seed, r.steps, r.guidance, r.height, r.width, r.negative_prompt, r.images_per_prompt)
+
+    def get(self, world: ModelWorld, pipe, request: GenerationRequest) -> GenerationResult:
+        with self._lock:
+            found = self._results.get(self.key(world, pipe, request))
+            if found is not None:
+                self._results.move_to_end(self.key(world, pipe, request))
+                return found
+        result = generate(pipe, request)
+        self.put(world, pipe, request, result)
+        return result
+
+    def clear(self) -> None:
+        with self._lock:
+            self._results.clear()
+
+    def put(self, world: ModelWorld, pipe, request: GenerationRequest, result: GenerationResult) -> None:
+        """Keep a result made without edits (reading hooks do not change it)."""
+        with self._lock:
+            self._results[self.key(world, pipe, request)] = result
+            while len(self._results) > self.size:
+                self._results.popitem(last=False)
+
+
+BASELINES = BaselineCache()
 
 
 @dataclass(frozen=True)
@@ -78,7 +121,7 @@ def resolve_features(loaded: LoadedSAE, concept: str | None, features: Sequence[
 def plan_steering(world: ModelWorld, spec: SteerSpec, request: GenerationRequest, unet: torch.nn.Module) -> tuple[SteeringPlan, LoadedSAE, str]:
     window = StepWindow.parse(spec.window, request.steps)
     stage = sae_stage(window, request.steps)
-    loaded = _SAES.get(world, spec.block, stage, "cond", unet)
+    loaded = SAES.get(world, spec.block, stage, "cond", unet)
     features = resolve_features(loaded, spec.concept, spec.features)
     mask = spec.mask if spec.mask is not None else region_mask(spec.region or "global", request.height, request.width)
     plan = SteeringPlan(loaded.entry.block, features, window, spec.strength, mask, spec.branch)
@@ -102,8 +145,8 @@ def run_steering(
     pipe = (cache or SHARED_PIPELINES).get(world, device)
     plan, loaded, stage = plan_steering(world, spec, request, pipe.unet)
     started = time.perf_counter()
-    baseline = generate(pipe, request)
-    with BlockHooks(pipe.unet, edits=[plan.edit(loaded.sae)]) as hooks:
+    baseline = BASELINES.get(world, pipe, request)
+    with BlockHooks(pipe.unet, edits=[plan.edit(loaded.sae)], reads=loaded.entry.reads) as hooks:  # type: ignore[arg-type]
         steered = generate(pipe, request, hooks)
     change = (steered.pixels - baseline.pixels).abs().mean(dim=1)
     return SteerOutcome(world, request, plan, stage, baseline, steered, change, warnings, time.perf_counter() - started)

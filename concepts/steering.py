@@ -34,17 +34,18 @@ Mode = Literal["spatial", "global"]
 
 
 # The paper's β per stage (design.md §1); its scaling is not fully recoverable, so these are starting
-# points that the UI and CLI expose, not constants of nature.
+# points, not constants of nature. A model world can set its own (registry "defaults.strengths"),
+# calibrated with its own measurements (the toy's come from `python -m concepts.toy.evaluate steer`).
 PAPER_STRENGTH = {
     "spatial": {"early": 4000.0, "middle": 400.0, "final": 1000.0},
     "global": {"early": 8.0, "middle": 10.0, "final": 10.0},
 }
 
 
-def default_strength(window: str, spatial: bool) -> float:
-    """The paper's β for a preset window ("all" and custom ranges get the middle stage's)."""
-    table = PAPER_STRENGTH["spatial" if spatial else "global"]
-    return table.get(str(window).strip().lower(), table["middle"])
+def default_strength(window: str, spatial: bool, table: dict | None = None) -> float:
+    """β for a preset window from `table` (default: the paper's); "all" and custom ranges get the middle stage's."""
+    per_window = (table or PAPER_STRENGTH)["spatial" if spatial else "global"]
+    return float(per_window.get(str(window).strip().lower(), per_window["middle"]))
 
 
 def check_strength(strength: float) -> float:

@@ -5,7 +5,8 @@
 2. Train one TopK SAE per block × window × branch with the core trainer (resumable).
 3. Build each SAE's concept dictionary (`concepts.json`): generate fully specified prompts, read each
    feature's strongest response per image (averaged over the window's steps) and score it against
-   the prompt's attribute values (`concepts.dictionary`).
+   the prompt's attribute values (`concepts.dictionary`). The same images become the top-image cache
+   (`<out>/top_images/`) that the steering panel browses.
 
 The SAEs land in `<out>/saes/<block>/<window>/<branch>/`; the registry's toy-shapes entry lists them.
 """
@@ -18,20 +19,16 @@ import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import numpy as np
-import torch
 from diffusers import StableDiffusionPipeline
-from tqdm.auto import tqdm
 
 from ..dictionary import DictionaryConfig, build_dictionary
-from ..features import image_activations
+from ..feature_table import feature_table
 from ..quiet import quiet_libraries
-from ..hooks import BlockHooks, Capture
 from ..pipeline import load_pipeline_from_folder, pick_device
 from . import TOY_DIR
-from ..sae import TopKSAE, load_native
-from ..sampling import GenerationRequest, sample
-from ..steps import BRANCHES, STAGES, StepWindow
+from ..sae import load_native
+from ..steps import BRANCHES, STAGES
+from ..top_images import save_top_images
 from ..training import CollectConfig, TrainConfig, collect_activations, train_collected
 from .model import HOOK_BLOCKS
 from .prompts import labelled_prompts, readable_label, varied_prompts
@@ -74,31 +71,6 @@ def train_all(pipe: StableDiffusionPipeline, run: Path, out: Path, recipe: ToySA
     return rows
 
 
-@torch.no_grad()
-def dictionary_activations(pipe: StableDiffusionPipeline, saes: dict[tuple[str, str, str], TopKSAE], prompts: list[str], steps: int, guidance: float, batch: int, seed: int, progress: bool) -> dict[tuple[str, str, str], np.ndarray]:
-    """Per SAE, [images, features]: each feature's image-level activation, mean over its window's steps."""
-    windows = {w: StepWindow.parse(w, steps) for w in STAGES}
-    totals = {key: [] for key in saes}
-    blocks = sorted({key[0] for key in saes})
-    for start in tqdm(range(0, len(prompts), batch), desc="dictionary", disable=not progress):
-        chunk = prompts[start : start + batch]
-        sums = {key: torch.zeros(len(chunk), sae.num_latents) for key, sae in saes.items()}
-
-        def sink(block: str, capture: Capture) -> None:
-            for (b, window, branch), sae in saes.items():
-                if b == block and windows[window].contains(capture.step.index):
-                    read = capture.cond if branch == "cond" else capture.uncond
-                    sums[(b, window, branch)] += image_activations(sae, read) / (windows[window].end - windows[window].start + 1)
-
-        request = GenerationRequest(chunk, seed=seed + start, steps=steps, guidance=guidance, height=64, width=64)
-        with BlockHooks(pipe.unet, capture=blocks, sink=sink) as hooks:
-            for _ in sample(pipe, request, hooks):
-                pass
-        for key in saes:
-            totals[key].append(sums[key].numpy())
-    return {key: np.concatenate(parts) for key, parts in totals.items()}
-
-
 def label_all(pipe: StableDiffusionPipeline, out: Path, recipe: ToySAERecipe, progress: bool) -> dict[str, dict]:
     saes = {}
     for block in HOOK_BLOCKS.values():
@@ -108,10 +80,15 @@ def label_all(pipe: StableDiffusionPipeline, out: Path, recipe: ToySAERecipe, pr
     labelled = labelled_prompts(recipe.dictionary_prompts, recipe.seed + 1)
     prompts = [text for _, text in labelled]
     labels = [scene.as_dict() for scene, _ in labelled]
-    acts = dictionary_activations(pipe, saes, prompts, recipe.steps, recipe.guidance, recipe.prompts_per_batch, recipe.seed + 1, progress)
+    table = feature_table(
+        pipe, saes, prompts, steps=recipe.steps, guidance=recipe.guidance, height=64, width=64,
+        batch=recipe.prompts_per_batch, seed=recipe.seed + 1, keep_images=True, progress=progress,
+    )
+    generation = {"prompts": "toy full captions", "seed": recipe.seed + 1, "steps": recipe.steps, "guidance": recipe.guidance}
+    save_top_images(out / "top_images", table, generation)
     summaries = {}
-    for key, matrix in acts.items():
-        meta = {"block": key[0], "window": key[1], "branch": key[2], "prompts": "toy full captions", "seed": recipe.seed + 1, "steps": recipe.steps, "guidance": recipe.guidance}
+    for key, matrix in table.activations.items():
+        meta = {"block": key[0], "window": key[1], "branch": key[2], **generation}
         dictionary = build_dictionary(matrix, labels, DictionaryConfig(), readable=readable_label, meta=meta)
         (sae_folder(out, *key) / "concepts.json").write_text(json.dumps(dictionary, indent=1))
         summaries["/".join(key)] = dictionary["summary"]
@@ -142,13 +119,16 @@ def main() -> None:
     run.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(filename=run / "saes.log", level=logging.INFO, format="%(asctime)s %(message)s")
     pipe = load_pipeline_from_folder(Path(args.pipeline), pick_device("cpu"))
-    report: dict = {"recipe": asdict(recipe)}
+    report_path = out / "saes" / "recipe.json"
+    # One stage alone keeps the other stage's part of the report.
+    report: dict = json.loads(report_path.read_text()) if args.only and report_path.is_file() else {}
+    report["recipe"] = asdict(recipe)
     if args.only in (None, "train"):
         report["saes"] = train_all(pipe, run, out, recipe, not args.quiet)
     if args.only in (None, "label"):
         report["dictionaries"] = label_all(pipe, out, recipe, not args.quiet)
     (out / "saes").mkdir(parents=True, exist_ok=True)
-    (out / "saes" / "recipe.json").write_text(json.dumps(report, indent=1))
+    report_path.write_text(json.dumps(report, indent=1))
     print(json.dumps(report))
 
 

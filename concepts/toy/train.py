@@ -57,6 +57,9 @@ class ToyRecipe:
     caption_drop: float = 0.2
     caption_empty: float = 0.1
     seed: int = 0
+    init_from: str = ""
+    """A saved toy pipeline to continue from: its VAE is kept as trained, its UNet and text encoder
+    (EMA weights) start a fresh UNet schedule. Lets a CPU-trained model be trained further in legs."""
 
 
 # -- data ---------------------------------------------------------------------------------------
@@ -146,6 +149,24 @@ def load_state(folder: Path, modules: dict[str, torch.nn.Module], optimizer: tor
     return json.loads((folder / "state.json").read_text())
 
 
+def pipeline_weights(pipeline_dir: Path, part: str) -> dict[str, torch.Tensor]:
+    """The safetensors weights of one part (`unet`, `vae`, `text_encoder`) of a saved pipeline."""
+    files = sorted((pipeline_dir / part).glob("*.safetensors"))
+    if len(files) != 1:
+        raise FileNotFoundError(f"expected one .safetensors file in {pipeline_dir / part}, found {len(files)}")
+    return load_file(str(files[0]))
+
+
+def seed_vae_from_pipeline(run: Path, recipe: ToyRecipe) -> None:
+    """Start the run with the saved pipeline's VAE marked as fully trained (no VAE steps are redone)."""
+    folder = run / "vae"
+    if (folder / "state.json").is_file():
+        return
+    vae = build_vae(ToyModelConfig())
+    vae.load_state_dict(pipeline_weights(Path(recipe.init_from), "vae"))
+    save_state(folder, {"vae": vae}, torch.optim.AdamW(vae.parameters()), recipe.vae_steps)
+
+
 # -- stage 1: VAE -------------------------------------------------------------------------------
 def train_vae(run: Path, recipe: ToyRecipe, images: torch.Tensor, scenes: list[Scene], deadline: float) -> bool:
     """Train the autoencoder; returns True when it has done all its steps."""
@@ -222,6 +243,10 @@ def train_unet(run: Path, recipe: ToyRecipe, latents: torch.Tensor, scenes: list
     step = load_state(folder, modules, opt)["step"] if (folder / "state.json").is_file() else 0
     if 0 < step < recipe.unet_steps:
         log.info("resuming unet at step %d", step)
+    elif step == 0 and recipe.init_from:
+        log.info("unet and text encoder start from %s", recipe.init_from)
+        for module, part in ((unet, "unet"), (text_encoder, "text_encoder"), (ema_unet, "unet"), (ema_text, "text_encoder")):
+            module.load_state_dict(pipeline_weights(Path(recipe.init_from), part))
     scale = 1.0 / float(latents.std())
     scheduler = build_scheduler()
     alphas = scheduler.alphas_cumprod
@@ -333,6 +358,8 @@ def main() -> None:
         return
     deadline = time.time() + 60 * args.minutes
     images, scenes = load_or_render_data(run, recipe)
+    if recipe.init_from:
+        seed_vae_from_pipeline(run, recipe)
     if not train_vae(run, recipe, images, scenes, deadline):
         print(json.dumps({"stage": "vae", "done": False, "run": str(run)}))
         return

@@ -1,0 +1,128 @@
+"""Explore one generation: which SAE features fire at a block in a step window, where, and their names.
+
+The maps are the features' activations on the cond branch averaged over the window's steps, on the
+block's grid; the top list ranks features by their mean over positions. Labels come from the SAE's
+concept dictionary (only features it counts as labelled get a name).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import numpy as np
+import torch
+from matplotlib import colormaps
+from PIL import Image
+
+from .errors import InvalidInputError
+from .features import feature_maps
+from .hooks import BlockHooks, Capture
+from .pipeline import PipelineCache
+from .registry import ModelWorld, Registry, load_registry
+from .sampling import GenerationRequest, generate
+from .service import SHARED_PIPELINES, build_request
+from .steer_service import BASELINES, SAES, sae_stage
+from .steps import StepWindow
+
+
+@dataclass(frozen=True)
+class FeatureRow:
+    id: int
+    mean: float
+    """Mean activation over positions (and the window's steps)."""
+    peak: float
+    """Strongest activation at any position."""
+    label: str | None
+
+
+class ExploreOutcome(NamedTuple):
+    world: ModelWorld
+    request: GenerationRequest
+    block: str
+    window: StepWindow
+    stage: str
+    """The stage whose SAE was read (the stage of the window's middle step)."""
+    image: Image.Image
+    maps: np.ndarray
+    """[H, W, features] on the block's grid."""
+    top: list[FeatureRow]
+    concepts: dict | None
+    warnings: list[str]
+    seconds: float
+
+
+def feature_labels(concepts: dict | None) -> dict[int, str]:
+    """Feature id → label, for the features the dictionary counts as labelled."""
+    if not concepts:
+        return {}
+    return {int(f["id"]): f["label"] for f in concepts.get("features", []) if f.get("labelled")}
+
+
+def top_features(maps: np.ndarray, concepts: dict | None, count: int) -> list[FeatureRow]:
+    """The `count` features with the largest mean activation (features that never fired are left out)."""
+    means, peaks = maps.mean(axis=(0, 1)), maps.max(axis=(0, 1))
+    labels = feature_labels(concepts)
+    order = [int(i) for i in np.argsort(-means, kind="stable")[:count] if means[i] > 0]
+    return [FeatureRow(i, float(means[i]), float(peaks[i]), labels.get(i)) for i in order]
+
+
+def search_concepts(concepts: dict | None, query: str) -> list[tuple[str, list[int]]]:
+    """Dictionary labels containing `query` (case-insensitive) with their feature ids; "" lists all."""
+    if not concepts:
+        raise InvalidInputError("concept", "this SAE has no concept dictionary to search")
+    needle = query.strip().lower()
+    return [(label, list(ids)) for label, ids in sorted(concepts.get("concepts", {}).items()) if needle in label.lower()]
+
+
+def heatmap_overlay(image: Image.Image, fmap: np.ndarray, size: int = 256, opacity: float = 0.6) -> Image.Image:
+    """A feature map [h, w] upsampled (bilinear) over the image, shown at `size` px (pixels kept crisp)."""
+    peak = float(fmap.max())
+    scaled = fmap / peak if peak > 0 else np.zeros_like(fmap)
+    heat = Image.fromarray((scaled * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR)
+    colours = colormaps["inferno"](np.asarray(heat) / 255.0)[..., :3]
+    base = np.asarray(image.convert("RGB").resize((size, size), Image.NEAREST)) / 255.0
+    blend = (1 - opacity) * base + opacity * colours
+    return Image.fromarray((blend * 255).round().astype(np.uint8))
+
+
+def run_explore(
+    model: str | None,
+    prompt: str,
+    block: str,
+    window: str = "middle",
+    *,
+    seed: int = 0,
+    steps: int | None = None,
+    guidance: float | None = None,
+    top: int = 12,
+    device: str = "auto",
+    registry: Registry | None = None,
+    cache: PipelineCache | None = None,
+) -> ExploreOutcome:
+    """Generate once, reading the block through the SAE of the window's stage."""
+    world = (registry or load_registry()).get(model)
+    request, warnings = build_request(world, prompt, seed=seed, steps=steps, guidance=guidance)
+    pipe = (cache or SHARED_PIPELINES).get(world, device)
+    steps_window = StepWindow.parse(window, request.steps)
+    stage = sae_stage(steps_window, request.steps)
+    loaded = SAES.get(world, block, stage, "cond", pipe.unet)
+    total: list[torch.Tensor] = []
+
+    def sink(name: str, capture: Capture) -> None:
+        maps = feature_maps(loaded.sae, capture.cond)[0].float().cpu()
+        if total:
+            total[0] += maps
+        else:
+            total.append(maps)
+
+    started = time.perf_counter()
+    with BlockHooks(pipe.unet, capture=[loaded.entry.block], capture_window=steps_window, sink=sink, reads=loaded.entry.reads) as hooks:  # type: ignore[arg-type]
+        result = generate(pipe, request, hooks)
+    BASELINES.put(world, pipe, request, result)  # steering this image next reuses it as its baseline
+    maps = (total[0] / (steps_window.end - steps_window.start + 1)).numpy()
+    return ExploreOutcome(
+        world, request, loaded.entry.block, steps_window, stage, result.images[0], maps,
+        top_features(maps, loaded.concepts, top), loaded.concepts, warnings, time.perf_counter() - started,
+    )

@@ -1,0 +1,194 @@
+"""`python -m concepts.toy.evaluate steer`: does steering do what it says on the toy, per window?
+
+- **Spatial** (layout): for a fully specified prompt, the features that fire on the object's cell
+  (more than elsewhere, in the baseline) are steered into another cell with the spatial edit.
+  Success: the judge reads the object's position as the target cell.
+- **Global** (appearance): the features the dictionary labels with another colour (or texture) are
+  added everywhere with the global edit. Success: the judge reads the target value.
+- **Already there**: how often the baseline already shows the target (success must beat it).
+- **Kept**: in every steered image, the share of the other attributes that the judge reads the same
+  as in the baseline (the edit should change its attribute and leave the rest).
+
+Each is measured per stage window (early, middle, final) and for a few strengths, since the paper's
+β scaling does not carry over to other models exactly. The paper's pattern: early steps move
+layout, middle steps change appearance, final steps only texture.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from ..features import feature_maps
+from ..hooks import BlockHooks, Capture
+from ..pipeline import PipelineCache
+from ..registry import load_registry
+from ..sampling import GenerationRequest, generate
+from ..steer_service import SAES
+from ..steering import CELLS, SteeringPlan, pool_to_grid, region_mask
+from ..steps import STAGES, StepWindow, stage_of
+from .judge import load_judge
+from .prompts import labelled_prompts
+from .world import ATTRIBUTES
+
+TOY_MODEL = "toy-shapes"
+
+
+@dataclass
+class SteerEvalConfig:
+    prompts: int = 12
+    block: str = "mid_block.attentions.0"
+    spatial_strengths: tuple[float, ...] = (8.0, 16.0)
+    global_strengths: tuple[float, ...] = (300.0, 1000.0)
+    object_features: int = 8
+    """How many of the object's strongest features the spatial edit moves."""
+    seed: int = 4321
+    windows: tuple[str, ...] = field(default=STAGES)
+
+
+def target_cell(position: str) -> str:
+    """The cell diagonally opposite (the centre goes to the top left): always a real move."""
+    index = CELLS.index(position)
+    return CELLS[0] if index == 4 else CELLS[8 - index]
+
+
+def object_features(maps: np.ndarray, cell: str, count: int) -> list[int]:
+    """Features firing more inside `cell` than outside it, strongest difference first."""
+    h, w, _ = maps.shape
+    inside = pool_to_grid(region_mask(cell, 64, 64), h, w).numpy() >= 0.5
+    score = maps[inside].mean(0) - maps[~inside].mean(0)
+    order = np.argsort(-score)[:count]
+    return [int(i) for i in order if score[i] > 0]
+
+
+def kept(before: dict[str, str], after: dict[str, str], changed: str) -> float:
+    others = [a for a in ATTRIBUTES if a != changed]
+    return sum(before[a] == after[a] for a in others) / len(others)
+
+
+class Tally:
+    """Success and kept rates per (kind, window, strength)."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str, float], list[tuple[bool, float]]] = {}
+        self.skipped: dict[tuple[str, str], int] = {}
+        self.already: dict[tuple[str, str], list[bool]] = {}
+
+    def add(self, kind: str, window: str, strength: float, success: bool, kept_share: float) -> None:
+        self.rows.setdefault((kind, window, strength), []).append((success, kept_share))
+
+    def baseline(self, kind: str, window: str, already_there: bool) -> None:
+        self.already.setdefault((kind, window), []).append(already_there)
+
+    def skip(self, kind: str, window: str) -> None:
+        self.skipped[(kind, window)] = self.skipped.get((kind, window), 0) + 1
+
+    def report(self, kind: str, windows: tuple[str, ...], strengths: tuple[float, ...]) -> dict:
+        out = {}
+        for window in windows:
+            per = {}
+            for strength in strengths:
+                rows = self.rows.get((kind, window, strength), [])
+                per[f"{strength:g}"] = {
+                    "trials": len(rows),
+                    "success": round(float(np.mean([r[0] for r in rows])), 3) if rows else None,
+                    "kept": round(float(np.mean([r[1] for r in rows])), 3) if rows else None,
+                }
+            already = self.already.get((kind, window), [])
+            out[window] = {
+                "by_strength": per,
+                "already_there": round(float(np.mean(already)), 3) if already else None,
+                "no_features": self.skipped.get((kind, window), 0),
+            }
+        return out
+
+
+def evaluate_steering(cfg: SteerEvalConfig = SteerEvalConfig(), model: str = TOY_MODEL) -> dict:
+    started = time.time()
+    world = load_registry().get(model)
+    pipe = PipelineCache().get(world, device="cpu")
+    judge = load_judge(world.base_dir / world.pipeline.path / "judge")
+    steps, guidance = world.defaults.steps, world.defaults.guidance
+    windows = {w: StepWindow.parse(w, steps) for w in cfg.windows}
+    saes = {w: SAES.get(world, cfg.block, stage_of((win.start + win.end) // 2, steps), "cond", pipe.unet) for w, win in windows.items()}
+    tally = Tally()
+
+    def judged(result) -> dict[str, str]:
+        return judge.predict(result.pixels)[0]
+
+    for i, (scene, prompt) in enumerate(labelled_prompts(cfg.prompts, cfg.seed, "train")):
+        request = GenerationRequest(prompt, seed=cfg.seed + i, steps=steps, guidance=guidance, height=64, width=64)
+        sums = {w: None for w in windows}
+
+        def sink(block: str, capture: Capture) -> None:
+            for w, win in windows.items():
+                if win.contains(capture.step.index):
+                    maps = feature_maps(saes[w].sae, capture.cond)[0].float()
+                    sums[w] = maps if sums[w] is None else sums[w] + maps
+
+        with BlockHooks(pipe.unet, capture=[cfg.block], sink=sink) as hooks:
+            baseline = generate(pipe, request, hooks)
+        before = judged(baseline)
+        for w, win in windows.items():
+            loaded = saes[w]
+            # Spatial: move the object's own features to the opposite cell.
+            moving = object_features(sums[w].numpy(), scene.position, cfg.object_features)
+            target = target_cell(scene.position)
+            if moving:
+                tally.baseline("spatial", w, before["position"] == target)
+                for strength in cfg.spatial_strengths:
+                    plan = SteeringPlan(loaded.entry.block, tuple(moving), win, strength, region_mask(target, 64, 64))
+                    after = _steered(pipe, request, plan, loaded.sae, judged)
+                    tally.add("spatial", w, strength, after["position"] == target, kept(before, after, "position"))
+            else:
+                tally.skip("spatial", w)
+            # Global: add another colour's / texture's labelled features everywhere.
+            for attribute in ("colour", "texture"):
+                goal = _labelled_other(loaded.concepts, attribute, getattr(scene, attribute), i)
+                if goal is None:
+                    tally.skip(attribute, w)
+                    continue
+                value, features = goal
+                tally.baseline(attribute, w, before[attribute] == value)
+                for strength in cfg.global_strengths:
+                    plan = SteeringPlan(loaded.entry.block, tuple(features), win, strength, None)
+                    after = _steered(pipe, request, plan, loaded.sae, judged)
+                    tally.add(attribute, w, strength, after[attribute] == value, kept(before, after, attribute))
+    report = {
+        "what": "steer",
+        "model": world.name,
+        "block": cfg.block,
+        "prompts": cfg.prompts,
+        "steps": steps,
+        "guidance": guidance,
+        "spatial": tally.report("spatial", cfg.windows, cfg.spatial_strengths),
+        "global_colour": tally.report("colour", cfg.windows, cfg.global_strengths),
+        "global_texture": tally.report("texture", cfg.windows, cfg.global_strengths),
+        "seconds": round(time.time() - started, 1),
+    }
+    report["best_window"] = {kind: _best_window(report[kind]) for kind in ("spatial", "global_colour", "global_texture")}
+    return report
+
+
+def _steered(pipe, request: GenerationRequest, plan: SteeringPlan, sae, judged) -> dict[str, str]:
+    with BlockHooks(pipe.unet, edits=[plan.edit(sae)]) as hooks:
+        return judged(generate(pipe, request, hooks))
+
+
+def _labelled_other(concepts: dict | None, attribute: str, current: str, turn: int) -> tuple[str, list[int]] | None:
+    """Another value of `attribute` that the dictionary has features for (rotating by prompt)."""
+    table = (concepts or {}).get("concepts", {})
+    names = {value: (f"{value} background" if attribute == "background" else value) for value in ATTRIBUTES[attribute]}
+    options = [(value, table[label]) for value, label in names.items() if value != current and table.get(label)]
+    return options[turn % len(options)] if options else None
+
+
+def _best_window(by_window: dict) -> str | None:
+    best, best_rate = None, -1.0
+    for window, row in by_window.items():
+        rates = [v["success"] for v in row["by_strength"].values() if v["success"] is not None]
+        if rates and max(rates) > best_rate:
+            best, best_rate = window, max(rates)
+    return best

@@ -1,0 +1,114 @@
+"""A real browser (Debian's chromium, driven by Playwright) uses the running app on toy-shapes:
+generate, explore, steer, and see the steered image differ from the baseline; a bad concept shows a
+message. Screenshots go to `test-artifacts/browser/` (kept by CI).
+
+Without chromium the test is skipped, unless CONCEPT_LAB_REQUIRE_BROWSER=1 (as in CI), where a
+missing browser is a failure.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = "/usr/bin/chromium"
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts" / "browser"
+
+
+def browser_or_skip():
+    required = os.environ.get("CONCEPT_LAB_REQUIRE_BROWSER") == "1"
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if required:
+            raise
+        pytest.skip("playwright is not installed")
+    if not Path(CHROMIUM).exists():
+        if required:
+            pytest.fail(f"{CHROMIUM} is missing (apt-get install chromium)")
+        pytest.skip(f"{CHROMIUM} is missing")
+    return sync_playwright
+
+
+@pytest.fixture(scope="module")
+def served_app():
+    import app
+
+    app.demo.queue(default_concurrency_limit=2)
+    _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
+    yield url
+    app.demo.close()
+
+
+@pytest.fixture(scope="module")
+def page(served_app):
+    sync_playwright = browser_or_skip()
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--headless", "--no-sandbox"])
+        tab = browser.new_page(viewport={"width": 1400, "height": 1800})
+        tab.set_default_timeout(90_000)
+        tab.goto(served_app)
+        yield tab
+        browser.close()
+
+
+def shown_image(page, elem_id: str) -> np.ndarray:
+    """Wait for the image component to show a picture and download what the browser shows."""
+    img = page.locator(f"#{elem_id} img").first
+    img.wait_for(state="visible")
+    src = img.get_attribute("src")
+    with urllib.request.urlopen(src) as response:
+        return np.asarray(Image.open(io.BytesIO(response.read())).convert("RGB"), dtype=float)
+
+
+def set_slider(page, elem_id: str, value: int) -> None:
+    box = page.locator(f"#{elem_id} input[type=number]")
+    box.fill(str(value))
+    box.press("Enter")
+
+
+def test_generate_then_steer_in_a_browser(page):
+    page.get_by_role("button", name="Generate", exact=True).click()
+    assert shown_image(page, "image").shape == (64, 64, 3)
+    page.screenshot(path=str(ARTIFACTS / "generate.png"), full_page=True)
+
+    page.get_by_role("tab", name="Steer").click()
+    set_slider(page, "steer-steps", 10)
+    page.locator("#explore").click()
+    assert shown_image(page, "explored").shape == (64, 64, 3)
+    shown_image(page, "heatmap")
+    first_feature = page.locator("#top-features [data-testid=cell-0-0]").inner_text().strip()
+    assert first_feature.isdigit()
+    second = page.locator("#top-features [data-testid=cell-1-0]")
+    second.click()  # a row click shows that feature's heatmap
+    page.wait_for_function(
+        "want => document.querySelector('#heat-feature input').value === want", arg=second.inner_text().strip()
+    )
+
+    page.locator("#steer-features textarea").fill(first_feature)
+    assert float(page.locator("#steer-strength input").input_value()) > 0  # the model's default β
+    page.locator("#steer-branch").get_by_label("both").check()
+    page.locator("#steer").click()
+    page.locator("#steer-info").get_by_text("Steered").wait_for()
+    baseline, steered = shown_image(page, "baseline"), shown_image(page, "steered")
+    page.screenshot(path=str(ARTIFACTS / "steer.png"), full_page=True)
+    assert baseline.shape == steered.shape == (64, 64, 3)
+    assert np.abs(baseline - steered).mean() > 1.0, "the steered image looks like the baseline"
+
+
+def test_unknown_concept_shows_a_message(page):
+    page.get_by_role("tab", name="Steer").click()
+    page.locator("#steer-features textarea").fill("")
+    concept = page.locator("#steer-concept input")
+    concept.fill("purple elephant")
+    concept.press("Enter")
+    page.locator("#steer").click()
+    page.get_by_text("unknown concept").first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "error.png"), full_page=True)
