@@ -173,6 +173,67 @@ def cmd_top_images(args: argparse.Namespace) -> dict:
             "registry_entry": {"top_images": {"path": str(out.resolve())}}}
 
 
+def cmd_evolve(args: argparse.Namespace) -> dict:
+    from .evolution import run_evolution
+    from .evolution_figures import (
+        composition_strip, decided_figure, decisions, default_concepts, emergence_figure, evolution_record,
+        heatmap_grid, save_gif, save_json, save_strip,
+    )
+    from .readers import world_reader
+    from .registry import load_registry
+
+    out = _output_dir(args.out)
+    registry = load_registry(args.registry)
+    world = registry.get(args.model)
+    blocks = args.blocks or world.blocks
+    if not blocks:
+        raise InvalidInputError("model", f"{world.name} has no SAEs to read concepts with")
+    evo = run_evolution(world.name, args.prompt, seed=args.seed, steps=args.steps, guidance=args.guidance, blocks=blocks,
+                        reader=world_reader(world), device=args.device, registry=registry)
+    main_block = next((b for b in evo.traces if b.startswith("mid_block")), next(iter(evo.traces)))
+    chosen = [c.strip() for c in args.concepts.split(",") if c.strip()] if args.concepts else None
+    concepts = chosen or default_concepts(evo, main_block)
+    unknown = [c for c in chosen or [] if not any(c in t.labels for t in evo.traces.values())]
+    if unknown:
+        valid = sorted({label for t in evo.traces.values() for label in t.labels})
+        raise InvalidInputError("concepts", f"{unknown} are not concept labels of these SAEs; valid: {', '.join(valid)}")
+    previews = out / "previews"
+    previews.mkdir(exist_ok=True)
+    paths = []
+    for i, image in enumerate(evo.previews):
+        path = previews / f"step_{i:03d}.png"
+        image.save(path)
+        paths.append(str(path))
+    evo.image.save(out / "final.png")
+    decided = decisions(evo, main_block)
+    figures = [
+        _save_figure(emergence_figure(evo, chosen), out / "emergence.png"),
+        _save_figure(decided_figure(decided, len(evo.previews)), out / "decided.png"),
+    ]
+    heatmap_grid(evo, main_block, concepts).save(out / "heatmaps.png")
+    composition_strip(evo, main_block).save(out / "composition.png")
+    figures += [str(out / "heatmaps.png"), str(out / "composition.png"), str(save_strip(evo.previews, out / "strip.png"))]
+    record = evolution_record(evo, paths, top=args.top)
+    record["decided_at_by_source"] = decided
+    record["decided_at"] = next(iter(decided.values()))
+    save_json(record, out / "evolution.json")
+    return {
+        "model": world.name, "prompt": evo.request.prompt, "seed": evo.request.seed, "num_steps": len(evo.previews),
+        "steps": record["steps"], "decided_at": record["decided_at"], "decided_at_by_source": decided,
+        "concepts": concepts, "block": main_block, "final": str(out / "final.png"),
+        "figures": figures, "gif": str(save_gif(evo.previews, out / "evolution.gif")), "json": str(out / "evolution.json"),
+        "warnings": evo.warnings, "seconds": round(evo.seconds, 3),
+    }
+
+
+def _save_figure(figure, path: Path) -> str:
+    import matplotlib.pyplot as plt
+
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return str(path)
+
+
 def _block_feature(text: str) -> tuple[str | None, int]:
     """"BLOCK:ID" or "ID" → (block or None, id)."""
     block, _, number = text.rpartition(":")
@@ -264,6 +325,19 @@ def build_parser() -> _Parser:
     steer.add_argument("--device", default="auto")
     steer.add_argument("--out", required=True)
     steer.set_defaults(run=cmd_steer)
+
+    evolve = sub.add_parser("evolve", help="follow one generation step by step: previews, concepts per step, when each is decided")
+    evolve.add_argument("--prompt", required=True)
+    evolve.add_argument("--seed", type=int, default=0)
+    evolve.add_argument("--steps", type=int, default=None)
+    evolve.add_argument("--guidance", type=float, default=None)
+    evolve.add_argument("--blocks", nargs="+", default=None, help="blocks to read (default: every block with SAEs)")
+    evolve.add_argument("--concepts", default=None, help="comma-separated labels to plot (default: the strongest at the end)")
+    evolve.add_argument("--top", type=int, default=5, help="concepts listed per step")
+    evolve.add_argument("--model", default=None)
+    evolve.add_argument("--device", default="auto")
+    evolve.add_argument("--out", required=True)
+    evolve.set_defaults(run=cmd_evolve)
 
     top = sub.add_parser("top-images", help="generate a prompt set once and cache every SAE feature's top images")
     top.add_argument("--prompts", required=True, help="text file, one prompt per line")

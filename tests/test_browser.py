@@ -112,3 +112,19 @@ def test_unknown_concept_shows_a_message(page):
     page.locator("#steer").click()
     page.get_by_text("unknown concept").first.wait_for()
     page.screenshot(path=str(ARTIFACTS / "error.png"), full_page=True)
+
+
+def test_evolution_tab_shows_previews_and_plots(page):
+    page.get_by_role("tab", name="Evolution").click()
+    set_slider(page, "evolve-steps", 8)
+    page.locator("#follow").click()
+    page.locator("#evolve-info").get_by_text("Decided").wait_for()
+    assert shown_image(page, "step-preview").shape == (256, 256, 3)
+    assert page.locator("#previews img").count() == 8
+    page.locator("#curves img, #curves svg, #curves canvas").first.wait_for(state="visible")
+    page.locator("#decided img, #decided svg, #decided canvas").first.wait_for(state="visible")
+    last = shown_image(page, "step-preview")
+    set_slider(page, "evolve-step", 0)
+    page.locator("#step-legend").get_by_text("Step 0").wait_for()
+    assert np.abs(shown_image(page, "step-preview") - last).mean() > 1.0, "scrubbing did not change the preview"
+    page.screenshot(path=str(ARTIFACTS / "evolution.png"), full_page=True)
