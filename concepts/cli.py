@@ -41,19 +41,22 @@ def cmd_generate(args: argparse.Namespace) -> dict:
     from .service import run_generation
 
     out = _output_dir(args.out)
-    outcome = run_generation(
-        args.model,
-        args.prompt,
-        seed=args.seed,
-        steps=args.steps,
-        guidance=args.guidance,
-        height=args.height,
-        width=args.width,
-        negative_prompt=args.negative_prompt,
-        images_per_prompt=args.num_images,
-        device=args.device,
-        registry=load_registry(args.registry),
-    )
+    registry = load_registry(args.registry)
+    edit, edit_info = _generation_edit(args, registry)
+    with edit:
+        outcome = run_generation(
+            args.model,
+            args.prompt,
+            seed=args.seed,
+            steps=args.steps,
+            guidance=args.guidance,
+            height=args.height,
+            width=args.width,
+            negative_prompt=args.negative_prompt,
+            images_per_prompt=args.num_images,
+            device=args.device,
+            registry=registry,
+        )
     request = outcome.request
     paths = []
     for i, image in enumerate(outcome.result.images):
@@ -70,9 +73,104 @@ def cmd_generate(args: argparse.Namespace) -> dict:
         "width": request.width,
         "images": paths,
         "nsfw": outcome.result.nsfw,
+        **({"edit": edit_info} if edit_info else {}),
         "warnings": outcome.warnings,
         "seconds": round(outcome.seconds, 3),
     }
+
+
+def _generation_edit(args: argparse.Namespace, registry):
+    """`generate --erase C` / `--amplify C`: the ablation to hold while generating (else a no-op)."""
+    import contextlib
+
+    if args.erase and args.amplify:
+        raise InvalidInputError("erase", "choose --erase or --amplify, not both")
+    concept, action = (args.erase, "erase") if args.erase else (args.amplify, "amplify")
+    if not concept:
+        return contextlib.nullcontext(), None
+    from .cad.ablation import AblationHooks, check_ratio, plan_ablation
+    from .cad.service import EditSpec, concept_prompt, scores_for
+    from .service import SHARED_PIPELINES
+
+    world = registry.get(args.model)
+    spec = EditSpec(concept=concept, action=action, ratio=args.ratio, mode=args.mode)
+    ratio = check_ratio(world.defaults.edit_ratio if args.ratio is None else args.ratio)
+    pipe = SHARED_PIPELINES.get(world, args.device)
+    scores = scores_for(world, pipe, concept_prompt(world, spec), action, args.mode)
+    plan = plan_ablation(pipe.unet, scores.scores, ratio)
+    info = {"action": action, "concept": concept, "concept_prompt": scores.prompt, "ratio": ratio, "mode": args.mode,
+            "zeroed_weights": plan.count, "of_weights": plan.total_weights, "scores_cached": scores.cached}
+    return AblationHooks(pipe.unet, plan), info
+
+
+def cmd_edit(args: argparse.Namespace) -> dict:
+    """`erase` / `amplify`: scores (cached), the ablation, before/after images and measured rates."""
+    from .cad.service import EditSpec, block_mass, run_edit, top_components
+    from .readers import world_reader
+    from .registry import load_registry
+
+    out = _output_dir(args.out)
+    registry = load_registry(args.registry)
+    world = registry.get(args.model)
+    spec = EditSpec(concept=args.concept, action=args.action, ratio=args.ratio, mode=args.mode, concept_prompt=args.concept_prompt)
+    if args.images < 1 or args.images > 8:
+        raise InvalidInputError("images", f"must be in 1..8, got {args.images}")
+    from .cad.service import concept_prompt
+
+    prompts = args.prompt or [concept_prompt(world, spec)] * args.images
+    outcome = run_edit(world.name, spec, prompts=prompts, kept_prompts=args.kept_prompt, seed=args.seed, steps=args.steps,
+                       guidance=args.guidance, device=args.device, registry=registry)
+    paths: dict[str, list[str]] = {}
+    for kind, images in (("before", outcome.concept_before), ("after", outcome.concept_after), ("kept_before", outcome.kept_before), ("kept_after", outcome.kept_after)):
+        paths[kind] = []
+        for i, image in enumerate(images):
+            path = out / f"{kind}_{i}.png"
+            image.save(path)
+            paths[kind].append(str(path))
+    result = {
+        "model": world.name, "action": args.action, "concept": args.concept, "concept_prompt": outcome.attribution.prompt,
+        "mode": args.mode, "ratio": outcome.ratio, "seed": args.seed, "prompts": outcome.concept_prompts, "kept_prompts": outcome.kept_prompts,
+        **paths,
+        "zeroed_weights": outcome.plan.count, "of_weights": outcome.plan.total_weights, "zeroed_by_block": outcome.plan.by_block(),
+        "attribution_mass_by_block": {b: {"positive": round(p, 6), "negative": round(n, 6)} for b, (p, n) in block_mass(outcome.attribution.scores).items()},
+        "top_components": [{"layer": l, "row": r, "column": c, "score": round(v, 8)} for l, r, c, v in top_components(outcome.attribution.scores, 5)],
+        "scores_cached": outcome.attribution.cached, "attribution_seconds": round(outcome.attribution.seconds, 3),
+        "mean_pixel_change": round(_mean_change(outcome.concept_before, outcome.concept_after), 5),
+        "kept_mean_pixel_change": round(_mean_change(outcome.kept_before, outcome.kept_after), 5),
+        "seconds": round(outcome.seconds, 3),
+    }
+    reader = world_reader(world)
+    if reader is not None:
+        result["measured"] = _judged_rates(reader, args.concept, outcome)
+    return result
+
+
+def _mean_change(before, after) -> float:
+    import numpy as np
+
+    if not before:
+        return 0.0
+    return float(np.mean([np.abs(np.asarray(a, float) - np.asarray(b, float)).mean() / 255 for a, b in zip(before, after)]))
+
+
+def _judged_rates(reader, concept: str, outcome) -> dict:
+    """Toy judge: how often the concept is seen before/after, and how many kept images read the same."""
+    import numpy as np
+    import torch
+
+    def read(images):
+        if not images:
+            return []
+        pixels = torch.from_numpy(np.stack([np.asarray(i.convert("RGB"), np.float32) / 255 for i in images])).permute(0, 3, 1, 2)
+        return reader(pixels)
+
+    value = concept.strip().lower()
+    before, after = read(outcome.concept_before), read(outcome.concept_after)
+    kept_before, kept_after = read(outcome.kept_before), read(outcome.kept_after)
+    rate = lambda reads: round(sum(value in r.values() for r in reads) / len(reads), 3) if reads else None  # noqa: E731
+    same = [sum(a[k] == b[k] for k in a) / len(a) for a, b in zip(kept_before, kept_after)]
+    return {"concept_rate_before": rate(before), "concept_rate_after": rate(after),
+            "kept_attributes_unchanged": round(float(np.mean(same)), 3) if same else None}
 
 
 def cmd_train_sae(args: argparse.Namespace) -> dict:
@@ -305,7 +403,28 @@ def build_parser() -> _Parser:
     gen.add_argument("--model", default=None, help="registry name (default: the registry's default)")
     gen.add_argument("--device", default="auto", help="auto, cpu or cuda")
     gen.add_argument("--out", required=True, help="folder for the PNGs")
+    gen.add_argument("--erase", default=None, help="generate with this concept erased (CAD)")
+    gen.add_argument("--amplify", default=None, help="generate with this concept amplified (CAD)")
+    gen.add_argument("--ratio", type=float, default=None, help="share of each feed-forward row zeroed (default: the model's)")
+    gen.add_argument("--mode", default="fast", choices=["fast", "faithful"], help="attribution mode")
     gen.set_defaults(run=cmd_generate)
+
+    for action in ("erase", "amplify"):
+        edit = sub.add_parser(action, help=f"{action} a concept by zeroing its top-attributed feed-forward weights (CAD); before/after images")
+        edit.add_argument("--concept", required=True)
+        edit.add_argument("--ratio", type=float, default=None, help="share of each feed-forward row zeroed (default: the model's)")
+        edit.add_argument("--mode", default="fast", choices=["fast", "faithful"], help="attribution: one batched trajectory, or a fresh one per timestep")
+        edit.add_argument("--concept-prompt", default=None, help="the prompt attribution runs on (default: the model's template)")
+        edit.add_argument("--prompt", action="append", default=None, help="a prompt to show before/after (repeatable; default: the concept prompt)")
+        edit.add_argument("--kept-prompt", action="append", default=None, help="a prompt of another concept, to see what is kept (repeatable; default: the model's examples)")
+        edit.add_argument("--images", type=int, default=4, help="images of the concept prompt when no --prompt is given")
+        edit.add_argument("--seed", type=int, default=0)
+        edit.add_argument("--steps", type=int, default=None)
+        edit.add_argument("--guidance", type=float, default=None)
+        edit.add_argument("--model", default=None)
+        edit.add_argument("--device", default="auto")
+        edit.add_argument("--out", required=True)
+        edit.set_defaults(run=cmd_edit, action=action)
 
     steer = sub.add_parser("steer", help="generate a baseline and a steered image from the same seed")
     steer.add_argument("--prompt", required=True)

@@ -35,8 +35,16 @@ class Defaults:
     width: int = 512
     strengths: dict | None = field(default=None, hash=False)
     """Steering β per mode ("spatial", "global") and window; None: the paper's (`steering.PAPER_STRENGTH`)."""
+    concept_template: str = "a photo of a {concept}"
+    """How a concept becomes a prompt for attribution (CAD's "a photo of a {concept}")."""
+    edit_ratio: float = 0.001
+    """Default share of each feed-forward row zeroed by erase / amplify (CAD's 0.001 on SD1.4)."""
 
     def __post_init__(self) -> None:
+        if "{concept}" not in self.concept_template:
+            raise InvalidInputError("defaults.concept_template", f"{self.concept_template!r} has no {{concept}} slot")
+        if not (isinstance(self.edit_ratio, (int, float)) and 0 < self.edit_ratio <= 0.5):
+            raise InvalidInputError("defaults.edit_ratio", f"must be in (0, 0.5], got {self.edit_ratio!r}")
         if self.strengths is None:
             return
         for mode in ("spatial", "global"):

@@ -1,0 +1,167 @@
+"""Attribution scores W ⊙ ∂J/∂W for every feed-forward weight (design.md §5), accumulated in fp32.
+
+A positive score says zeroing that weight lowers J (first order). Objectives:
+- **erase**: J = Σ_t ‖ε(x_t, c) − stopgrad(ε(x_t, ""))‖², how far the concept prompt pulls the noise
+  prediction away from the unconditional one along a sampling trajectory of the concept prompt.
+  Zeroing the top positive weights weakens the concept.
+- **amplify**: J = Σ_t ‖ε(x_t, c) − ε‖², the denoising loss on the model's own images of the concept
+  (noised afresh at each timestep). Zeroing the top positive weights makes the model better at
+  drawing the concept.
+
+Modes: **faithful** draws a fresh trajectory (its own seed) for every timestep, as the authors do;
+**fast** samples one trajectory and batches its timesteps through one backward per chunk.
+The model is shared: gradients are taken with `torch.autograd.grad` on the feed-forward weights only,
+inside a lock, and every `requires_grad` flag is restored afterwards.
+"""
+
+from __future__ import annotations
+
+import threading
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from diffusers import StableDiffusionPipeline
+
+from ..errors import InvalidInputError
+from ..sampling import GenerationRequest, encode_text, fresh_scheduler, initial_latents, sample
+from .components import ff_layers
+
+Objective = Literal["erase", "amplify"]
+Mode = Literal["fast", "faithful"]
+_GRAD_LOCK = threading.Lock()
+
+
+@dataclass(frozen=True)
+class AttributionConfig:
+    objective: Objective = "erase"
+    mode: Mode = "fast"
+    steps: int = 25
+    guidance: float = 7.5
+    """Guidance of the sampled trajectories (the objective itself compares cond and uncond)."""
+    height: int = 512
+    width: int = 512
+    seed: int = 0
+    images: int = 2
+    """Trajectories (erase) or images (amplify) the objective is summed over."""
+    chunk: int = 25
+    """Timesteps per forward/backward in fast mode (lower it to save memory at 512 px)."""
+
+    def __post_init__(self) -> None:
+        if self.objective not in ("erase", "amplify"):
+            raise InvalidInputError("objective", f"{self.objective!r} is not erase or amplify")
+        if self.mode not in ("fast", "faithful"):
+            raise InvalidInputError("mode", f"{self.mode!r} is not fast or faithful")
+        if self.images < 1 or self.chunk < 1:
+            raise InvalidInputError("images", "images and chunk must be at least 1")
+
+
+def _request(prompt: str, cfg: AttributionConfig, seed: int) -> GenerationRequest:
+    return GenerationRequest(prompt, seed=seed, steps=cfg.steps, guidance=cfg.guidance, height=cfg.height, width=cfg.width)
+
+
+@torch.no_grad()
+def _trajectory(pipe: StableDiffusionPipeline, prompt: str, cfg: AttributionConfig, seed: int) -> tuple[list[torch.Tensor], list[int], torch.Tensor]:
+    """The latents x_t fed to the UNet at every step, their timesteps, and the final latents."""
+    request = _request(prompt, cfg, seed)
+    scheduler = fresh_scheduler(pipe)
+    scheduler.set_timesteps(request.steps, device=pipe._execution_device)
+    states, inputs = [], [initial_latents(pipe, request, scheduler)]
+    for state in sample(pipe, request):
+        states.append(state)
+        inputs.append(state.latents)
+    return inputs[:-1], [s.timestep for s in states], states[-1].latents
+
+
+def _embeddings(pipe: StableDiffusionPipeline, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """(uncond, cond) text embeddings [1, L, D] of "" and the prompt."""
+    both = encode_text(pipe, GenerationRequest(prompt, guidance=2.0, height=8, width=8))
+    return both[:1], both[1:]
+
+
+def _targets(pipe, latents: torch.Tensor, timesteps: torch.Tensor, uncond: torch.Tensor, cfg: AttributionConfig, noise: torch.Tensor | None) -> torch.Tensor:
+    """What the conditioned prediction is compared with: stopgrad ε(x_t, "") (erase) or the true noise (amplify)."""
+    if cfg.objective == "amplify":
+        return noise.float()
+    with torch.no_grad():
+        b = latents.shape[0]
+        return pipe.unet(latents, timesteps, encoder_hidden_states=uncond.expand(b, -1, -1), return_dict=False)[0].float()
+
+
+def _objective_terms(pipe, latents: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """J summed over a batch of (x_t, t)."""
+    b = latents.shape[0]
+    pred = pipe.unet(latents, timesteps, encoder_hidden_states=cond.expand(b, -1, -1), return_dict=False)[0].float()
+    return ((pred - target) ** 2).sum()
+
+
+def _batches(pipe, prompt: str, cfg: AttributionConfig):
+    """(latents, timesteps, noise) batches whose J terms sum to the objective."""
+    scheduler = fresh_scheduler(pipe)
+    scheduler.set_timesteps(cfg.steps, device=pipe._execution_device)
+    alphas = scheduler.alphas_cumprod.to(pipe._execution_device)
+    dtype = pipe.unet.dtype
+    for image in range(cfg.images):
+        seed = cfg.seed + 1000 * image
+        if cfg.objective == "amplify":
+            _, timesteps, x0 = _trajectory(pipe, prompt, cfg, seed)
+            gen = torch.Generator("cpu").manual_seed(seed + 7)
+            noise = torch.randn((len(timesteps), *x0.shape[1:]), generator=gen).to(x0.device, dtype)
+            t = torch.tensor(timesteps, device=x0.device)
+            a = alphas[t].view(-1, 1, 1, 1).to(dtype)
+            noisy = a.sqrt() * x0.expand(len(timesteps), -1, -1, -1) + (1 - a).sqrt() * noise
+            items = [(noisy[i : i + 1], t[i : i + 1], noise[i : i + 1]) for i in range(len(timesteps))]
+        elif cfg.mode == "fast":
+            inputs, timesteps, _ = _trajectory(pipe, prompt, cfg, seed)
+            items = [(x, torch.tensor([ts], device=x.device), None) for x, ts in zip(inputs, timesteps)]
+        else:  # faithful: a fresh trajectory for every timestep
+            items = []
+            for index in range(cfg.steps):
+                inputs, timesteps, _ = _trajectory(pipe, prompt, cfg, seed + 1 + index)
+                items.append((inputs[index], torch.tensor([timesteps[index]], device=inputs[index].device), None))
+        size = cfg.chunk if cfg.mode == "fast" else 1
+        for start in range(0, len(items), size):
+            part = items[start : start + size]
+            noise = torch.cat([p[2] for p in part]) if part[0][2] is not None else None
+            yield torch.cat([p[0] for p in part]), torch.cat([p[1] for p in part]), noise
+
+
+def attribute(pipe: StableDiffusionPipeline, prompt: str, cfg: AttributionConfig = AttributionConfig()) -> dict[str, torch.Tensor]:
+    """Scores W ⊙ ∂J/∂W (fp32, on the CPU) for every feed-forward weight, by layer name."""
+    layers = ff_layers(pipe.unet)
+    weights = [layer.weight for layer in layers.values()]
+    uncond, cond = _embeddings(pipe, prompt)
+    grads = [torch.zeros_like(w, dtype=torch.float32) for w in weights]
+    with _GRAD_LOCK:
+        flags = [w.requires_grad for w in weights]
+        try:
+            for w in weights:
+                w.requires_grad_(True)
+            for latents, timesteps, noise in _batches(pipe, prompt, cfg):
+                target = _targets(pipe, latents, timesteps, uncond, cfg, noise)
+                with torch.enable_grad():
+                    j = _objective_terms(pipe, latents, timesteps, cond, target)
+                    for total, g in zip(grads, torch.autograd.grad(j, weights)):
+                        total += g.float()
+        finally:
+            for w, flag in zip(weights, flags):
+                w.requires_grad_(flag)
+    return {name: (w.detach().float() * g).cpu() for (name, w), g in zip(((n, l.weight) for n, l in layers.items()), grads)}
+
+
+@torch.no_grad()
+def objective_value(pipe: StableDiffusionPipeline, prompt: str, cfg: AttributionConfig, ablation=None) -> float:
+    """J itself (no gradients) on the unedited model's trajectories and targets, with an ablation (if
+    given) applied to the conditioned prediction only: exactly the quantity the scores linearise."""
+    from .ablation import AblationHooks
+
+    uncond, cond = _embeddings(pipe, prompt)
+    total = 0.0
+    for latents, timesteps, noise in list(_batches(pipe, prompt, cfg)):  # trajectories of the unedited model
+        target = _targets(pipe, latents, timesteps, uncond, cfg, noise)
+        if ablation is None:
+            total += float(_objective_terms(pipe, latents, timesteps, cond, target))
+        else:
+            with AblationHooks(pipe.unet, ablation):
+                total += float(_objective_terms(pipe, latents, timesteps, cond, target))
+    return total

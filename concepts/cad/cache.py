@@ -1,0 +1,72 @@
+"""Attribution scores cached on disk per (model, concept prompt, objective, mode, sampling settings),
+as safetensors with the settings in the metadata. Location: $CONCEPT_LAB_CACHE/cad, else
+~/.cache/concept-lab/cad."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import threading
+from dataclasses import asdict
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+
+from ..registry import ModelWorld
+from .attribution import AttributionConfig
+from .components import ff_layers
+
+_LOCKS: dict[str, threading.Lock] = {}
+_LOCKS_LOCK = threading.Lock()
+
+
+def cache_root() -> Path:
+    base = os.environ.get("CONCEPT_LAB_CACHE")
+    return (Path(base) if base else Path.home() / ".cache" / "concept-lab") / "cad"
+
+
+def weights_fingerprint(unet) -> str:
+    """A cheap digest of the scored weights, so scores of a retrained model are never reused."""
+    digest = hashlib.sha1()
+    for name, layer in ff_layers(unet).items():
+        w = layer.weight.detach().float().cpu()
+        digest.update(name.encode())
+        digest.update(w.flatten()[:256].numpy().tobytes())
+        digest.update(repr(float(w.double().sum())).encode())
+    return digest.hexdigest()[:16]
+
+
+def score_key(world: ModelWorld, unet, prompt: str, cfg: AttributionConfig) -> dict:
+    return {"model": world.name, "pipeline": world.pipeline.describe(), "weights": weights_fingerprint(unet), "prompt": prompt, **asdict(cfg)}
+
+
+def score_path(key: dict) -> Path:
+    digest = hashlib.sha1(json.dumps(key, sort_keys=True).encode()).hexdigest()[:16]
+    world_name = key["model"]
+    safe = "".join(c if c.isalnum() or c in "-_" else "_" for c in world_name)
+    return cache_root() / safe / f"{key['objective']}-{key['mode']}-{digest}.safetensors"
+
+
+def lock_for(path: Path) -> threading.Lock:
+    with _LOCKS_LOCK:
+        return _LOCKS.setdefault(str(path), threading.Lock())
+
+
+def load_scores(path: Path) -> dict[str, torch.Tensor] | None:
+    """Cached scores, or None when absent or unreadable (a corrupt file is recomputed, not trusted)."""
+    if not path.is_file():
+        return None
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError):
+        return None
+
+
+def save_scores(path: Path, scores: dict[str, torch.Tensor], key: dict) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    save_file({k: v.contiguous() for k, v in scores.items()}, str(tmp), metadata={"key": json.dumps(key)})
+    tmp.replace(path)

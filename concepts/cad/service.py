@@ -1,0 +1,156 @@
+"""One erase / amplify request end to end (shared by the CLI and the app).
+
+Validates the concept and ratio, gets the attribution scores (from the disk cache or computed),
+plans the ablation and generates before/after images for the concept's prompts and for prompts of
+other concepts (what should be kept), all from the same seeds. Nothing in the model changes: the
+ablation lives in this call's hooks.
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass
+from typing import NamedTuple
+
+import torch
+from PIL import Image
+
+from ..errors import InvalidInputError
+from ..pipeline import PipelineCache
+from ..prompts import check_prompt
+from ..registry import ModelWorld, Registry, load_registry
+from ..sampling import GenerationRequest, generate
+from ..service import SHARED_PIPELINES
+from .ablation import AblationHooks, AblationPlan, check_ratio, plan_ablation
+from .attribution import AttributionConfig, attribute
+from .cache import load_scores, lock_for, save_scores, score_key, score_path
+from .components import block_of
+
+ACTIONS = ("erase", "amplify")
+MAX_PROMPTS = 8
+
+
+@dataclass(frozen=True)
+class EditSpec:
+    concept: str
+    action: str = "erase"
+    ratio: float | None = None
+    """Share of each feed-forward row zeroed (None: the model's default)."""
+    mode: str = "fast"
+    concept_prompt: str | None = None
+    """The prompt attribution runs on (None: the model's template filled with the concept)."""
+
+
+class Scores(NamedTuple):
+    scores: dict[str, torch.Tensor]
+    prompt: str
+    cached: bool
+    seconds: float
+
+
+class EditOutcome(NamedTuple):
+    world: ModelWorld
+    spec: EditSpec
+    ratio: float
+    attribution: Scores
+    plan: AblationPlan
+    concept_prompts: list[str]
+    concept_before: list[Image.Image]
+    concept_after: list[Image.Image]
+    kept_prompts: list[str]
+    kept_before: list[Image.Image]
+    kept_after: list[Image.Image]
+    seconds: float
+
+
+def concept_prompt(world: ModelWorld, spec: EditSpec) -> str:
+    concept = (spec.concept or "").strip()
+    if not concept:
+        raise InvalidInputError("concept", "is empty: name the concept to erase or amplify")
+    text = spec.concept_prompt.strip() if spec.concept_prompt and spec.concept_prompt.strip() else world.defaults.concept_template.format(concept=concept)
+    return check_prompt(text, field="concept").text
+
+
+def scores_for(world: ModelWorld, pipe, prompt: str, objective: str, mode: str) -> Scores:
+    """Attribution scores for the concept prompt, from the disk cache when there."""
+    d = world.defaults
+    cfg = AttributionConfig(objective=objective, mode=mode, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width)  # type: ignore[arg-type]
+    key = score_key(world, pipe.unet, prompt, cfg)
+    path = score_path(key)
+    with lock_for(path):
+        cached = load_scores(path)
+        if cached is not None:
+            return Scores(cached, prompt, True, 0.0)
+        started = time.perf_counter()
+        scores = attribute(pipe, prompt, cfg)
+        save_scores(path, scores, key)
+        return Scores(scores, prompt, False, time.perf_counter() - started)
+
+
+def block_mass(scores: dict[str, torch.Tensor]) -> dict[str, tuple[float, float]]:
+    """Per transformer block: (sum of positive scores, sum of negative scores)."""
+    out: dict[str, list[float]] = {}
+    for layer, s in scores.items():
+        row = out.setdefault(block_of(layer), [0.0, 0.0])
+        row[0] += float(s.clamp_min(0).sum())
+        row[1] += float(s.clamp_max(0).sum())
+    return {block: (pos, neg) for block, (pos, neg) in out.items()}
+
+
+def top_components(scores: dict[str, torch.Tensor], count: int = 10) -> list[tuple[str, int, int, float]]:
+    """The highest-scored single weights: (layer, row, column, score)."""
+    best: list[tuple[str, int, int, float]] = []
+    for layer, s in scores.items():
+        values, index = s.flatten().topk(min(count, s.numel()))
+        best += [(layer, int(i) // s.shape[1], int(i) % s.shape[1], float(v)) for v, i in zip(values, index)]
+    return sorted(best, key=lambda row: -row[3])[:count]
+
+
+def _generate(pipe, prompts: list[str], seed: int, world: ModelWorld, steps: int | None, guidance: float | None, plan: AblationPlan | None) -> list[Image.Image]:
+    if not prompts:
+        return []
+    d = world.defaults
+    request = GenerationRequest(prompts, seed=seed, steps=steps or d.steps, guidance=d.guidance if guidance is None else guidance, height=d.height, width=d.width)
+    if plan is None:
+        return generate(pipe, request).images
+    with AblationHooks(pipe.unet, plan):
+        return generate(pipe, request).images
+
+
+def check_prompts(prompts: list[str], field: str) -> list[str]:
+    cleaned = [check_prompt(p, field=field).text for p in prompts if p and p.strip()]
+    if len(cleaned) > MAX_PROMPTS:
+        raise InvalidInputError(field, f"at most {MAX_PROMPTS} prompts per request, got {len(cleaned)}")
+    return cleaned
+
+
+def run_edit(
+    model: str | None,
+    spec: EditSpec,
+    *,
+    prompts: list[str] | None = None,
+    kept_prompts: list[str] | None = None,
+    seed: int = 0,
+    steps: int | None = None,
+    guidance: float | None = None,
+    device: str = "auto",
+    registry: Registry | None = None,
+    cache: PipelineCache | None = None,
+) -> EditOutcome:
+    world = (registry or load_registry()).get(model)
+    if spec.action not in ACTIONS:
+        raise InvalidInputError("action", f"{spec.action!r} is not erase or amplify")
+    if spec.mode not in ("fast", "faithful"):
+        raise InvalidInputError("mode", f"{spec.mode!r} is not fast or faithful")
+    ratio = check_ratio(world.defaults.edit_ratio if spec.ratio is None else spec.ratio)
+    prompt = concept_prompt(world, spec)
+    shown = check_prompts(prompts if prompts is not None else [prompt], "prompts")
+    others = [e for e in world.examples if spec.concept.strip().lower() not in e.lower()]  # examples without the concept
+    kept = check_prompts(kept_prompts if kept_prompts is not None else others[:2], "kept_prompts")
+    pipe = (cache or SHARED_PIPELINES).get(world, device)
+    started = time.perf_counter()
+    scores = scores_for(world, pipe, prompt, spec.action, spec.mode)
+    plan = plan_ablation(pipe.unet, scores.scores, ratio)
+    before, after = _generate(pipe, shown, seed, world, steps, guidance, None), _generate(pipe, shown, seed, world, steps, guidance, plan)
+    kept_before, kept_after = _generate(pipe, kept, seed, world, steps, guidance, None), _generate(pipe, kept, seed, world, steps, guidance, plan)
+    return EditOutcome(world, spec, ratio, scores, plan, shown, before, after, kept, kept_before, kept_after, time.perf_counter() - started)
