@@ -24,6 +24,8 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from concepts.cad.figures import block_mass_figure  # noqa: E402
+from concepts.cad.service import EditSpec, block_mass, concept_prompt, run_edit, top_components  # noqa: E402
 from concepts.errors import ConceptLabError, InvalidInputError  # noqa: E402
 from concepts.evolution import run_evolution  # noqa: E402
 from concepts.evolution_figures import (  # noqa: E402
@@ -339,6 +341,57 @@ def scrub_evolution(state: dict | None, step: float):
     return step_view(state, as_int(step, "step"))
 
 
+# -- Erase / amplify tab ---------------------------------------------------------------------------
+def prompt_lines(text: str | None) -> list[str]:
+    return [line.strip() for line in (text or "").splitlines() if line.strip()]
+
+
+def judged_summary(world, concept: str, outcome) -> str:
+    """On a world with a judge (toy): how often the concept is seen before and after."""
+    reader = world_reader(world)
+    if reader is None or not outcome.concept_before:
+        return ""
+
+    def read(images):
+        pixels = torch.from_numpy(np.stack([np.asarray(i.convert("RGB"), np.float32) / 255 for i in images])).permute(0, 3, 1, 2)
+        return reader(pixels)
+
+    value = concept.strip().lower()
+    before = sum(value in r.values() for r in read(outcome.concept_before)) / len(outcome.concept_before)
+    after = sum(value in r.values() for r in read(outcome.concept_after)) / len(outcome.concept_after)
+    return f" The judge sees **{concept}** in {before:.0%} of the images before and {after:.0%} after."
+
+
+@gpu
+@user_errors
+def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str, concept_prompt_text: str, kept_text: str, seed: float, images: float):
+    """Erase or amplify: before/after galleries for the concept and for other prompts, where, and how much."""
+    world = REGISTRY.get(model)
+    count = as_int(images, "images")
+    if not 1 <= count <= 8:
+        raise InvalidInputError("images", f"must be in 1..8, got {count}")
+    spec = EditSpec(concept=concept or "", action=action, ratio=as_float(ratio, "ratio"), mode=mode, concept_prompt=concept_prompt_text or None)
+    prompt = concept_prompt(world, spec)
+    outcome = run_edit(model, spec, prompts=[prompt] * count, kept_prompts=prompt_lines(kept_text) or None,
+                       seed=as_int(seed, "seed"), device=DEVICE, registry=REGISTRY)
+    concept_gallery = [(i, f"before · {prompt}") for i in outcome.concept_before] + [(i, f"after · {prompt}") for i in outcome.concept_after]
+    kept_gallery = [x for b, a, p in zip(outcome.kept_before, outcome.kept_after, outcome.kept_prompts) for x in ((b, f"before · {p}"), (a, f"after · {p}"))]
+    plan = outcome.plan
+    figure = block_mass_figure(block_mass(outcome.attribution.scores), plan.by_block(), f"Attribution of '{prompt}' ({action} objective, {mode})")
+    rows = [[layer, r, c, round(v, 6)] for layer, r, c, v in top_components(outcome.attribution.scores, 10)]
+    source = "cached scores" if outcome.attribution.cached else f"scores computed in {outcome.attribution.seconds:.1f} s"
+    info = (f"{action.capitalize()}d **{concept}**: zeroed {plan.count:,} of {plan.total_weights:,} feed-forward weights "
+            f"({plan.count / plan.total_weights:.2%}; ratio {outcome.ratio:g} per row), {source}, {outcome.seconds:.1f} s in all."
+            + judged_summary(world, concept, outcome))
+    return concept_gallery, kept_gallery, figure, rows, info
+
+
+@user_errors
+def model_edit_defaults(model: str):
+    world = REGISTRY.get(model)
+    return gr.update(value=world.defaults.edit_ratio), gr.update(value="\n".join(world.examples[1:3]))
+
+
 def build_app() -> gr.Blocks:
     default = REGISTRY.get()
     blocks = default.blocks
@@ -471,6 +524,37 @@ def build_app() -> gr.Blocks:
             composition = gr.Image(label="Composition maps through the steps", type="pil", format="png", elem_id="composition-strip")
             downloads = gr.File(label="Downloads: animated GIF, preview strip, per-step JSON", file_count="multiple", elem_id="evolve-files")
 
+
+        with gr.Tab("Erase / amplify", elem_id="edit-tab"):
+            gr.Markdown(
+                "Component attribution (CAD) scores every feed-forward weight of the UNet's transformer blocks by how much "
+                "removing it would weaken (erase) or strengthen (amplify) a concept. Zeroing the top-scored weights at "
+                "inference time erases or amplifies the concept; prompts of other concepts show what is kept. Nothing in the "
+                "shared model changes: the edit lives in your request."
+            )
+            with gr.Row():
+                with gr.Column():
+                    c_concept = gr.Textbox(label="Concept", value="red", placeholder="red, striped, dog, Van Gogh ...", elem_id="edit-concept")
+                    gr.Examples(examples=[["red"], ["striped"], ["large"], ["blue"], ["dog"], ["Van Gogh"]], inputs=[c_concept], label="Concepts (toy first, then SD1.4)")
+                    with gr.Row():
+                        c_action = gr.Radio(["erase", "amplify"], value="erase", label="Action", elem_id="edit-action")
+                        c_mode = gr.Radio(["fast", "faithful"], value="fast", label="Attribution", elem_id="edit-mode")
+                    c_ratio = gr.Slider(0.0005, 0.2, value=default.defaults.edit_ratio, step=0.0005, label="Share of each row zeroed", elem_id="edit-ratio")
+                    c_prompt = gr.Textbox(label="Concept prompt (empty: the model's template)", placeholder=default.defaults.concept_template, elem_id="edit-prompt")
+                    c_kept = gr.Textbox(label="Prompts of other concepts, one per line (what should be kept)",
+                                        value="\n".join(default.examples[1:3]), lines=3, elem_id="edit-kept")
+                    with gr.Row():
+                        c_seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="edit-seed")
+                        c_images = gr.Number(label="Images of the concept", value=4, precision=0, minimum=1, maximum=8, elem_id="edit-images")
+                    c_run = gr.Button("Apply", variant="primary", elem_id="edit-run")
+                with gr.Column():
+                    c_info = gr.Markdown(elem_id="edit-info")
+                    c_concept_gallery = gr.Gallery(label="The concept: before and after", columns=4, height="auto", elem_id="edit-concept-gallery")
+                    c_kept_gallery = gr.Gallery(label="Other concepts: before and after (kept?)", columns=4, height="auto", elem_id="edit-kept-gallery")
+            with gr.Row():
+                c_plot = gr.Plot(label="Attribution mass per block", elem_id="edit-mass")
+                c_top = gr.Dataframe(headers=["layer", "row", "column", "score"], label="Top components", interactive=False, elem_id="edit-top")
+
         model.change(model_defaults, inputs=model, outputs=[steps, guidance], api_visibility="private")
         model.change(model_defaults, inputs=model, outputs=[s_steps, s_guidance], api_visibility="private")
         model.change(model_blocks, inputs=model, outputs=block, api_visibility="private")
@@ -509,6 +593,11 @@ def build_app() -> gr.Blocks:
             api_name="evolve",
         )
         step.change(scrub_evolution, inputs=[evolution, step], outputs=[step_preview, step_composition, step_legend, step_top], api_visibility="private")
+        model.change(model_edit_defaults, inputs=model, outputs=[c_ratio, c_kept], api_visibility="private")
+        c_run.click(
+            edit_concept, inputs=[model, c_concept, c_action, c_ratio, c_mode, c_prompt, c_kept, c_seed, c_images],
+            outputs=[c_concept_gallery, c_kept_gallery, c_plot, c_top, c_info], api_name="edit",
+        )
     return demo
 
 

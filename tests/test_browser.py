@@ -128,3 +128,18 @@ def test_evolution_tab_shows_previews_and_plots(page):
     page.locator("#step-legend").get_by_text("Step 0").wait_for()
     assert np.abs(shown_image(page, "step-preview") - last).mean() > 1.0, "scrubbing did not change the preview"
     page.screenshot(path=str(ARTIFACTS / "evolution.png"), full_page=True)
+
+
+def test_erase_tab_shows_before_after_and_a_chart(page, tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("CONCEPT_LAB_CACHE", str(tmp_path_factory.mktemp("browser-cad")))
+    page.get_by_role("tab", name="Erase / amplify").click()
+    page.locator("#edit-images input").fill("2")
+    page.locator("#edit-run").click()
+    page.locator("#edit-info").get_by_text("zeroed").wait_for()
+    assert page.locator("#edit-concept-gallery img").count() == 4
+    page.locator("#edit-mass img, #edit-mass svg, #edit-mass canvas").first.wait_for(state="visible")
+    page.screenshot(path=str(ARTIFACTS / "erase.png"), full_page=True)
+    concept = page.locator("#edit-concept textarea, #edit-concept input").first
+    concept.fill("")
+    page.locator("#edit-run").click()
+    page.get_by_text("concept: is empty").first.wait_for()

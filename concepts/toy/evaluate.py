@@ -2,6 +2,7 @@
 
 `steer`: steering success per window (see `evaluate_steer`).
 `evolve`: the mean step at which each attribute is decided (see `evaluate_evolve`).
+`edit`: CAD erase / amplify of toy concepts, against a random ablation (see `evaluate_edit`).
 
 `model` (the default): prompt fidelity per attribute (the judge reads images generated from fully
 specified prompts), the same on held-out colour/shape pairs, each SAE's explained variance on fresh
@@ -28,6 +29,7 @@ from ..registry import ModelWorld, load_registry
 from ..saes import LoadedSAE, load_entry
 from ..sampling import GenerationRequest, decode_latents, sample
 from ..steps import StepWindow
+from .evaluate_edit import EditEvalConfig, evaluate_edit
 from .evaluate_evolve import EvolveEvalConfig, evaluate_evolution
 from .evaluate_steer import SteerEvalConfig, evaluate_steering
 from .judge import accuracy, load_judge, render_dataset
@@ -158,7 +160,7 @@ def evaluate_model(cfg: ModelEvalConfig = ModelEvalConfig(), model: str = TOY_MO
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m concepts.toy.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", default="model", choices=["model", "steer", "evolve"], help="what to measure")
+    parser.add_argument("what", nargs="?", default="model", choices=["model", "steer", "evolve", "edit"], help="what to measure")
     parser.add_argument("--prompts", type=int, default=None, help=f"prompts (default: {ModelEvalConfig.prompts} for model, {SteerEvalConfig.prompts} for steer, {EvolveEvalConfig.prompts} for evolve)")
     parser.add_argument("--block", default=SteerEvalConfig.block, help="steer, evolve: the block whose SAEs steer or are read")
     parser.add_argument("--spatial-strengths", type=float, nargs="+", default=list(SteerEvalConfig.spatial_strengths), help="steer: β values of the spatial edit")
@@ -169,13 +171,18 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--guidance", type=float, default=None, help="CFG scale (default: the model's)")
     parser.add_argument("--no-saes", action="store_true", help="skip the SAE measures (fidelity only)")
     parser.add_argument("--figure", help="evolve: also draw the decision steps to this PNG")
+    parser.add_argument("--concepts", nargs="+", default=list(EditEvalConfig.concepts), help="edit: toy values to erase / amplify")
+    parser.add_argument("--ratios", type=float, nargs="+", default=list(EditEvalConfig.ratios), help="edit: shares of each row zeroed")
     parser.add_argument("--out", help="also write the JSON to this file")
     args = parser.parse_args(argv)
     quiet_libraries()
     try:
         if (args.prompts is not None and args.prompts < 1) or args.held_out_prompts < 1:
             raise ConceptLabError("--prompts and --held-out-prompts must be at least 1")
-        if args.what == "evolve":
+        if args.what == "edit":
+            report = evaluate_edit(EditEvalConfig(prompts=args.prompts or EditEvalConfig.prompts, concepts=tuple(args.concepts),
+                                                  ratios=tuple(args.ratios), seed=EditEvalConfig.seed if args.seed is None else args.seed))
+        elif args.what == "evolve":
             report = evaluate_evolution(EvolveEvalConfig(prompts=args.prompts or EvolveEvalConfig.prompts, block=args.block,
                                                          seed=EvolveEvalConfig.seed if args.seed is None else args.seed),
                                         figure=Path(args.figure) if args.figure else None)

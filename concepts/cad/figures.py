@@ -1,0 +1,25 @@
+"""The per-block chart of attribution mass (positive: zeroing lowers J; negative: raises it)."""
+
+from __future__ import annotations
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+from matplotlib.figure import Figure  # noqa: E402
+
+
+def block_mass_figure(mass: dict[str, tuple[float, float]], zeroed: dict[str, int], title: str) -> Figure:
+    blocks = list(mass)
+    fig, ax = plt.subplots(figsize=(7.0, 0.42 * len(blocks) + 1.3))
+    ys = range(len(blocks))
+    ax.barh(ys, [mass[b][0] for b in blocks], color="#2a9d8f", label="positive (zeroing lowers J)")
+    ax.barh(ys, [mass[b][1] for b in blocks], color="#e76f51", label="negative (zeroing raises J)")
+    ax.set_yticks(list(ys), [f"{b}  ({zeroed.get(b, 0)} zeroed)" for b in blocks], fontsize=7)
+    ax.axvline(0, color="black", linewidth=0.8)
+    ax.invert_yaxis()
+    ax.set_xlabel("sum of attribution scores W·∂J/∂W")
+    ax.set_title(title, fontsize=10)
+    ax.legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    return fig

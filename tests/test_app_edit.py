@@ -1,0 +1,41 @@
+"""The Erase / amplify tab's handler: galleries, chart, top components, and bad input as messages."""
+
+from __future__ import annotations
+
+import math
+
+import gradio as gr
+import pytest
+
+import app
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("CONCEPT_LAB_CACHE", str(tmp_path_factory.getbasetemp() / "app-cad-cache"))
+
+
+def test_erase_shows_before_after_chart_and_components():
+    kept = "a small blue striped circle in the center on a black background"
+    concept, others, figure, rows, info = app.edit_concept("toy-shapes", "red", "erase", 0.01, "fast", "", kept, 0, 2)
+    assert [c.split(" · ")[0] for _, c in concept] == ["before", "before", "after", "after"]
+    assert len(others) == 2 and others[0][1].startswith("before")
+    assert figure.axes and len(rows) == 10 and rows[0][3] >= rows[-1][3]
+    assert "zeroed" in info and "judge sees **red**" in info
+
+
+@pytest.mark.parametrize(
+    "concept,action,ratio,mode,images,field",
+    [
+        ("", "erase", 0.01, "fast", 2, "concept"),
+        ("red", "erase", math.nan, "fast", 2, "ratio"),
+        ("red", "erase", 0.9, "fast", 2, "ratio"),
+        ("red", "forget", 0.01, "fast", 2, "action"),
+        ("red", "erase", 0.01, "slow", 2, "mode"),
+        ("red", "erase", 0.01, "fast", 50, "images"),
+    ],
+)
+def test_bad_edit_input_is_a_message(concept, action, ratio, mode, images, field):
+    with pytest.raises(gr.Error) as info:
+        app.edit_concept("toy-shapes", concept, action, ratio, mode, "", "", 0, images)
+    assert field in str(info.value.message)

@@ -1,0 +1,82 @@
+"""Erase / amplify on the toy model through the CLI and the service: before/after images, measured
+rates, the score cache, and bad input as one-line messages."""
+
+from __future__ import annotations
+
+import io
+import json
+
+import numpy as np
+import pytest
+from PIL import Image
+
+from concepts.cad.cache import cache_root
+from concepts.cad.service import EditSpec, run_edit
+from concepts.cli import main
+from concepts.errors import InvalidInputError
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("CONCEPT_LAB_CACHE", str(tmp_path_factory.getbasetemp() / "cad-cache"))
+
+
+def cli(*args: str) -> tuple[int, dict | None, str]:
+    out, err = io.StringIO(), io.StringIO()
+    code = main(list(args), out, err)
+    return code, json.loads(out.getvalue()) if code == 0 else None, err.getvalue()
+
+
+def test_erase_cli_reports_images_rates_and_where(tmp_path):
+    code, report, err = cli("erase", "--concept", "red", "--images", "4", "--out", str(tmp_path))
+    assert code == 0, err
+    assert len(report["before"]) == len(report["after"]) == 4 and report["kept_prompts"]
+    assert all("red" not in p for p in report["kept_prompts"])
+    assert report["zeroed_weights"] > 0 and sum(report["zeroed_by_block"].values()) == report["zeroed_weights"]
+    assert set(report["measured"]) == {"concept_rate_before", "concept_rate_after", "kept_attributes_unchanged"}
+    assert report["measured"]["concept_rate_after"] <= report["measured"]["concept_rate_before"]
+    before = [np.asarray(Image.open(p), float) for p in report["before"]]
+    after = [np.asarray(Image.open(p), float) for p in report["after"]]
+    assert np.mean([np.abs(a - b).mean() for a, b in zip(before, after)]) > 1.0
+    assert not report["scores_cached"]
+    code, again, _ = cli("erase", "--concept", "red", "--images", "1", "--out", str(tmp_path / "2"))
+    assert code == 0 and again["scores_cached"]  # the second request reuses the scores on disk
+    assert list(cache_root().rglob("erase-fast-*.safetensors"))
+
+
+def test_generate_with_erase_differs_from_plain(tmp_path):
+    code, plain, err = cli("generate", "--prompt", "a red circle", "--seed", "1", "--out", str(tmp_path / "plain"))
+    assert code == 0, err
+    code, erased, err = cli("generate", "--prompt", "a red circle", "--seed", "1", "--erase", "red", "--out", str(tmp_path / "erased"))
+    assert code == 0, err
+    assert erased["edit"]["action"] == "erase" and erased["edit"]["zeroed_weights"] > 0
+    a, b = (np.asarray(Image.open(r["images"][0]), float) for r in (plain, erased))
+    assert np.abs(a - b).mean() > 1.0
+
+
+@pytest.mark.parametrize(
+    "args,field",
+    [
+        (["erase", "--concept", "  "], "concept"),
+        (["erase", "--concept", "red", "--ratio", "nan"], "ratio"),
+        (["amplify", "--concept", "red", "--ratio", "2"], "ratio"),
+        (["erase", "--concept", "x" * 20000], "concept"),
+        (["erase", "--concept", "red", "--images", "0"], "images"),
+        (["generate", "--prompt", "a red circle", "--erase", "red", "--amplify", "blue"], "erase"),
+    ],
+)
+def test_bad_edit_input_is_one_line(tmp_path, args, field):
+    code, _, err = cli(*args, "--out", str(tmp_path))
+    assert code == 2 and field in err and "Traceback" not in err and err.count("\n") == 1
+
+
+def test_corrupt_cached_scores_are_recomputed():
+    existing = set(cache_root().rglob("*.safetensors"))
+    outcome = run_edit(None, EditSpec("blue"), prompts=["a blue shape"], kept_prompts=[])
+    (path,) = set(cache_root().rglob("*.safetensors")) - existing
+    path.write_bytes(b"not a safetensors file")
+    again = run_edit(None, EditSpec("blue"), prompts=["a blue shape"], kept_prompts=[])
+    assert not again.attribution.cached and path.stat().st_size > 100
+    assert np.array_equal(np.asarray(outcome.concept_after[0]), np.asarray(again.concept_after[0]))
+    with pytest.raises(InvalidInputError, match="action"):
+        run_edit(None, EditSpec("blue", action="forget"))
