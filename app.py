@@ -364,13 +364,14 @@ def judged_summary(world, concept: str, outcome) -> str:
 
 @gpu
 @user_errors
-def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str, concept_prompt_text: str, kept_text: str, seed: float, images: float):
+def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str, concept_prompt_text: str, kept_text: str, seed: float, images: float, keep_text: str = ""):
     """Erase or amplify: before/after galleries for the concept and for other prompts, where, and how much."""
     world = REGISTRY.get(model)
     count = as_int(images, "images")
     if not 1 <= count <= 8:
         raise InvalidInputError("images", f"must be in 1..8, got {count}")
-    spec = EditSpec(concept=concept or "", action=action, ratio=as_float(ratio, "ratio"), mode=mode, concept_prompt=concept_prompt_text or None)
+    keep = tuple(k.strip() for k in (keep_text or "").split(",") if k.strip())
+    spec = EditSpec(concept=concept or "", action=action, ratio=as_float(ratio, "ratio"), mode=mode, concept_prompt=concept_prompt_text or None, keep=keep)
     prompt = concept_prompt(world, spec)
     outcome = run_edit(model, spec, prompts=[prompt] * count, kept_prompts=prompt_lines(kept_text) or None,
                        seed=as_int(seed, "seed"), device=DEVICE, registry=REGISTRY)
@@ -381,7 +382,8 @@ def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str,
     rows = [[layer, r, c, round(v, 6)] for layer, r, c, v in top_components(outcome.attribution.scores, 10)]
     source = "cached scores" if outcome.attribution.cached else f"scores computed in {outcome.attribution.seconds:.1f} s"
     info = (f"{action.capitalize()}d **{concept}**: zeroed {plan.count:,} of {plan.total_weights:,} feed-forward weights "
-            f"({plan.count / plan.total_weights:.2%}; ratio {outcome.ratio:g} per row), {source}, {outcome.seconds:.1f} s in all."
+            f"({plan.count / plan.total_weights:.2%}; ratio {outcome.ratio:g} per row)"
+            + (f", sparing what {', '.join(keep)} need" if keep else "") + f", {source}, {outcome.seconds:.1f} s in all."
             + judged_summary(world, concept, outcome))
     return concept_gallery, kept_gallery, figure, rows, info
 
@@ -540,6 +542,7 @@ def build_app() -> gr.Blocks:
                         c_action = gr.Radio(["erase", "amplify"], value="erase", label="Action", elem_id="edit-action")
                         c_mode = gr.Radio(["fast", "faithful"], value="fast", label="Attribution", elem_id="edit-mode")
                     c_ratio = gr.Slider(0.0005, 0.2, value=default.defaults.edit_ratio, step=0.0005, label="Share of each row zeroed", elem_id="edit-ratio")
+                    c_keep = gr.Textbox(label="Concepts to keep, comma-separated (their weights are spared)", placeholder="blue, green", elem_id="edit-keep")
                     c_prompt = gr.Textbox(label="Concept prompt (empty: the model's template)", placeholder=default.defaults.concept_template, elem_id="edit-prompt")
                     c_kept = gr.Textbox(label="Prompts of other concepts, one per line (what should be kept)",
                                         value="\n".join(default.examples[1:3]), lines=3, elem_id="edit-kept")
@@ -595,7 +598,7 @@ def build_app() -> gr.Blocks:
         step.change(scrub_evolution, inputs=[evolution, step], outputs=[step_preview, step_composition, step_legend, step_top], api_visibility="private")
         model.change(model_edit_defaults, inputs=model, outputs=[c_ratio, c_kept], api_visibility="private")
         c_run.click(
-            edit_concept, inputs=[model, c_concept, c_action, c_ratio, c_mode, c_prompt, c_kept, c_seed, c_images],
+            edit_concept, inputs=[model, c_concept, c_action, c_ratio, c_mode, c_prompt, c_kept, c_seed, c_images, c_keep],
             outputs=[c_concept_gallery, c_kept_gallery, c_plot, c_top, c_info], api_name="edit",
         )
     return demo

@@ -88,16 +88,15 @@ def _generation_edit(args: argparse.Namespace, registry):
     concept, action = (args.erase, "erase") if args.erase else (args.amplify, "amplify")
     if not concept:
         return contextlib.nullcontext(), None
-    from .cad.ablation import AblationHooks, check_ratio, plan_ablation
-    from .cad.service import EditSpec, concept_prompt, scores_for
+    from .cad.ablation import AblationHooks, check_ratio
+    from .cad.service import EditSpec, concept_prompt, edit_plan
     from .service import SHARED_PIPELINES
 
     world = registry.get(args.model)
-    spec = EditSpec(concept=concept, action=action, ratio=args.ratio, mode=args.mode)
+    spec = EditSpec(concept=concept, action=action, ratio=args.ratio, mode=args.mode, keep=tuple(args.keep or ()))
     ratio = check_ratio(world.defaults.edit_ratio if args.ratio is None else args.ratio)
     pipe = SHARED_PIPELINES.get(world, args.device)
-    scores = scores_for(world, pipe, concept_prompt(world, spec), action, args.mode)
-    plan = plan_ablation(pipe.unet, scores.scores, ratio)
+    scores, plan = edit_plan(world, pipe, spec, concept_prompt(world, spec), ratio)
     info = {"action": action, "concept": concept, "concept_prompt": scores.prompt, "ratio": ratio, "mode": args.mode,
             "zeroed_weights": plan.count, "of_weights": plan.total_weights, "scores_cached": scores.cached}
     return AblationHooks(pipe.unet, plan), info
@@ -112,7 +111,8 @@ def cmd_edit(args: argparse.Namespace) -> dict:
     out = _output_dir(args.out)
     registry = load_registry(args.registry)
     world = registry.get(args.model)
-    spec = EditSpec(concept=args.concept, action=args.action, ratio=args.ratio, mode=args.mode, concept_prompt=args.concept_prompt)
+    spec = EditSpec(concept=args.concept, action=args.action, ratio=args.ratio, mode=args.mode, concept_prompt=args.concept_prompt,
+                    keep=tuple(args.keep or ()), min_per_row=args.min_per_row)
     if args.images < 1 or args.images > 8:
         raise InvalidInputError("images", f"must be in 1..8, got {args.images}")
     from .cad.service import concept_prompt
@@ -129,7 +129,7 @@ def cmd_edit(args: argparse.Namespace) -> dict:
             paths[kind].append(str(path))
     result = {
         "model": world.name, "action": args.action, "concept": args.concept, "concept_prompt": outcome.attribution.prompt,
-        "mode": args.mode, "ratio": outcome.ratio, "seed": args.seed, "prompts": outcome.concept_prompts, "kept_prompts": outcome.kept_prompts,
+        "mode": args.mode, "ratio": outcome.ratio, "keep": list(spec.keep), "seed": args.seed, "prompts": outcome.concept_prompts, "kept_prompts": outcome.kept_prompts,
         **paths,
         "zeroed_weights": outcome.plan.count, "of_weights": outcome.plan.total_weights, "zeroed_by_block": outcome.plan.by_block(),
         "attribution_mass_by_block": {b: {"positive": round(p, 6), "negative": round(n, 6)} for b, (p, n) in block_mass(outcome.attribution.scores).items()},
@@ -407,6 +407,7 @@ def build_parser() -> _Parser:
     gen.add_argument("--amplify", default=None, help="generate with this concept amplified (CAD)")
     gen.add_argument("--ratio", type=float, default=None, help="share of each feed-forward row zeroed (default: the model's)")
     gen.add_argument("--mode", default="fast", choices=["fast", "faithful"], help="attribution mode")
+    gen.add_argument("--keep", action="append", default=None, help="a concept to protect from the edit (repeatable)")
     gen.set_defaults(run=cmd_generate)
 
     for action in ("erase", "amplify"):
@@ -414,6 +415,8 @@ def build_parser() -> _Parser:
         edit.add_argument("--concept", required=True)
         edit.add_argument("--ratio", type=float, default=None, help="share of each feed-forward row zeroed (default: the model's)")
         edit.add_argument("--mode", default="fast", choices=["fast", "faithful"], help="attribution: one batched trajectory, or a fresh one per timestep")
+        edit.add_argument("--keep", action="append", default=None, help="a concept to protect: its scores are subtracted (repeatable)")
+        edit.add_argument("--min-per-row", type=int, default=None, help="weights zeroed per row at least (default: the model's)")
         edit.add_argument("--concept-prompt", default=None, help="the prompt attribution runs on (default: the model's template)")
         edit.add_argument("--prompt", action="append", default=None, help="a prompt to show before/after (repeatable; default: the concept prompt)")
         edit.add_argument("--kept-prompt", action="append", default=None, help="a prompt of another concept, to see what is kept (repeatable; default: the model's examples)")

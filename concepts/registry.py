@@ -39,6 +39,8 @@ class Defaults:
     """How a concept becomes a prompt for attribution (CAD's "a photo of a {concept}")."""
     edit_ratio: float = 0.001
     """Default share of each feed-forward row zeroed by erase / amplify (CAD's 0.001 on SD1.4)."""
+    edit_min_per_row: int = 0
+    """Weights zeroed per row at least, whatever the ratio (narrow models may need 1)."""
 
     def __post_init__(self) -> None:
         if "{concept}" not in self.concept_template:

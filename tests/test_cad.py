@@ -41,7 +41,8 @@ def test_plan_zeroes_the_top_positive_weights_per_row(tiny_pipe, tiny_scores):
     scores[name][0, 3] = 2.0
     scores[name][0, 5] = 1.0
     scores[name][1, :] = -1.0  # never zero a weight whose removal would raise J
-    plan = plan_ablation(tiny_pipe.unet, scores, 0.01)
+    assert plan_ablation(tiny_pipe.unet, scores, 0.01).count == 0  # too narrow for the ratio
+    plan = plan_ablation(tiny_pipe.unet, scores, 0.01, min_per_row=1)
     assert plan.zeroed[name] == 1 and plan.count == 1
     removed = plan.removed[name]
     assert removed[0, 3] == ff_layers(tiny_pipe.unet)[name].weight[0, 3] and removed.count_nonzero() <= 1

@@ -80,3 +80,12 @@ def test_corrupt_cached_scores_are_recomputed():
     assert np.array_equal(np.asarray(outcome.concept_after[0]), np.asarray(again.concept_after[0]))
     with pytest.raises(InvalidInputError, match="action"):
         run_edit(None, EditSpec("blue", action="forget"))
+
+
+def test_keeping_other_concepts_changes_which_weights_are_zeroed():
+    plain = run_edit(None, EditSpec("red", ratio=0.02), prompts=["a red shape"], kept_prompts=[])
+    kept = run_edit(None, EditSpec("red", ratio=0.02, keep=("blue", "green")), prompts=["a red shape"], kept_prompts=[])
+    differ = sum(int((plain.plan.removed[n] != kept.plan.removed[n]).sum()) for n in plain.plan.removed)
+    assert differ > 0
+    with pytest.raises(InvalidInputError, match="min_per_row"):
+        run_edit(None, EditSpec("red", min_per_row=-1), prompts=["a red shape"], kept_prompts=[])

@@ -1,7 +1,8 @@
 """Zero the top-scored feed-forward weights, per request, without touching the shared model.
 
 The plan (which weights) is computed from scores: in each matrix, per output row, the top
-⌊ratio · in_features⌋ weights by score (at least `min_per_row`), skipping non-positive scores.
+⌊ratio · in_features⌋ weights by score (at least `min_per_row`), skipping non-positive scores; a
+matrix too narrow for the ratio loses nothing unless `min_per_row` says so.
 Applying it never writes a weight: `AblationHooks` adds a forward hook to each edited Linear that
 subtracts the removed part, y' = y − x·(W⊙M)ᵀ, which is exactly the layer with those weights zeroed.
 Like `BlockHooks`, the hooks act only inside their own `with` in the calling thread or task, so a
@@ -55,7 +56,7 @@ def check_ratio(ratio: float) -> float:
     return value
 
 
-def plan_ablation(unet: nn.Module, scores: dict[str, torch.Tensor], ratio: float, min_per_row: int = 1) -> AblationPlan:
+def plan_ablation(unet: nn.Module, scores: dict[str, torch.Tensor], ratio: float, min_per_row: int = 0) -> AblationPlan:
     """Which weights to zero: per row the top ⌊ratio·in⌋ (≥ min_per_row) by positive score."""
     ratio = check_ratio(ratio)
     layers = ff_layers(unet)
@@ -67,7 +68,11 @@ def plan_ablation(unet: nn.Module, scores: dict[str, torch.Tensor], ratio: float
         score = scores[name].to(layer.weight.device, torch.float32)
         if score.shape != layer.weight.shape:
             raise InvalidInputError("scores", f"{name}: scores {tuple(score.shape)} do not match the weight {tuple(layer.weight.shape)}")
-        k = max(int(ratio * score.shape[1]), min_per_row)
+        k = min(max(int(ratio * score.shape[1]), min_per_row), score.shape[1])
+        if k == 0:
+            removed[name], zeroed[name] = torch.zeros_like(layer.weight.detach()), 0
+            total += score.numel()
+            continue
         values, index = score.topk(k, dim=1)
         mask = torch.zeros_like(score, dtype=torch.bool).scatter_(1, index, values > 0)
         removed[name] = (layer.weight.detach() * mask).to(layer.weight.dtype)

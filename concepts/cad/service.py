@@ -39,6 +39,10 @@ class EditSpec:
     mode: str = "fast"
     concept_prompt: str | None = None
     """The prompt attribution runs on (None: the model's template filled with the concept)."""
+    keep: tuple[str, ...] = ()
+    """Concepts to protect: their mean scores are subtracted, so weights they also need are spared."""
+    min_per_row: int | None = None
+    """Weights zeroed per row at least (None: the model's default)."""
 
 
 class Scores(NamedTuple):
@@ -85,6 +89,28 @@ def scores_for(world: ModelWorld, pipe, prompt: str, objective: str, mode: str) 
         scores = attribute(pipe, prompt, cfg)
         save_scores(path, scores, key)
         return Scores(scores, prompt, False, time.perf_counter() - started)
+
+
+def contrasted(world: ModelWorld, pipe, spec: EditSpec, target: Scores) -> Scores:
+    """Target scores minus the mean scores of the concepts to keep (our addition to CAD: it spares
+    weights that every concept of the kind needs, which plain scores zero too)."""
+    keep = [k.strip() for k in spec.keep if k and k.strip()]
+    if not keep:
+        return target
+    if len(keep) > MAX_PROMPTS:
+        raise InvalidInputError("keep", f"at most {MAX_PROMPTS} concepts to keep, got {len(keep)}")
+    others = [scores_for(world, pipe, check_prompt(world.defaults.concept_template.format(concept=k), field="keep").text, spec.action, spec.mode) for k in keep]
+    scores = {name: s - torch.stack([o.scores[name] for o in others]).mean(0) for name, s in target.scores.items()}
+    return Scores(scores, target.prompt, target.cached and all(o.cached for o in others), target.seconds + sum(o.seconds for o in others))
+
+
+def edit_plan(world: ModelWorld, pipe, spec: EditSpec, prompt: str, ratio: float) -> tuple[Scores, AblationPlan]:
+    """The scores (contrasted with the concepts to keep) and the weights they say to zero."""
+    scores = contrasted(world, pipe, spec, scores_for(world, pipe, prompt, spec.action, spec.mode))
+    min_per_row = world.defaults.edit_min_per_row if spec.min_per_row is None else spec.min_per_row
+    if isinstance(min_per_row, bool) or not isinstance(min_per_row, int) or not 0 <= min_per_row <= 64:
+        raise InvalidInputError("min_per_row", f"must be a whole number in 0..64, got {min_per_row!r}")
+    return scores, plan_ablation(pipe.unet, scores.scores, ratio, min_per_row=min_per_row)
 
 
 def block_mass(scores: dict[str, torch.Tensor]) -> dict[str, tuple[float, float]]:
@@ -149,8 +175,7 @@ def run_edit(
     kept = check_prompts(kept_prompts if kept_prompts is not None else others[:2], "kept_prompts")
     pipe = (cache or SHARED_PIPELINES).get(world, device)
     started = time.perf_counter()
-    scores = scores_for(world, pipe, prompt, spec.action, spec.mode)
-    plan = plan_ablation(pipe.unet, scores.scores, ratio)
+    scores, plan = edit_plan(world, pipe, spec, prompt, ratio)
     before, after = _generate(pipe, shown, seed, world, steps, guidance, None), _generate(pipe, shown, seed, world, steps, guidance, plan)
     kept_before, kept_after = _generate(pipe, kept, seed, world, steps, guidance, None), _generate(pipe, kept, seed, world, steps, guidance, plan)
     return EditOutcome(world, spec, ratio, scores, plan, shown, before, after, kept, kept_before, kept_after, time.perf_counter() - started)

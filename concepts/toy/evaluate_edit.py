@@ -20,7 +20,7 @@ import numpy as np
 
 from ..cad import AblationHooks, AttributionConfig, plan_ablation
 from ..cad.checks import prediction_check, random_plan
-from ..cad.service import scores_for
+from ..cad.service import EditSpec, contrasted, scores_for
 from ..readers import world_reader
 from ..registry import load_registry
 from ..sampling import GenerationRequest, generate
@@ -36,7 +36,7 @@ TARGET = {"erase_rate_before_at_least": 0.9, "erase_rate_after_at_most": 0.2, "o
 @dataclass
 class EditEvalConfig:
     concepts: tuple[str, ...] = ("red", "striped")
-    ratios: tuple[float, ...] = (0.005, 0.01, 0.02)
+    ratios: tuple[float, ...] = (0.01, 0.02, 0.04)
     prompts: int = 24
     seed: int = 555
 
@@ -80,14 +80,17 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
                 "others_all_attributes_accuracy": round(float(np.mean([np.mean([r[a] == getattr(s, a) for a in ATTRIBUTES]) for r, (s, _) in zip(o, others)])), 3),
             }
 
+        keep = tuple(v for v in ATTRIBUTES[attribute] if v != concept)
         erase_scores = scores_for(world, pipe, concept_prompt, "erase", "fast")
+        kept_scores = contrasted(world, pipe, EditSpec(concept, "erase", keep=keep), erase_scores)
         amplify_scores = scores_for(world, pipe, concept_prompt, "amplify", "fast")
         before = rates()
         rows = []
         for ratio in cfg.ratios:
-            plan = plan_ablation(pipe.unet, erase_scores.scores, ratio)
-            rows.append({"ratio": ratio, "zeroed": plan.count, "of": plan.total_weights, "after": rates(plan),
-                         "random_same_count": rates(random_plan(pipe.unet, plan.count, seed=cfg.seed, like=plan))})
+            for variant, scores in (("CAD scores", erase_scores), ("contrasted with the other values", kept_scores)):
+                plan = plan_ablation(pipe.unet, scores.scores, ratio)
+                rows.append({"ratio": ratio, "scores": variant, "zeroed": plan.count, "of": plan.total_weights, "after": rates(plan),
+                             "random_same_count": rates(random_plan(pipe.unet, plan.count, seed=cfg.seed, like=plan))})
         amplify = []
         base_unspecified = float(np.mean([r[attribute] == concept for r in judged(unspecified)]))
         for ratio in cfg.ratios:
@@ -102,6 +105,7 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
         report["concepts"][concept] = {
             "attribute": attribute, "concept_prompt": concept_prompt,
             "attribution_seconds": {"erase": round(erase_scores.seconds, 2), "amplify": round(amplify_scores.seconds, 2)},
+            "kept_values": list(keep),
             "erase": {"before": before, "by_ratio": rows},
             "amplify": {"prompts": "its attribute left out of the caption", "concept_rate_before": round(base_unspecified, 3), "by_ratio": amplify},
             "prediction_pearson_over_10_random_ablations": prediction,
