@@ -13,17 +13,14 @@ and ratios to plain diffusers; the repeats are interleaved so drift hits every v
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
 from concepts.evolution import run_evolution  # noqa: E402
@@ -31,6 +28,7 @@ from concepts.quiet import quiet_libraries  # noqa: E402
 from concepts.readers import world_reader  # noqa: E402
 from concepts.registry import load_registry  # noqa: E402
 from concepts.service import SHARED_PIPELINES  # noqa: E402
+from timing import median_seconds, report  # noqa: E402
 
 PROMPT = "a small blue striped circle in the center on a black background"
 
@@ -50,7 +48,6 @@ def main() -> None:
     pipe = SHARED_PIPELINES.get(world, args.device)
     d = world.defaults
     reader = world_reader(world)
-    sync = torch.cuda.synchronize if pipe.device.type == "cuda" else (lambda: None)
 
     def plain() -> None:
         pipe(PROMPT, num_inference_steps=d.steps, guidance_scale=d.guidance, height=d.height, width=d.width, generator=torch.Generator().manual_seed(0), output_type="pt")
@@ -74,35 +71,9 @@ def main() -> None:
             plt.close("all")
 
         variants["app_first_render"] = first_render
-    for fn in variants.values():  # warm-up
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.repeats):
-        for name, fn in variants.items():
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(v) for name, v in times.items()}
-    result = {
-        "model": world.name,
-        "device": str(pipe.device),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "steps": d.steps,
-        "guidance": d.guidance,
-        "size": [d.height, d.width],
-        "blocks": world.blocks,
-        "repeats": args.repeats,
-        "median_seconds": {k: round(v, 4) for k, v in median.items()},
-        "ratio_to_diffusers": {k: round(v / median["diffusers"], 3) for k, v in median.items()},
-        "targets": {"capture_sae_three_blocks_ratio": 1.25, "app_first_render_seconds": 4.0},
-    }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    median = median_seconds(variants, args.repeats, pipe.device)
+    report(world.name, pipe.device, median, args.repeats, args.out, steps=d.steps, guidance=d.guidance, size=[d.height, d.width],
+           blocks=world.blocks, targets={"capture_sae_three_blocks_ratio": 1.25, "app_first_render_seconds": 4.0})
 
 
 if __name__ == "__main__":

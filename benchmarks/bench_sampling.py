@@ -11,16 +11,13 @@ each variant's ratio to plain diffusers. The repeats are interleaved so drift hi
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from concepts.hooks import BlockEdit, BlockHooks, transformer_blocks  # noqa: E402
 from concepts.pipeline import load_pipeline  # noqa: E402
@@ -28,6 +25,7 @@ from concepts.quiet import quiet_libraries  # noqa: E402
 from concepts.registry import load_registry  # noqa: E402
 from concepts.sampling import GenerationRequest, generate  # noqa: E402
 from concepts.steps import StepWindow  # noqa: E402
+from timing import median_seconds, report  # noqa: E402
 
 
 def main() -> None:
@@ -45,7 +43,6 @@ def main() -> None:
     d = world.defaults
     request = GenerationRequest("a red circle on the left", seed=0, steps=args.steps, guidance=d.guidance, height=d.height, width=d.width)
     blocks = list(transformer_blocks(pipe.unet))
-    sync = torch.cuda.synchronize if pipe.device.type == "cuda" else (lambda: None)
 
     def plain() -> None:
         pipe(request.prompt, num_inference_steps=request.steps, guidance_scale=request.guidance, height=request.height, width=request.width, generator=torch.Generator().manual_seed(0), output_type="pt")
@@ -63,32 +60,8 @@ def main() -> None:
             generate(pipe, request, hooks)
 
     variants = {"diffusers": plain, "ours": ours, "ours_capture_all_blocks": ours_capture_all, "ours_noop_edit": ours_noop_edit}
-    for fn in variants.values():  # warm-up
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.repeats):
-        for name, fn in variants.items():
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(v) for name, v in times.items()}
-    result = {
-        "model": world.name,
-        "device": str(pipe.device),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "steps": args.steps,
-        "size": [request.height, request.width],
-        "repeats": args.repeats,
-        "median_seconds": {k: round(v, 4) for k, v in median.items()},
-        "ratio_to_diffusers": {k: round(v / median["diffusers"], 3) for k, v in median.items()},
-    }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    median = median_seconds(variants, args.repeats, pipe.device)
+    report(world.name, pipe.device, median, args.repeats, args.out, steps=args.steps, size=[request.height, request.width])
 
 
 if __name__ == "__main__":

@@ -15,16 +15,13 @@ repeats are interleaved so drift hits every variant alike.
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
 import sys
-import time
 from pathlib import Path
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from concepts.explore import run_explore  # noqa: E402
 from concepts.hooks import BlockHooks  # noqa: E402
@@ -35,6 +32,7 @@ from concepts.service import SHARED_PIPELINES  # noqa: E402
 from concepts.steer_service import SAES, SteerSpec, run_steering  # noqa: E402
 from concepts.steering import SteeringPlan, default_strength, region_mask  # noqa: E402
 from concepts.steps import StepWindow  # noqa: E402
+from timing import median_seconds, report  # noqa: E402
 
 PROMPT = "a large red solid square at the top left on a white background"
 
@@ -54,7 +52,6 @@ def main() -> None:
     pipe = SHARED_PIPELINES.get(world, args.device)
     d = world.defaults
     request = GenerationRequest(PROMPT, seed=0, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width)
-    sync = torch.cuda.synchronize if pipe.device.type == "cuda" else (lambda: None)
     middle, early = StepWindow.parse("middle", d.steps), StepWindow.parse("early", d.steps)
     mid_sae = SAES.get(world, args.block, "middle", "cond", pipe.unet)
     early_sae = SAES.get(world, args.block, "early", "cond", pipe.unet)
@@ -93,34 +90,9 @@ def main() -> None:
         "steering_request_cached_baseline": steering_request_cached_baseline,
         "explore_request": explore_request,
     }
-    for fn in variants.values():  # warm-up
-        fn()
-    times: dict[str, list[float]] = {name: [] for name in variants}
-    for _ in range(args.repeats):
-        for name, fn in variants.items():
-            sync()
-            start = time.perf_counter()
-            fn()
-            sync()
-            times[name].append(time.perf_counter() - start)
-    median = {name: statistics.median(v) for name, v in times.items()}
-    result = {
-        "model": world.name,
-        "device": str(pipe.device),
-        "cpu": platform.processor() or platform.machine(),
-        "threads": torch.get_num_threads(),
-        "steps": d.steps,
-        "guidance": d.guidance,
-        "size": [d.height, d.width],
-        "repeats": args.repeats,
-        "median_seconds": {k: round(v, 4) for k, v in median.items()},
-        "ratio_to_diffusers": {k: round(v / median["diffusers"], 3) for k, v in median.items()},
-        "targets": {"steering_request_baseline_and_steered_seconds": 3.0, "steered_ratio": 1.10},
-    }
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    median = median_seconds(variants, args.repeats, pipe.device)
+    report(world.name, pipe.device, median, args.repeats, args.out, steps=d.steps, guidance=d.guidance, size=[d.height, d.width],
+           targets={"steering_request_baseline_and_steered_seconds": 3.0, "steered_ratio": 1.10})
 
 
 if __name__ == "__main__":

@@ -87,7 +87,52 @@ CaptureSink = Callable[[str, Capture], None]
 """Receives each capture as it happens, e.g. to encode it with an SAE and keep only the codes."""
 
 
-class BlockHooks:
+class ScopedHooks:
+    """Forward hooks that exist only inside a `with` and act only for the thread or task that entered it.
+
+    Subclasses register their hooks in `_install(add)` and start each hook with `if not self._mine():
+    return None`, so another user's run through the same shared model passes through untouched.
+    Leaving the `with`, even by an exception, removes every hook.
+    """
+
+    def __init__(self) -> None:
+        self._handles: list[torch.utils.hooks.RemovableHandle] = []
+        self._token: contextvars.Token | None = None
+
+    def _install(self, add: Callable[[torch.utils.hooks.RemovableHandle], None]) -> None:
+        raise NotImplementedError
+
+    def _mine(self) -> bool:
+        return id(self) in _ACTIVE.get()
+
+    def __enter__(self):
+        if self._handles:
+            raise ConceptLabError("these hooks are already active; use a new object for a nested run")
+        try:
+            self._install(self._handles.append)
+        except BaseException:
+            self._remove()
+            raise
+        self._token = _ACTIVE.set(_ACTIVE.get() | {id(self)})
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self._remove()
+
+    def _remove(self) -> None:
+        for handle in self._handles:
+            handle.remove()
+        self._handles.clear()
+        if self._token is not None:
+            _ACTIVE.reset(self._token)
+            self._token = None
+
+    @property
+    def active(self) -> bool:
+        return bool(self._handles)
+
+
+class BlockHooks(ScopedHooks):
     """Capture and/or edit the reads of named transformer blocks for the duration of a `with`.
 
     The sampler tells the hooks where it is with `set_step` before every UNet call; a UNet call made
@@ -106,6 +151,7 @@ class BlockHooks:
     ) -> None:
         if reads not in READS:
             raise InvalidInputError("reads", f"{reads!r} is not 'delta' or 'output'")
+        super().__init__()
         self.unet = unet
         self.reads: Reads = reads
         self.capture_blocks = tuple(b.removeprefix("unet.") for b in capture)
@@ -117,37 +163,15 @@ class BlockHooks:
         self._modules = resolve_blocks(unet, names)
         self.captures: dict[str, list[Capture]] = {b: [] for b in self.capture_blocks}
         self.step: StepInfo | None = None
-        self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._token: contextvars.Token | None = None
 
     # -- lifecycle -----------------------------------------------------------------------------
-    def __enter__(self) -> "BlockHooks":
-        if self._handles:
-            raise ConceptLabError("these hooks are already active; use a new BlockHooks for a nested run")
-        try:
-            for name, module in self._modules.items():
-                self._handles.append(module.register_forward_hook(self._make_hook(name), with_kwargs=True))
-        except BaseException:
-            self._remove()
-            raise
-        self._token = _ACTIVE.set(_ACTIVE.get() | {id(self)})
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._remove()
+    def _install(self, add) -> None:
+        for name, module in self._modules.items():
+            add(module.register_forward_hook(self._make_hook(name), with_kwargs=True))
 
     def _remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        if self._token is not None:
-            _ACTIVE.reset(self._token)
-            self._token = None
+        super()._remove()
         self.step = None
-
-    @property
-    def active(self) -> bool:
-        return bool(self._handles)
 
     def set_step(self, step: StepInfo) -> None:
         self.step = step
@@ -158,7 +182,7 @@ class BlockHooks:
         capturing = name in self.capture_blocks
 
         def hook(module: nn.Module, args: tuple, kwargs: dict, output: object) -> object:
-            if id(self) not in _ACTIVE.get():
+            if not self._mine():
                 return None  # another user's run through the shared model
             step = self.step
             if step is None:

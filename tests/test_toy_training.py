@@ -36,6 +36,27 @@ def test_toy_train_exports_a_pipeline_and_resumes(tmp_path):
     assert (run / "data.safetensors").is_file() and (run / "latents.safetensors").is_file()
 
 
+def test_training_continues_from_a_saved_pipeline(tmp_path):
+    """--init-from: the saved VAE is kept as trained, the UNet starts from the saved weights."""
+    import torch
+    from safetensors.torch import load_file
+
+    first = run_module("concepts.toy.train", "--run", str(tmp_path / "a"), "--out", str(tmp_path / "pipe"), *TINY_RECIPE, "--vae-steps", "2", "--unet-steps", "1")
+    assert first.returncode == 0, first.stderr
+    again = run_module("concepts.toy.train", "--run", str(tmp_path / "b"), "--out", str(tmp_path / "more"), *TINY_RECIPE,
+                       "--init-from", str(tmp_path / "pipe"), "--unet-steps", "1")
+    assert again.returncode == 0, again.stderr
+    log = (tmp_path / "b" / "train.log").read_text()
+    assert "start from" in log and " vae step " not in log  # no VAE step was taken
+    saved_vae = load_file(str(tmp_path / "pipe" / "vae" / "diffusion_pytorch_model.safetensors"))
+    kept_vae = load_file(str(tmp_path / "more" / "vae" / "diffusion_pytorch_model.safetensors"))
+    assert all(torch.equal(saved_vae[k], kept_vae[k]) for k in saved_vae)
+    saved_unet = load_file(str(tmp_path / "pipe" / "unet" / "diffusion_pytorch_model.safetensors"))
+    new_unet = load_file(str(tmp_path / "more" / "unet" / "diffusion_pytorch_model.safetensors"))
+    changed = [k for k in saved_unet if not torch.equal(saved_unet[k], new_unet[k])]
+    assert changed and max(float((saved_unet[k] - new_unet[k]).abs().max()) for k in changed) < 0.1  # a step on, not a restart
+
+
 def test_toy_saes_train_and_get_dictionaries(tmp_path):
     """A random toy pipeline is enough to check the plumbing (its features get few labels)."""
     import torch

@@ -12,7 +12,6 @@ by an exception) removes them.
 
 from __future__ import annotations
 
-import contextvars
 import math
 from dataclasses import dataclass
 
@@ -21,10 +20,10 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..errors import InvalidInputError
+from ..hooks import ScopedHooks
 from .components import block_of, ff_layers
 
 MAX_RATIO = 0.5
-_ACTIVE: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("concept_lab_active_ablations", default=frozenset())
 
 
 @dataclass
@@ -81,43 +80,25 @@ def plan_ablation(unet: nn.Module, scores: dict[str, torch.Tensor], ratio: float
     return AblationPlan(removed, zeroed, total)
 
 
-class AblationHooks:
+class AblationHooks(ScopedHooks):
     """Apply an `AblationPlan` for the duration of a `with`, in this thread or task only."""
 
     def __init__(self, unet: nn.Module, plan: AblationPlan) -> None:
+        super().__init__()
         layers = ff_layers(unet)
         unknown = sorted(set(plan.removed) - set(layers))
         if unknown:
             raise InvalidInputError("ablation", f"{unknown[0]} is not a feed-forward layer of this UNet")
         self._targets = {name: layers[name] for name in plan.removed if plan.zeroed.get(name)}
         self.plan = plan
-        self._handles: list = []
-        self._token = None
 
-    def __enter__(self) -> "AblationHooks":
-        try:
-            for name, layer in self._targets.items():
-                self._handles.append(layer.register_forward_hook(self._hook(self.plan.removed[name])))
-        except BaseException:
-            self._remove()
-            raise
-        self._token = _ACTIVE.set(_ACTIVE.get() | {id(self)})
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._remove()
-
-    def _remove(self) -> None:
-        for handle in self._handles:
-            handle.remove()
-        self._handles.clear()
-        if self._token is not None:
-            _ACTIVE.reset(self._token)
-            self._token = None
+    def _install(self, add) -> None:
+        for name, layer in self._targets.items():
+            add(layer.register_forward_hook(self._hook(self.plan.removed[name])))
 
     def _hook(self, removed: torch.Tensor):
         def hook(module: nn.Module, args: tuple, output: torch.Tensor):
-            if id(self) not in _ACTIVE.get():
+            if not self._mine():
                 return None  # another request through the shared model
             return output - F.linear(args[0], removed.to(args[0].dtype))
 

@@ -1,0 +1,49 @@
+"""Shared by the benchmarks: time variants interleaved (so drift hits every one alike) and report
+medians and ratios to the first variant (plain diffusers) as one JSON object."""
+
+from __future__ import annotations
+
+import json
+import platform
+import statistics
+import time
+from pathlib import Path
+from typing import Callable
+
+import torch
+
+
+def median_seconds(variants: dict[str, Callable[[], None]], repeats: int, device: torch.device) -> dict[str, float]:
+    """One warm-up call each, then `repeats` interleaved rounds; the median per variant."""
+    sync = torch.cuda.synchronize if device.type == "cuda" else (lambda: None)
+    for fn in variants.values():
+        fn()
+    times: dict[str, list[float]] = {name: [] for name in variants}
+    for _ in range(repeats):
+        for name, fn in variants.items():
+            sync()
+            start = time.perf_counter()
+            fn()
+            sync()
+            times[name].append(time.perf_counter() - start)
+    return {name: statistics.median(v) for name, v in times.items()}
+
+
+def report(model: str, device: torch.device, median: dict[str, float], repeats: int, out: str | None, **fields: object) -> dict:
+    """Print (and with `out`, write) the result; ratios are to the first variant."""
+    base = next(iter(median.values()))
+    result = {
+        "model": model,
+        "device": str(device),
+        "cpu": platform.processor() or platform.machine(),
+        "threads": torch.get_num_threads(),
+        **fields,
+        "repeats": repeats,
+        "median_seconds": {k: round(v, 4) for k, v in median.items()},
+        "ratio_to_diffusers": {k: round(v / base, 3) for k, v in median.items()},
+    }
+    text = json.dumps(result, indent=1)
+    print(text)
+    if out:
+        Path(out).write_text(text + "\n")
+    return result
