@@ -532,7 +532,8 @@ def build_app() -> gr.Blocks:
                 "Component attribution (CAD) scores every feed-forward weight of the UNet's transformer blocks by how much "
                 "removing it would weaken (erase) or strengthen (amplify) a concept. Zeroing the top-scored weights at "
                 "inference time erases or amplifies the concept; prompts of other concepts show what is kept. Nothing in the "
-                "shared model changes: the edit lives in your request."
+                "shared model changes: the edit lives in your request. Tip: list the concepts to keep (to erase *red* on the "
+                "toy model, keep *orange, yellow, green, blue, purple*): their weights are spared and other colours survive better."
             )
             with gr.Row():
                 with gr.Column():
