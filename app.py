@@ -394,6 +394,16 @@ def model_edit_defaults(model: str):
     return gr.update(value=world.defaults.edit_ratio), gr.update(value="\n".join(world.examples[1:3]))
 
 
+def sampling_inputs(world, example: str, prefix: str = ""):
+    """Prompt, seed, steps and guidance widgets (each tab has its own; ids start with `prefix`)."""
+    prompt = gr.Textbox(label="Prompt", value=example, elem_id=f"{prefix}prompt")
+    with gr.Row():
+        seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id=f"{prefix}seed")
+        steps = gr.Slider(1, 100, value=world.defaults.steps, step=1, label="Denoising steps", elem_id=f"{prefix}steps")
+        guidance = gr.Slider(0, 20, value=world.defaults.guidance, step=0.5, label="Guidance", elem_id=f"{prefix}guidance")
+    return prompt, seed, steps, guidance
+
+
 def build_app() -> gr.Blocks:
     default = REGISTRY.get()
     blocks = default.blocks
@@ -410,11 +420,7 @@ def build_app() -> gr.Blocks:
         with gr.Tab("Generate"):
             with gr.Row():
                 with gr.Column():
-                    prompt = gr.Textbox(label="Prompt", value=example, elem_id="prompt")
-                    with gr.Row():
-                        seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="seed")
-                        steps = gr.Slider(1, 100, value=default.defaults.steps, step=1, label="Denoising steps", elem_id="steps")
-                        guidance = gr.Slider(0, 20, value=default.defaults.guidance, step=0.5, label="Guidance", elem_id="guidance")
+                    prompt, seed, steps, guidance = sampling_inputs(default, example, "")
                     run = gr.Button("Generate", variant="primary", elem_id="generate")
                 with gr.Column():
                     image = gr.Image(label="Image", type="pil", format="png", elem_id="image", elem_classes="pixelated", height=320)
@@ -431,11 +437,7 @@ def build_app() -> gr.Blocks:
             explored = gr.State(None)
             with gr.Row():
                 with gr.Column():
-                    s_prompt = gr.Textbox(label="Prompt", value=example, elem_id="steer-prompt")
-                    with gr.Row():
-                        s_seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="steer-seed")
-                        s_steps = gr.Slider(1, 100, value=default.defaults.steps, step=1, label="Denoising steps", elem_id="steer-steps")
-                        s_guidance = gr.Slider(0, 20, value=default.defaults.guidance, step=0.5, label="Guidance", elem_id="steer-guidance")
+                    s_prompt, s_seed, s_steps, s_guidance = sampling_inputs(default, example, "steer-")
                     with gr.Row():
                         block = gr.Dropdown(choices=blocks, value=default_block, label="Block", elem_id="steer-block")
                         window = gr.Dropdown(
@@ -501,11 +503,7 @@ def build_app() -> gr.Blocks:
             evolution = gr.State(None)
             with gr.Row():
                 with gr.Column():
-                    e_prompt = gr.Textbox(label="Prompt", value=example, elem_id="evolve-prompt")
-                    with gr.Row():
-                        e_seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="evolve-seed")
-                        e_steps = gr.Slider(1, 100, value=default.defaults.steps, step=1, label="Denoising steps", elem_id="evolve-steps")
-                        e_guidance = gr.Slider(0, 20, value=default.defaults.guidance, step=0.5, label="Guidance", elem_id="evolve-guidance")
+                    e_prompt, e_seed, e_steps, e_guidance = sampling_inputs(default, example, "evolve-")
                     with gr.Row():
                         e_block = gr.Dropdown(choices=blocks, value=default_block, label="Block for heatmaps and composition", elem_id="evolve-block")
                         e_concepts = gr.Dropdown(choices=[], value=[], multiselect=True, label="Concepts to plot (empty: the strongest)", elem_id="evolve-concepts")
@@ -559,8 +557,8 @@ def build_app() -> gr.Blocks:
                 c_plot = gr.Plot(label="Attribution mass per block", elem_id="edit-mass")
                 c_top = gr.Dataframe(headers=["layer", "row", "column", "score"], label="Top components", interactive=False, elem_id="edit-top")
 
-        model.change(model_defaults, inputs=model, outputs=[steps, guidance], api_visibility="private")
-        model.change(model_defaults, inputs=model, outputs=[s_steps, s_guidance], api_visibility="private")
+        for tab_steps, tab_guidance in ((steps, guidance), (s_steps, s_guidance), (e_steps, e_guidance)):
+            model.change(model_defaults, inputs=model, outputs=[tab_steps, tab_guidance], api_visibility="private")
         model.change(model_blocks, inputs=model, outputs=block, api_visibility="private")
         run.click(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_name="generate")
         prompt.submit(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_visibility="private")
@@ -587,7 +585,6 @@ def build_app() -> gr.Blocks:
         )
         show_icons.click(icon_gallery, inputs=[*sae_inputs, icon_count], outputs=icons, api_name="icons")
         show_top.click(top_image_gallery, inputs=[*sae_inputs, top_feature], outputs=top_images, api_name="top_images")
-        model.change(model_defaults, inputs=model, outputs=[e_steps, e_guidance], api_visibility="private")
         model.change(model_blocks, inputs=model, outputs=e_block, api_visibility="private")
         for trigger in (model.change, demo.load):
             trigger(evolution_concepts, inputs=model, outputs=e_concepts, api_visibility="private")

@@ -139,6 +139,18 @@ def global_edit(sae: TopKSAE, features: Sequence[int], strength: float) -> EditF
     return edit
 
 
+def suppress_edit(sae: TopKSAE, features: Sequence[int]) -> EditFn:
+    """Switch features off everywhere (z_c := 0), keeping the SAE error: the SAE way to erase a
+    concept, which the erase panel compares with CAD."""
+    ids = list(check_features(sae, features))
+
+    def edit(step: StepInfo, read: torch.Tensor) -> torch.Tensor:
+        z = _codes(sae, read)
+        return read - (z[..., ids] @ sae.W_dec[ids]).to(read.dtype)
+
+    return edit
+
+
 @dataclass(frozen=True)
 class SteeringPlan:
     """What to steer: which features of which block's SAE, where, when, how strongly, on which branch."""

@@ -89,3 +89,15 @@ def test_pooling_keeps_partial_cover():
     mask[:, :16] = 1.0
     grid = pool_to_grid(mask, 8, 8)
     assert torch.allclose(grid[:, :2], torch.ones(8, 2)) and grid[:, 2:].sum() == 0
+
+
+def test_suppression_removes_exactly_the_chosen_features_contribution(sae):
+    from concepts.steering import suppress_edit
+
+    torch.manual_seed(1)
+    read = torch.randn(1, 4, 4, 16)
+    codes = sae.encode_dense(read)
+    active = [int(i) for i in torch.nonzero(codes.flatten(0, 2).sum(0))[:2, 0]]
+    changed = suppress_edit(sae, active)(STEP, read)
+    expected = read - codes[..., active] @ sae.W_dec[active]
+    assert torch.allclose(changed, expected, atol=1e-5) and not torch.allclose(changed, read)

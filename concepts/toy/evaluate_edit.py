@@ -7,6 +7,8 @@ For each concept (default: the colour red and the texture striped):
   as many weights (the baseline attribution must beat).
 - **amplify**: the rate of the concept on prompts that leave its attribute unspecified, before and
   after (the concept should appear more often).
+- **SAE suppression**: for comparison, the concept's dictionary features switched off (z := 0) at
+  every block and stage whose SAE dictionary labels it, on both CFG branches, all steps.
 - **prediction**: Pearson r between predicted and measured change of J over random ablations (the
   authors report ≈ 0.5), for small and larger ablations.
 """
@@ -21,6 +23,12 @@ import numpy as np
 from ..cad import AblationHooks, AttributionConfig, plan_ablation
 from ..cad.checks import prediction_check, random_plan
 from ..cad.service import EditSpec, contrasted, scores_for
+from ..dictionary import concept_features
+from ..errors import UnknownNameError
+from ..hooks import BlockEdit, BlockHooks
+from ..steer_service import SAES
+from ..steering import suppress_edit
+from ..steps import StepWindow
 from ..readers import world_reader
 from ..registry import load_registry
 from ..sampling import GenerationRequest, generate
@@ -59,8 +67,23 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
         request = GenerationRequest(prompts, seed=cfg.seed, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width)
         if plan is None:
             return judge(generate(pipe, request).pixels)
-        with AblationHooks(pipe.unet, plan):
-            return judge(generate(pipe, request).pixels)
+        hooks = BlockHooks(pipe.unet, edits=plan) if isinstance(plan, list) else AblationHooks(pipe.unet, plan)
+        with hooks as active:
+            return judge(generate(pipe, request, active if isinstance(plan, list) else ()).pixels)
+
+    def suppression(concept: str) -> list[BlockEdit]:
+        """Edits that switch the concept's labelled features off wherever a cond SAE labels it."""
+        edits = []
+        for entry in world.saes:
+            if entry.branch != "cond":
+                continue
+            loaded = SAES.get(world, entry.block, entry.window, "cond", pipe.unet)
+            try:
+                features = concept_features(loaded.concepts or {}, concept)
+            except UnknownNameError:
+                continue
+            edits.append(BlockEdit(entry.block, suppress_edit(loaded.sae, features), StepWindow.parse(entry.window, d.steps), "both"))
+        return edits
 
     pool = labelled_prompts(cfg.prompts * 12, cfg.seed)
     report = {"what": "edit", "model": world.name, "prompts": cfg.prompts, "targets": TARGET, "concepts": {}}
@@ -91,6 +114,8 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
                 plan = plan_ablation(pipe.unet, scores.scores, ratio)
                 rows.append({"ratio": ratio, "scores": variant, "zeroed": plan.count, "of": plan.total_weights, "after": rates(plan),
                              "random_same_count": rates(random_plan(pipe.unet, plan.count, seed=cfg.seed, like=plan))})
+        edits = suppression(concept)
+        suppressed = {"blocks_and_stages": len(edits), "after": rates(edits) if edits else None}
         amplify = []
         base_unspecified = float(np.mean([r[attribute] == concept for r in judged(unspecified)]))
         for ratio in cfg.ratios:
@@ -107,6 +132,7 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
             "attribution_seconds": {"erase": round(erase_scores.seconds, 2), "amplify": round(amplify_scores.seconds, 2)},
             "kept_values": list(keep),
             "erase": {"before": before, "by_ratio": rows},
+            "sae_suppression": suppressed,
             "amplify": {"prompts": "its attribute left out of the caption", "concept_rate_before": round(base_unspecified, 3), "by_ratio": amplify},
             "prediction_pearson_over_10_random_ablations": prediction,
         }
