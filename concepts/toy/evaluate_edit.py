@@ -107,6 +107,7 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
         erase_scores = scores_for(world, pipe, concept_prompt, "erase", "fast")
         kept_scores = contrasted(world, pipe, EditSpec(concept, "erase", keep=keep), erase_scores)
         amplify_scores = scores_for(world, pipe, concept_prompt, "amplify", "fast")
+        amplify_kept = contrasted(world, pipe, EditSpec(concept, "amplify", keep=keep), amplify_scores)
         before = rates()
         rows = []
         for ratio in cfg.ratios:
@@ -119,9 +120,10 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
         amplify = []
         base_unspecified = float(np.mean([r[attribute] == concept for r in judged(unspecified)]))
         for ratio in cfg.ratios:
-            plan = plan_ablation(pipe.unet, amplify_scores.scores, ratio)
-            amplify.append({"ratio": ratio, "zeroed": plan.count,
-                            "concept_rate_unspecified_after": round(float(np.mean([r[attribute] == concept for r in judged(unspecified, plan)])), 3)})
+            for variant, scores in (("CAD scores", amplify_scores), ("contrasted with the other values", amplify_kept)):
+                plan = plan_ablation(pipe.unet, scores.scores, ratio)
+                amplify.append({"ratio": ratio, "scores": variant, "zeroed": plan.count,
+                                "concept_rate_unspecified_after": round(float(np.mean([r[attribute] == concept for r in judged(unspecified, plan)])), 3)})
         check_cfg = AttributionConfig(steps=d.steps, guidance=d.guidance, height=d.height, width=d.width, images=1)
         prediction = {}
         for n in (30, 300):
