@@ -33,7 +33,7 @@ from concepts.evolution_figures import (  # noqa: E402
     emergence_figure, evolution_record, heatmap_grid, save_gif, save_json, save_strip,
 )
 from concepts.explore import heatmap_overlay, run_explore, search_concepts  # noqa: E402
-from concepts.readers import world_reader  # noqa: E402
+from concepts.readers import edit_rates, world_reader  # noqa: E402
 from concepts.icons import MAX_ICONS, run_icons  # noqa: E402
 from concepts.quiet import quiet_libraries  # noqa: E402
 from concepts.registry import load_registry  # noqa: E402
@@ -351,15 +351,10 @@ def judged_summary(world, concept: str, outcome) -> str:
     reader = world_reader(world)
     if reader is None or not outcome.concept_before:
         return ""
-
-    def read(images):
-        pixels = torch.from_numpy(np.stack([np.asarray(i.convert("RGB"), np.float32) / 255 for i in images])).permute(0, 3, 1, 2)
-        return reader(pixels)
-
-    value = concept.strip().lower()
-    before = sum(value in r.values() for r in read(outcome.concept_before)) / len(outcome.concept_before)
-    after = sum(value in r.values() for r in read(outcome.concept_after)) / len(outcome.concept_after)
-    return f" The judge sees **{concept}** in {before:.0%} of the images before and {after:.0%} after."
+    rates = edit_rates(reader, concept, outcome)
+    before, after, kept = rates["concept_rate_before"], rates["concept_rate_after"], rates["kept_attributes_unchanged"]
+    text = f" The judge sees **{concept}** in {before:.0%} of the images before and {after:.0%} after."
+    return text + (f" The other prompts' images keep {kept:.0%} of their attributes." if kept is not None else "")
 
 
 @gpu

@@ -104,8 +104,8 @@ def _generation_edit(args: argparse.Namespace, registry):
 
 def cmd_edit(args: argparse.Namespace) -> dict:
     """`erase` / `amplify`: scores (cached), the ablation, before/after images and measured rates."""
-    from .cad.service import EditSpec, block_mass, run_edit, top_components
-    from .readers import world_reader
+    from .cad.service import EditSpec, block_mass, concept_prompt, run_edit, top_components
+    from .readers import edit_rates, world_reader
     from .registry import load_registry
 
     out = _output_dir(args.out)
@@ -115,8 +115,6 @@ def cmd_edit(args: argparse.Namespace) -> dict:
                     keep=tuple(args.keep or ()), min_per_row=args.min_per_row)
     if args.images < 1 or args.images > 8:
         raise InvalidInputError("images", f"must be in 1..8, got {args.images}")
-    from .cad.service import concept_prompt
-
     prompts = args.prompt or [concept_prompt(world, spec)] * args.images
     outcome = run_edit(world.name, spec, prompts=prompts, kept_prompts=args.kept_prompt, seed=args.seed, steps=args.steps,
                        guidance=args.guidance, device=args.device, registry=registry)
@@ -141,7 +139,7 @@ def cmd_edit(args: argparse.Namespace) -> dict:
     }
     reader = world_reader(world)
     if reader is not None:
-        result["measured"] = _judged_rates(reader, args.concept, outcome)
+        result["measured"] = edit_rates(reader, args.concept, outcome)
     return result
 
 
@@ -151,26 +149,6 @@ def _mean_change(before, after) -> float:
     if not before:
         return 0.0
     return float(np.mean([np.abs(np.asarray(a, float) - np.asarray(b, float)).mean() / 255 for a, b in zip(before, after)]))
-
-
-def _judged_rates(reader, concept: str, outcome) -> dict:
-    """Toy judge: how often the concept is seen before/after, and how many kept images read the same."""
-    import numpy as np
-    import torch
-
-    def read(images):
-        if not images:
-            return []
-        pixels = torch.from_numpy(np.stack([np.asarray(i.convert("RGB"), np.float32) / 255 for i in images])).permute(0, 3, 1, 2)
-        return reader(pixels)
-
-    value = concept.strip().lower()
-    before, after = read(outcome.concept_before), read(outcome.concept_after)
-    kept_before, kept_after = read(outcome.kept_before), read(outcome.kept_after)
-    rate = lambda reads: round(sum(value in r.values() for r in reads) / len(reads), 3) if reads else None  # noqa: E731
-    same = [sum(a[k] == b[k] for k in a) / len(a) for a, b in zip(kept_before, kept_after)]
-    return {"concept_rate_before": rate(before), "concept_rate_after": rate(after),
-            "kept_attributes_unchanged": round(float(np.mean(same)), 3) if same else None}
 
 
 def cmd_train_sae(args: argparse.Namespace) -> dict:
