@@ -20,9 +20,9 @@ from PIL import Image
 from .features import feature_maps
 from .hooks import BlockHooks, Capture
 from .pipeline import PipelineCache
-from .registry import ModelWorld, Registry, load_registry
+from .registry import ModelWorld, Registry
 from .sampling import GenerationRequest, decode_latents, sample, to_pil
-from .service import SHARED_PIPELINES, build_request
+from .service import prepare
 from .steer_service import SAES
 from .steps import stage_of
 
@@ -140,9 +140,7 @@ def run_evolution(
     """Generate once, keeping every step's preview and the blocks' concept maps (default: every SAE block).
 
     `with_previews=False` skips decoding the x0 previews (and the reader): concept maps only."""
-    world = (registry or load_registry()).get(model)
-    request, warnings = build_request(world, prompt, seed=seed, steps=steps, guidance=guidance)
-    pipe = (cache or SHARED_PIPELINES).get(world, device)
+    world, request, warnings, pipe = prepare(model, prompt, seed=seed, steps=steps, guidance=guidance, device=device, registry=registry, cache=cache)
     chosen = list(dict.fromkeys(blocks or world.blocks))
     stages = sorted({stage_of(i, request.steps) for i in range(request.steps)})
     saes = {(b, s): SAES.get(world, b, s, "cond", pipe.unet) for b in chosen for s in stages}

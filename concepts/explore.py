@@ -20,9 +20,9 @@ from .errors import InvalidInputError
 from .features import feature_maps
 from .hooks import BlockHooks, Capture
 from .pipeline import PipelineCache
-from .registry import ModelWorld, Registry, load_registry
+from .registry import ModelWorld, Registry
 from .sampling import GenerationRequest, generate
-from .service import SHARED_PIPELINES, build_request
+from .service import prepare
 from .steer_service import BASELINES, SAES, sae_stage
 from .steps import StepWindow
 
@@ -102,9 +102,7 @@ def run_explore(
     cache: PipelineCache | None = None,
 ) -> ExploreOutcome:
     """Generate once, reading the block through the SAE of the window's stage."""
-    world = (registry or load_registry()).get(model)
-    request, warnings = build_request(world, prompt, seed=seed, steps=steps, guidance=guidance)
-    pipe = (cache or SHARED_PIPELINES).get(world, device)
+    world, request, warnings, pipe = prepare(model, prompt, seed=seed, steps=steps, guidance=guidance, device=device, registry=registry, cache=cache)
     steps_window = StepWindow.parse(window, request.steps)
     stage = sae_stage(steps_window, request.steps)
     loaded = SAES.get(world, block, stage, "cond", pipe.unet)

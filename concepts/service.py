@@ -9,6 +9,8 @@ from __future__ import annotations
 import time
 from typing import NamedTuple
 
+from diffusers import StableDiffusionPipeline
+
 from .pipeline import PipelineCache
 from .prompts import check_prompt
 from .registry import ModelWorld, Registry, load_registry
@@ -54,6 +56,24 @@ def build_request(
     return request, checked.warnings
 
 
+def prepare(
+    model: str | None,
+    prompt: str,
+    *,
+    device: str = "auto",
+    registry: Registry | None = None,
+    cache: PipelineCache | None = None,
+    **request_fields: object,
+) -> tuple[ModelWorld, GenerationRequest, list[str], StableDiffusionPipeline]:
+    """What every generating service starts with: the world, the validated request, the prompt's
+    warnings (token truncation included) and the loaded pipeline."""
+    world = (registry or load_registry()).get(model)
+    request, warnings = build_request(world, prompt, **request_fields)
+    pipe = (cache or SHARED_PIPELINES).get(world, device)
+    warnings = list(dict.fromkeys(warnings + check_prompt(request.prompt, pipe.tokenizer).warnings))
+    return world, request, warnings, pipe
+
+
 def run_generation(
     model: str | None,
     prompt: str,
@@ -64,10 +84,7 @@ def run_generation(
     **request_fields: object,
 ) -> GenerationOutcome:
     """Validate (see `build_request` for the fields), load or reuse the pipeline, and generate."""
-    world = (registry or load_registry()).get(model)
-    request, warnings = build_request(world, prompt, **request_fields)
-    pipe = (cache or SHARED_PIPELINES).get(world, device)
-    warnings += check_prompt(request.prompt, pipe.tokenizer).warnings
+    world, request, warnings, pipe = prepare(model, prompt, device=device, registry=registry, cache=cache, **request_fields)
     started = time.perf_counter()
     result = generate(pipe, request)
-    return GenerationOutcome(world, request, result, list(dict.fromkeys(warnings)), time.perf_counter() - started)
+    return GenerationOutcome(world, request, result, warnings, time.perf_counter() - started)

@@ -21,10 +21,10 @@ from .dictionary import concept_features
 from .errors import InvalidInputError
 from .hooks import BlockHooks
 from .pipeline import PipelineCache
-from .registry import ModelWorld, Registry, load_registry
+from .registry import ModelWorld, Registry
 from .saes import LoadedSAE, SAECache
 from .sampling import GenerationRequest, GenerationResult, generate
-from .service import SHARED_PIPELINES, build_request
+from .service import prepare
 from .steering import SteeringPlan, region_mask
 from .steps import StepWindow, stage_of
 
@@ -140,9 +140,7 @@ def run_steering(
     registry: Registry | None = None,
     cache: PipelineCache | None = None,
 ) -> SteerOutcome:
-    world = (registry or load_registry()).get(model)
-    request, warnings = build_request(world, prompt, seed=seed, steps=steps, guidance=guidance)
-    pipe = (cache or SHARED_PIPELINES).get(world, device)
+    world, request, warnings, pipe = prepare(model, prompt, seed=seed, steps=steps, guidance=guidance, device=device, registry=registry, cache=cache)
     plan, loaded, stage = plan_steering(world, spec, request, pipe.unet)
     started = time.perf_counter()
     baseline = BASELINES.get(world, pipe, request)
