@@ -26,7 +26,7 @@ from PIL import Image  # noqa: E402
 
 from concepts.cad.figures import block_mass_figure  # noqa: E402
 from concepts.cad.service import EditSpec, block_mass, concept_prompt, run_edit, top_components  # noqa: E402
-from concepts.errors import ConceptLabError, InvalidInputError  # noqa: E402
+from concepts.errors import ConceptLabError, InvalidInputError, one_line  # noqa: E402
 from concepts.evolution import run_evolution  # noqa: E402
 from concepts.evolution_figures import (  # noqa: E402
     composition_image, composition_legend, composition_strip, decided_figure, decisions, default_concepts,
@@ -63,22 +63,28 @@ PAINTED = "painted mask"
 WHERE_CHOICES = ["global", *CELLS, *QUADRANTS, PAINTED]
 
 
+def as_number(value: object, field: str) -> float:
+    """A float from whatever a widget or an API client sends (None, text, a list ...), or a message."""
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
+        raise InvalidInputError(field, "is empty")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInputError(field, f"must be a number, got {repr(value)[:40]}") from None
+
+
 def as_int(value: object, field: str) -> int:
     """A whole number from a UI widget (which may hand over a float, None or NaN)."""
-    if value is None or isinstance(value, bool):
-        raise InvalidInputError(field, "is empty")
-    number = float(value)
+    number = as_number(value, field)
     if not math.isfinite(number) or number != int(number):
-        raise InvalidInputError(field, f"must be a whole number, got {value!r}")
+        raise InvalidInputError(field, f"must be a whole number, got {repr(value)[:40]}")
     return int(number)
 
 
 def as_float(value: object, field: str) -> float:
-    if value is None or isinstance(value, bool):
-        raise InvalidInputError(field, "is empty")
-    number = float(value)
+    number = as_number(value, field)
     if not math.isfinite(number):
-        raise InvalidInputError(field, f"must be a finite number, got {value!r}")
+        raise InvalidInputError(field, f"must be a finite number, got {repr(value)[:40]}")
     return number
 
 
@@ -96,7 +102,7 @@ def generate_image(model: str, prompt: str, seed: float, steps: float, guidance:
             registry=REGISTRY,
         )
     except ConceptLabError as exc:
-        raise gr.Error(str(exc)) from None
+        raise gr.Error(one_line(exc)) from None
     for warning in outcome.warnings:
         gr.Warning(warning)
     r = outcome.request
@@ -109,7 +115,7 @@ def model_defaults(model: str):
     try:
         world = REGISTRY.get(model)
     except ConceptLabError as exc:
-        raise gr.Error(str(exc)) from None
+        raise gr.Error(one_line(exc)) from None
     return gr.update(value=world.defaults.steps), gr.update(value=world.defaults.guidance)
 
 
@@ -121,7 +127,7 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except ConceptLabError as exc:
-            raise gr.Error(str(exc)) from None
+            raise gr.Error(one_line(exc)) from None
 
     return wrapper
 

@@ -14,7 +14,7 @@ import sys
 from pathlib import Path
 from typing import Callable, Sequence
 
-from .errors import ConceptLabError, InvalidInputError
+from .errors import ConceptLabError, InvalidInputError, one_line
 from .quiet import quiet_libraries
 
 EXIT_USAGE = 2
@@ -481,7 +481,7 @@ def main(argv: Sequence[str] | None = None, stdout=None, stderr=None) -> int:
     try:
         args = parser.parse_args(argv)
     except CommandLineError as exc:
-        print(f"error: {exc}", file=stderr)
+        print(f"error: {one_line(exc)}", file=stderr)
         return EXIT_USAGE
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=stderr, format="%(levelname)s %(name)s: %(message)s")
     quiet_libraries()
@@ -489,7 +489,7 @@ def main(argv: Sequence[str] | None = None, stdout=None, stderr=None) -> int:
     try:
         result = run(args)
     except ConceptLabError as exc:
-        print(f"error: {exc}", file=stderr)
+        print(f"error: {one_line(exc)}", file=stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
         print("error: interrupted", file=stderr)

@@ -8,6 +8,19 @@ message as one line and the app shows it as a `gr.Error`, so no user ever sees a
 from __future__ import annotations
 
 
+MAX_MESSAGE_CHARS = 400
+
+
+def one_line(message: object) -> str:
+    """A message as one readable line: whitespace collapsed, and a pasted 20,000-character value
+    cut in the middle so the line stays short enough to read."""
+    text = " ".join(str(message).split())
+    if len(text) <= MAX_MESSAGE_CHARS:
+        return text
+    half = MAX_MESSAGE_CHARS // 2 - 10
+    return f"{text[:half]} … ({len(text) - 2 * half} characters cut) … {text[-half:]}"
+
+
 class ConceptLabError(Exception):
     """Base class: the message is meant for the user, as it is."""
 

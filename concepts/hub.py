@@ -36,6 +36,18 @@ def validate_subfolder(subfolder: str | None, field: str = "subfolder") -> str |
     return str(path)
 
 
+def member_path(folder: Path, name: object, field: str) -> Path:
+    """`folder / name` for a file name read from a checkpoint's own index (third-party data): only a
+    relative path below `folder` is allowed, so a crafted index cannot make us read outside the cache.
+    The check is on the name, not the resolved path: Hub snapshots are symlinks into the blob store."""
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise CheckpointError(f"{folder}: {field} names no file ({name!r})")
+    path = PurePosixPath(name)
+    if "\\" in name or path.is_absolute() or any(part in ("..", "") for part in name.split("/")):
+        raise CheckpointError(f"{folder}: {field} {name!r} points outside the checkpoint folder; the file is refused")
+    return folder / path
+
+
 def validate_revision(revision: str | None) -> str | None:
     if revision is None:
         return None

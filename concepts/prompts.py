@@ -7,6 +7,7 @@ truncation is reported as a warning, since CLIP silently drops the rest.
 
 from __future__ import annotations
 
+import re
 from typing import NamedTuple
 
 from .errors import InvalidInputError
@@ -37,3 +38,16 @@ def check_prompt(prompt: object, tokenizer: object | None = None, allow_empty: b
         if count > limit:
             warnings.append(f"prompt is {count} tokens; the text encoder reads only the first {limit} (the rest is ignored)")
     return CheckedPrompt(text, warnings)
+
+
+def unknown_words(text: str, tokenizer: object) -> list[str]:
+    """Words a closed-vocabulary tokenizer (toy-shapes) does not hold whole: its text encoder never
+    saw them and reads them letter by letter, as noise."""
+    words = dict.fromkeys(re.findall(r"[^\W_]+", text.lower()))
+    # Single letters are tokens of every CLIP vocabulary, but only the article is a word of it.
+    return [w for w in words if (len(w) < 2 and w != "a") or tokenizer.tokenize(w) != [f"{w}</w>"]]  # type: ignore[attr-defined]
+
+
+def known_words_message(world_name: str, words: list[str]) -> str:
+    shown = ", ".join(repr(w) for w in words[:5]) + (" ..." if len(words) > 5 else "")
+    return f"{world_name} does not know the word{'s' if len(words) > 1 else ''} {shown}: its text encoder was trained on its own small vocabulary"

@@ -41,6 +41,9 @@ class Defaults:
     """Default share of each feed-forward row zeroed by erase / amplify (CAD's 0.001 on SD1.4)."""
     edit_min_per_row: int = 0
     """Weights zeroed per row at least, whatever the ratio (narrow models may need 1)."""
+    closed_vocabulary: bool = False
+    """The text encoder knows only the words its tokenizer holds whole (toy-shapes): other words
+    are warned about in prompts and refused as concept names."""
 
     def __post_init__(self) -> None:
         if "{concept}" not in self.concept_template:

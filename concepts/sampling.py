@@ -75,9 +75,10 @@ class GenerationRequest:
 
 def _check_int(name: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
-        raise InvalidInputError(name, f"must be an integer, got {value!r}")
+        raise InvalidInputError(name, f"must be an integer, got {repr(value)[:40]}")
     if not low <= int(value) <= high:
-        raise InvalidInputError(name, f"must be in {low}..{high}, got {value}")
+        shown = str(value) if abs(int(value)) < 10**30 else "a number that large"
+        raise InvalidInputError(name, f"must be in {low}..{high}, got {shown}")
 
 
 class StepState(NamedTuple):

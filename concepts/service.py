@@ -12,7 +12,7 @@ from typing import NamedTuple
 from diffusers import StableDiffusionPipeline
 
 from .pipeline import PipelineCache
-from .prompts import check_prompt
+from .prompts import check_prompt, known_words_message, unknown_words
 from .registry import ModelWorld, Registry, load_registry
 from .sampling import GenerationRequest, GenerationResult, generate
 
@@ -71,6 +71,9 @@ def prepare(
     request, warnings = build_request(world, prompt, **request_fields)
     pipe = (cache or SHARED_PIPELINES).get(world, device)
     warnings = list(dict.fromkeys(warnings + check_prompt(request.prompt, pipe.tokenizer).warnings))
+    unknown = unknown_words(request.prompt, pipe.tokenizer) if world.defaults.closed_vocabulary else []
+    if unknown:
+        warnings.append(known_words_message(world.title, unknown) + "; they are read as noise")
     return world, request, warnings, pipe
 
 

@@ -51,8 +51,8 @@ def default_strength(window: str, spatial: bool, table: dict | None = None) -> f
 def check_strength(strength: float) -> float:
     try:
         value = float(strength)
-    except (TypeError, ValueError):
-        raise InvalidInputError("strength", f"{strength!r} is not a number") from None
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInputError("strength", f"{repr(strength)[:40]} is not a number") from None
     if not math.isfinite(value):
         raise InvalidInputError("strength", f"must be a finite number, got {value}")
     if abs(value) > MAX_STRENGTH:

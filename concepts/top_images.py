@@ -17,11 +17,12 @@ from pathlib import Path
 import numpy as np
 import torch
 from PIL import Image
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from .errors import CheckpointError, UnknownNameError
 from .feature_table import FeatureTable, SAEKey
-from .hub import resolve
+from .hub import member_path, resolve
 from .registry import ModelWorld
 
 FORMAT = "concept-lab-top-images/1"
@@ -85,7 +86,11 @@ class TopImages:
         if name not in self.index["saes"]:
             raise UnknownNameError("SAE with cached top images", name, list(self.index["saes"]))
         if name not in self._tops:
-            self._tops[name] = load_file(str(self.folder / self.index["saes"][name]))
+            path = member_path(self.folder, self.index["saes"][name], f"index.json entry for {name}")
+            try:
+                self._tops[name] = load_file(str(path))
+            except (SafetensorError, OSError) as exc:
+                raise CheckpointError(f"{path} is missing or corrupt ({exc}); rebuild the cache with `python -m concepts top-images`") from None
         ids, values = self._tops[name]["ids"], self._tops[name]["values"]
         if not 0 <= feature < ids.shape[0]:
             raise UnknownNameError("feature", str(feature), [f"0..{ids.shape[0] - 1}"])

@@ -117,4 +117,5 @@ def test_prompt_past_the_token_context_is_generated_with_a_truncation_warning(tm
     out = io.StringIO()
     assert main(["generate", "--prompt", long_prompt, "--steps", "2", "--out", str(tmp_path)], stdout=out, stderr=io.StringIO()) == 0
     warnings = json.loads(out.getvalue())["warnings"]
-    assert len(warnings) == 1 and "first 24" in warnings[0]
+    assert len(warnings) == 2 and "first 24" in warnings[0]
+    assert "does not know the words 'with', 'zigzag'" in warnings[1]  # the toy's closed vocabulary

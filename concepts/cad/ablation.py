@@ -48,8 +48,8 @@ class AblationPlan:
 def check_ratio(ratio: float) -> float:
     try:
         value = float(ratio)
-    except (TypeError, ValueError):
-        raise InvalidInputError("ratio", f"{ratio!r} is not a number") from None
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInputError("ratio", f"{repr(ratio)[:40]} is not a number") from None
     if not math.isfinite(value) or not 0 < value <= MAX_RATIO:
         raise InvalidInputError("ratio", f"must be a number in (0, {MAX_RATIO}], got {ratio}")
     return value

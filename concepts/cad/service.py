@@ -17,7 +17,7 @@ from PIL import Image
 
 from ..errors import InvalidInputError
 from ..pipeline import PipelineCache
-from ..prompts import check_prompt
+from ..prompts import check_prompt, known_words_message, unknown_words
 from ..registry import ModelWorld, Registry, load_registry
 from ..sampling import GenerationRequest, generate
 from ..service import SHARED_PIPELINES
@@ -113,6 +113,18 @@ def edit_plan(world: ModelWorld, pipe, spec: EditSpec, prompt: str, ratio: float
     return scores, plan_ablation(pipe.unet, scores.scores, ratio, min_per_row=min_per_row)
 
 
+def check_known_concepts(world: ModelWorld, pipe, spec: EditSpec) -> None:
+    """On a closed-vocabulary world, a concept (or kept concept) must be made of words it knows:
+    attributing an unknown word would score noise and zero weights for nothing."""
+    if not world.defaults.closed_vocabulary:
+        return
+    for field, names in (("concept", [spec.concept]), ("keep", list(spec.keep))):
+        unknown = [w for name in names for w in unknown_words(name or "", pipe.tokenizer)]
+        if unknown:
+            known = [w for w in dict.fromkeys(" ".join(world.examples).split()) if len(w) > 2 and w not in ("the", "background")]
+            raise InvalidInputError(field, known_words_message(world.name, unknown) + (f"; try words of its examples: {', '.join(known[:10])}" if known else ""))
+
+
 def block_mass(scores: dict[str, torch.Tensor]) -> dict[str, tuple[float, float]]:
     """Per transformer block: (sum of positive scores, sum of negative scores)."""
     out: dict[str, list[float]] = {}
@@ -174,6 +186,7 @@ def run_edit(
     others = [e for e in world.examples if spec.concept.strip().lower() not in e.lower()]  # examples without the concept
     kept = check_prompts(kept_prompts if kept_prompts is not None else others[:2], "kept_prompts")
     pipe = (cache or SHARED_PIPELINES).get(world, device)
+    check_known_concepts(world, pipe, spec)
     started = time.perf_counter()
     scores, plan = edit_plan(world, pipe, spec, prompt, ratio)
     before, after = _generate(pipe, shown, seed, world, steps, guidance, None), _generate(pipe, shown, seed, world, steps, guidance, plan)
