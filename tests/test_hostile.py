@@ -231,3 +231,45 @@ def test_the_cli_answers_any_bad_flag_with_one_line(tmp_path_factory, command, f
     lines = [line for line in err.splitlines() if line.strip()]
     assert code == 2 and len(lines) == 1 and lines[0].startswith("error: "), err
     assert len(lines[0]) < 600
+
+
+# -- damaged checkpoints and an unreachable Hub ----------------------------------------------------
+@settings(max_examples=60, deadline=None, derandomize=True)
+@given(file=st.sampled_from(["sae.safetensors", "cfg.json", "concepts.json"]), data=st.data())
+def test_a_truncated_or_scribbled_sae_file_is_a_checkpoint_error(tmp_path_factory, file, data):
+    """Cut any SAE file at any byte, or overwrite a stretch of it: loading names the file, or (when
+    the damage left a valid file) loads; it never raises anything else."""
+    from concepts.errors import CheckpointError
+    from concepts.sae import load_concepts, load_native
+    from test_sae_formats import saved_sae
+
+    folder = tmp_path_factory.mktemp("damaged")
+    saved_sae(folder)
+    raw = (folder / file).read_bytes()
+    if data.draw(st.booleans(), label="truncate"):
+        damaged = raw[: data.draw(st.integers(0, len(raw) - 1), label="keep bytes")]
+    else:
+        start = data.draw(st.integers(0, len(raw) - 1), label="at")
+        damaged = raw[:start] + data.draw(st.binary(min_size=1, max_size=16), label="scribble") + raw[start + 16 :]
+    (folder / file).write_bytes(damaged)
+    try:
+        load_native(folder) if file != "concepts.json" else load_concepts(folder)
+    except CheckpointError as exc:
+        assert file in str(exc) or str(folder) in str(exc)
+
+
+def test_an_unreachable_hub_is_one_line_in_a_real_process(tmp_path):
+    """Not offline mode: the Hub is asked and does not answer (a closed local port)."""
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "HF_HUB_OFFLINE": "0", "HF_ENDPOINT": "http://127.0.0.1:9", "HF_HOME": str(tmp_path / "hf"), "HF_HUB_CACHE": str(tmp_path / "hf" / "hub")}
+    done = subprocess.run(
+        [sys.executable, "-m", "concepts", "generate", "--model", "sd14", "--prompt", "a dog", "--steps", "1", "--out", str(tmp_path / "out")],
+        env=env, capture_output=True, text=True, timeout=300,
+    )
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert "CompVis/stable-diffusion-v1-4" in lines[0] and "unreachable" in lines[0]
+    assert not (tmp_path / "out").exists() or not any((tmp_path / "out").iterdir())
