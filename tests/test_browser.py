@@ -114,12 +114,26 @@ def test_unknown_concept_shows_a_message(page):
     page.screenshot(path=str(ARTIFACTS / "error.png"), full_page=True)
 
 
+def test_a_pasted_novel_is_refused_with_a_message(page):
+    page.get_by_role("tab", name="Generate").click()
+    prompt = page.locator("#prompt textarea")
+    prompt.fill("a red square " * 1600)  # 20,800 characters
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.get_by_text("characters long; the limit is").first.wait_for()
+    page.screenshot(path=str(ARTIFACTS / "error-long-prompt.png"), full_page=True)
+    prompt.fill("a red dog")
+    page.get_by_role("button", name="Generate", exact=True).click()
+    page.get_by_text("does not know the word 'dog'").first.wait_for()  # a warning, and the image still comes
+    assert shown_image(page, "image").shape == (64, 64, 3)
+
+
 def test_evolution_tab_shows_previews_and_plots(page):
     page.get_by_role("tab", name="Evolution").click()
     set_slider(page, "evolve-steps", 8)
     page.locator("#follow").click()
     page.locator("#evolve-info").get_by_text("Decided").wait_for()
     assert shown_image(page, "step-preview").shape == (256, 256, 3)
+    page.wait_for_function("() => document.querySelectorAll('#previews img').length >= 8")
     assert page.locator("#previews img").count() == 8
     page.locator("#curves img, #curves svg, #curves canvas").first.wait_for(state="visible")
     page.locator("#decided img, #decided svg, #decided canvas").first.wait_for(state="visible")
