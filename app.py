@@ -605,10 +605,14 @@ def build_app() -> gr.Blocks:
 
 demo = build_app()
 
+
+def launch_style() -> dict:
+    """Look of the page, given at launch in Gradio 6 (tests and benchmarks launch with it too)."""
+    return {"theme": gr.themes.Soft(), "css": CSS}
+
 if __name__ == "__main__":
     demo.queue(default_concurrency_limit=2).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
-        theme=gr.themes.Soft(),
-        css=CSS,
+        **launch_style(),
     )

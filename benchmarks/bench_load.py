@@ -69,7 +69,7 @@ def served_app(concurrency: int = 2) -> tuple[Any, str]:
     import app
 
     app.demo.queue(default_concurrency_limit=concurrency)
-    _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
+    _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True, **app.launch_style())
     return app.demo, url
 
 

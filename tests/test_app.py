@@ -48,7 +48,7 @@ def test_served_app_answers_a_client():
     from gradio_client import Client
 
     app.demo.queue(default_concurrency_limit=2)
-    _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
+    _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True, **app.launch_style())
     try:
         client = Client(url, verbose=False)
         image_path, info = client.predict("toy-shapes", "a blue square", 2, 3, 7.5, api_name="/generate")

@@ -41,7 +41,7 @@ def served_app():
     import app
 
     app.demo.queue(default_concurrency_limit=2)
-    _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True)
+    _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True, **app.launch_style())
     yield url
     app.demo.close()
 
