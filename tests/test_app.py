@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -61,3 +62,23 @@ def test_served_app_answers_a_client():
             client.predict("toy-shapes", "", 2, 3, 7.5, api_name="/generate")
     finally:
         app.demo.close()
+
+
+def test_on_zerogpu_every_handler_that_runs_the_model_asks_for_the_gpu():
+    """With the `spaces` package present (a ZeroGPU Space), the handlers that sample are wrapped in
+    spaces.GPU; a fresh interpreter imports the app with a stand-in package that records them."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, types\n"
+        "spaces = types.ModuleType('spaces'); wrapped = []\n"
+        "spaces.GPU = lambda fn: (wrapped.append(fn.__name__), fn)[1]\n"
+        "sys.modules['spaces'] = spaces\n"
+        "import app\n"
+        "print(' '.join(sorted(wrapped)))\n"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=300, cwd=str(Path(app.__file__).parent))
+    assert done.returncode == 0, done.stderr[-2000:]
+    wrapped = set(done.stdout.split())
+    assert {"generate_image", "explore_image", "steer_image", "icon_gallery", "follow_evolution", "edit_concept"} <= wrapped
