@@ -26,7 +26,7 @@ from PIL import Image  # noqa: E402
 
 from concepts.cad.figures import block_mass_figure  # noqa: E402
 from concepts.cad.service import EditSpec, block_mass, concept_prompt, run_edit, top_components  # noqa: E402
-from concepts.errors import ConceptLabError, InvalidInputError, one_line  # noqa: E402
+from concepts.errors import ConceptLabError, InvalidInputError, UnknownNameError, one_line  # noqa: E402
 from concepts.evolution import run_evolution  # noqa: E402
 from concepts.evolution_figures import (  # noqa: E402
     composition_image, composition_legend, composition_strip, decided_figure, decisions, default_concepts,
@@ -297,16 +297,20 @@ def step_view(state: dict, step: int):
     return preview, composition_image(evo, block, index), f"Step {index} · dominant concept per position at {block}: {legend}", rows
 
 
-@user_errors
-def evolution_concepts(model: str):
-    """The concept labels of every SAE of the model (the curve picker)."""
-    world = REGISTRY.get(model)
+def world_concepts(world) -> list[str]:
+    """The concept labels of every cond-branch SAE of a model world."""
     pipe = SHARED_PIPELINES.get(world, DEVICE)
     labels = set()
     for entry in world.saes:
         if entry.branch == "cond":
             labels.update(((SAES.get(world, entry.block, entry.window, "cond", pipe.unet).concepts or {}).get("concepts", {})))
-    return gr.update(choices=sorted(labels), value=[])
+    return sorted(labels)
+
+
+@user_errors
+def evolution_concepts(model: str):
+    """The concept labels of every SAE of the model (the curve picker)."""
+    return gr.update(choices=world_concepts(REGISTRY.get(model)), value=[])
 
 
 @gpu
@@ -314,13 +318,16 @@ def evolution_concepts(model: str):
 def follow_evolution(model: str, prompt: str, seed: float, steps: float, guidance: float, block: str, concepts: list[str] | None):
     """One generation followed step by step: everything the Evolution tab shows, and the files to download."""
     world = REGISTRY.get(model)
+    chosen = [str(c) for c in (concepts or [])] or None
+    unknown = sorted(set(chosen or []) - set(world_concepts(world)))
+    if unknown:
+        raise UnknownNameError("concept", ", ".join(unknown), world_concepts(world))
     evo = run_evolution(model, prompt, seed=as_int(seed, "seed"), steps=as_int(steps, "steps"), guidance=as_float(guidance, "guidance"),
                         reader=world_reader(world), device=DEVICE, registry=REGISTRY)
     for warning in evo.warnings:
         gr.Warning(warning)
     if block not in evo.traces:
         raise InvalidInputError("block", f"{block!r} is not one of {', '.join(evo.traces)}")
-    chosen = list(concepts or []) or None
     shown = chosen or default_concepts(evo, block)
     decided = decisions(evo, block)
     emergence, decided_plot = emergence_figure(evo, chosen), decided_figure(decided, len(evo.previews))

@@ -200,6 +200,23 @@ def test_unknown_or_malformed_concepts_are_named(concept, keep):
     assert message is not None and names(message, "concept", "keep"), message
 
 
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(steps=st.one_of(bad_numbers, st.integers(1, 3)), block=st.one_of(st.just(MID), any_text),
+       concepts=st.one_of(st.none(), st.lists(st.one_of(any_text, st.sampled_from(["large", "dotted"])), max_size=3)))
+def test_the_evolution_tab_answers_or_names_the_field(steps, block, concepts):
+    with model_left_alone():
+        message = message_or_none(app.follow_evolution, MODEL, PROMPT, 0, steps, 4.0, block, concepts)
+    if message is not None:
+        assert names(message, "steps", "block", "concept"), message
+
+
+@settings(max_examples=20, deadline=None, derandomize=True)
+@given(step=bad_numbers, feature=bad_numbers)
+def test_scrubbing_or_picking_before_any_result_is_a_message(step, feature):
+    assert names(message_or_none(app.scrub_evolution, None, step), "step")
+    assert names(message_or_none(app.feature_heatmap, None, feature), "feature")
+
+
 def run_cli(argv: list[str]) -> tuple[int, str, str]:
     out, err = io.StringIO(), io.StringIO()
     with contextlib.redirect_stderr(err):  # argparse writes usage there
