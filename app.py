@@ -322,6 +322,8 @@ def follow_evolution(model: str, prompt: str, seed: float, steps: float, guidanc
     unknown = sorted(set(chosen or []) - set(world_concepts(world)))
     if unknown:
         raise UnknownNameError("concept", ", ".join(unknown), world_concepts(world))
+    if block not in world.blocks:
+        raise UnknownNameError("block", str(block), world.blocks)
     evo = run_evolution(model, prompt, seed=as_int(seed, "seed"), steps=as_int(steps, "steps"), guidance=as_float(guidance, "guidance"),
                         reader=world_reader(world), device=DEVICE, registry=REGISTRY)
     for warning in evo.warnings:
@@ -616,6 +618,7 @@ demo = build_app()
 def launch_style() -> dict:
     """Look of the page, given at launch in Gradio 6 (tests and benchmarks launch with it too)."""
     return {"theme": gr.themes.Soft(), "css": CSS}
+
 
 if __name__ == "__main__":
     demo.queue(default_concurrency_limit=2).launch(

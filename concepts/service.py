@@ -73,7 +73,7 @@ def prepare(
     warnings = list(dict.fromkeys(warnings + check_prompt(request.prompt, pipe.tokenizer).warnings))
     unknown = unknown_words(request.prompt, pipe.tokenizer) if world.defaults.closed_vocabulary else []
     if unknown:
-        warnings.append(known_words_message(world.title, unknown) + "; they are read as noise")
+        warnings.append(known_words_message(world.name, unknown) + "; they are read as noise")
     return world, request, warnings, pipe
 
 
