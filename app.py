@@ -119,6 +119,13 @@ def model_defaults(model: str):
     return gr.update(value=world.defaults.steps), gr.update(value=world.defaults.guidance)
 
 
+def progress_callback(progress: gr.Progress | None) -> Callable[[float, str], None] | None:
+    """The core's progress callback, shown as Gradio's progress bar."""
+    if progress is None:
+        return None
+    return lambda fraction, what: progress(fraction, desc=what)
+
+
 def user_errors(fn: Callable) -> Callable:
     """Turn the core's errors into messages the user sees (gr.Error), never a traceback."""
 
@@ -315,7 +322,8 @@ def evolution_concepts(model: str):
 
 @gpu
 @user_errors
-def follow_evolution(model: str, prompt: str, seed: float, steps: float, guidance: float, block: str, concepts: list[str] | None):
+def follow_evolution(model: str, prompt: str, seed: float, steps: float, guidance: float, block: str, concepts: list[str] | None,
+                     progress: gr.Progress = gr.Progress()):
     """One generation followed step by step: everything the Evolution tab shows, and the files to download."""
     world = REGISTRY.get(model)
     chosen = [str(c) for c in (concepts or [])] or None
@@ -325,7 +333,7 @@ def follow_evolution(model: str, prompt: str, seed: float, steps: float, guidanc
     if block not in world.blocks:
         raise UnknownNameError("block", str(block), world.blocks)
     evo = run_evolution(model, prompt, seed=as_int(seed, "seed"), steps=as_int(steps, "steps"), guidance=as_float(guidance, "guidance"),
-                        reader=world_reader(world), device=DEVICE, registry=REGISTRY)
+                        reader=world_reader(world), device=DEVICE, registry=REGISTRY, progress=progress_callback(progress))
     for warning in evo.warnings:
         gr.Warning(warning)
     if block not in evo.traces:
@@ -374,7 +382,8 @@ def judged_summary(world, concept: str, outcome) -> str:
 
 @gpu
 @user_errors
-def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str, concept_prompt_text: str, kept_text: str, seed: float, images: float, keep_text: str = ""):
+def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str, concept_prompt_text: str, kept_text: str, seed: float, images: float, keep_text: str = "",
+                 progress: gr.Progress = gr.Progress()):
     """Erase or amplify: before/after galleries for the concept and for other prompts, where, and how much."""
     world = REGISTRY.get(model)
     count = as_int(images, "images")
@@ -384,7 +393,7 @@ def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str,
     spec = EditSpec(concept=concept or "", action=action, ratio=as_float(ratio, "ratio"), mode=mode, concept_prompt=concept_prompt_text or None, keep=keep)
     prompt = concept_prompt(world, spec)
     outcome = run_edit(model, spec, prompts=[prompt] * count, kept_prompts=prompt_lines(kept_text) or None,
-                       seed=as_int(seed, "seed"), device=DEVICE, registry=REGISTRY)
+                       seed=as_int(seed, "seed"), device=DEVICE, registry=REGISTRY, progress=progress_callback(progress))
     concept_gallery = [(i, f"before · {prompt}") for i in outcome.concept_before] + [(i, f"after · {prompt}") for i in outcome.concept_after]
     kept_gallery = [x for b, a, p in zip(outcome.kept_before, outcome.kept_after, outcome.kept_prompts) for x in ((b, f"before · {p}"), (a, f"after · {p}"))]
     plan = outcome.plan

@@ -20,6 +20,7 @@ from PIL import Image
 from .features import feature_maps
 from .hooks import BlockHooks, Capture
 from .pipeline import PipelineCache
+from .progress import ProgressFn, report
 from .registry import ModelWorld, Registry
 from .sampling import GenerationRequest, decode_latents, sample, to_pil
 from .service import prepare
@@ -136,6 +137,7 @@ def run_evolution(
     device: str = "auto",
     registry: Registry | None = None,
     cache: PipelineCache | None = None,
+    progress: ProgressFn | None = None,
 ) -> Evolution:
     """Generate once, keeping every step's preview and the blocks' concept maps (default: every SAE block).
 
@@ -185,6 +187,7 @@ def run_evolution(
     block_names = [saes[(b, stages[0])].entry.block for b in chosen]
     with BlockHooks(pipe.unet, capture=block_names, sink=sink) as hooks:
         for state in sample(pipe, request, hooks, previews=with_previews):
+            report(progress, (len(timesteps) + 1) / request.steps, f"denoising step {len(timesteps) + 1} of {request.steps}")
             timesteps.append(state.timestep)
             if with_previews:
                 previews.append(to_pil(state.preview)[0])

@@ -17,6 +17,7 @@ from PIL import Image
 
 from ..errors import InvalidInputError
 from ..pipeline import PipelineCache
+from ..progress import ProgressFn, report
 from ..prompts import check_prompt, known_words_message, unknown_words
 from ..registry import ModelWorld, Registry, load_registry
 from ..sampling import GenerationRequest, generate
@@ -174,6 +175,7 @@ def run_edit(
     device: str = "auto",
     registry: Registry | None = None,
     cache: PipelineCache | None = None,
+    progress: ProgressFn | None = None,
 ) -> EditOutcome:
     world = (registry or load_registry()).get(model)
     if spec.action not in ACTIONS:
@@ -188,7 +190,11 @@ def run_edit(
     pipe = (cache or SHARED_PIPELINES).get(world, device)
     check_known_concepts(world, pipe, spec)
     started = time.perf_counter()
+    report(progress, 0.0, f"attribution scores for '{prompt}' (cached after the first time)")
     scores, plan = edit_plan(world, pipe, spec, prompt, ratio)
+    report(progress, 0.5, "the concept's images, before and after")
     before, after = _generate(pipe, shown, seed, world, steps, guidance, None), _generate(pipe, shown, seed, world, steps, guidance, plan)
+    report(progress, 0.75, "the other prompts' images, before and after")
     kept_before, kept_after = _generate(pipe, kept, seed, world, steps, guidance, None), _generate(pipe, kept, seed, world, steps, guidance, plan)
+    report(progress, 1.0, "done")
     return EditOutcome(world, spec, ratio, scores, plan, shown, before, after, kept, kept_before, kept_after, time.perf_counter() - started)

@@ -1,0 +1,39 @@
+"""Long requests say how far they are: the core reports through a callback, the app shows it as
+Gradio's progress bar (here a recorder stands in for `gr.Progress`)."""
+
+from __future__ import annotations
+
+import pytest
+
+import app
+
+
+class Recorder:
+    """Called like gr.Progress: progress(fraction, desc=...)."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[float, str]] = []
+
+    def __call__(self, fraction: float, desc: str | None = None, **_: object) -> None:
+        self.calls.append((fraction, desc or ""))
+
+
+@pytest.fixture(autouse=True)
+def private_cache(tmp_path, monkeypatch):
+    monkeypatch.setenv("CONCEPT_LAB_CACHE", str(tmp_path / "cache"))
+
+
+def test_following_a_generation_reports_every_step():
+    progress = Recorder()
+    app.follow_evolution("toy-shapes", "a red circle", 0, 5, 4.0, "mid_block.attentions.0", None, progress=progress)
+    fractions = [f for f, _ in progress.calls]
+    assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) == 5
+    assert progress.calls[0][1] == "denoising step 1 of 5"
+
+
+def test_an_edit_reports_attribution_then_images():
+    progress = Recorder()
+    app.edit_concept("toy-shapes", "red", "erase", 0.02, "fast", "", "", 0, 1, "", progress=progress)
+    whats = [w for _, w in progress.calls]
+    assert whats[0].startswith("attribution scores") and whats[-1] == "done"
+    assert [f for f, _ in progress.calls] == sorted(f for f, _ in progress.calls)
