@@ -1,0 +1,91 @@
+"""Stable Diffusion v1.4's architecture built from config with random weights, at full width or
+divided down, so hook points and speed can be checked without downloading 4 GB of weights.
+
+The numbers are SD1.4's own configs (`unet/config.json`, `vae/config.json`,
+`text_encoder/config.json` of CompVis/stable-diffusion-v1-4): UNet widths 320/640/1280/1280 with
+two layers per block and 8 attention heads, cross-attention width 768, a 12-layer CLIP text
+encoder, and a VAE of widths 128/256/512/512. `divisor` divides every width (norm groups follow),
+so `divisor=1` is SD1.4's shape exactly and `divisor=8` runs on a laptop CPU.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
+from transformers import CLIPTextConfig, CLIPTextModel
+
+from .tokenizer import BOS, EOS, build_tokenizer
+from .tiny import TINY_WORDS
+
+SD14_UNET_CHANNELS = (320, 640, 1280, 1280)
+SD14_VAE_CHANNELS = (128, 256, 512, 512)
+SD14_TEXT_WIDTH = 768
+SD14_TEXT_LAYERS = 12
+SD14_HEADS = 8
+# The paper's three hook points and the block widths d that SD1.4's SAEs read there.
+SD14_HOOK_WIDTHS = {"down_blocks.2.attentions.1": 1280, "mid_block.attentions.0": 1280, "up_blocks.1.attentions.1": 1280}
+
+
+@dataclass(frozen=True)
+class ArchConfig:
+    divisor: int = 1
+    """Every width is divided by this (1: SD1.4's shapes)."""
+    seed: int = 0
+
+
+def _widths(channels: tuple[int, ...], divisor: int) -> tuple[int, ...]:
+    return tuple(max(32, c // divisor) for c in channels)
+
+
+def sd14_unet(cfg: ArchConfig = ArchConfig()) -> UNet2DConditionModel:
+    return UNet2DConditionModel(
+        sample_size=64,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=_widths(SD14_UNET_CHANNELS, cfg.divisor),
+        layers_per_block=2,
+        down_block_types=("CrossAttnDownBlock2D",) * 3 + ("DownBlock2D",),
+        up_block_types=("UpBlock2D",) + ("CrossAttnUpBlock2D",) * 3,
+        cross_attention_dim=max(32, SD14_TEXT_WIDTH // cfg.divisor),
+        attention_head_dim=SD14_HEADS,  # diffusers' name for the number of heads in SD1.x configs
+        norm_num_groups=32 if cfg.divisor <= 2 else 8,
+    )
+
+
+def sd14_pipeline(cfg: ArchConfig = ArchConfig()) -> StableDiffusionPipeline:
+    """A random-weight pipeline of SD1.4's architecture (fp32, CPU; move and cast as needed)."""
+    torch.manual_seed(cfg.seed)
+    text_width = max(32, SD14_TEXT_WIDTH // cfg.divisor)
+    tokenizer = build_tokenizer(TINY_WORDS)
+    vocab = tokenizer.get_vocab()
+    text_encoder = CLIPTextModel(
+        CLIPTextConfig(
+            vocab_size=len(vocab),
+            hidden_size=text_width,
+            intermediate_size=4 * text_width,
+            num_hidden_layers=SD14_TEXT_LAYERS,
+            num_attention_heads=next(h for h in (12, 8, 4, 2, 1) if text_width % h == 0),
+            max_position_embeddings=77,
+            bos_token_id=vocab[BOS],
+            eos_token_id=vocab[EOS],
+            pad_token_id=vocab[EOS],
+        )
+    )
+    vae = AutoencoderKL(
+        in_channels=3,
+        out_channels=3,
+        block_out_channels=_widths(SD14_VAE_CHANNELS, cfg.divisor),
+        down_block_types=("DownEncoderBlock2D",) * 4,
+        up_block_types=("UpDecoderBlock2D",) * 4,
+        layers_per_block=2,
+        latent_channels=4,
+        norm_num_groups=32 if cfg.divisor <= 2 else 8,
+        sample_size=512,
+    )
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    return StableDiffusionPipeline(
+        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=sd14_unet(cfg), scheduler=scheduler,
+        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
+    )
