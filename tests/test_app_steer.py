@@ -61,7 +61,8 @@ def test_steering_a_painted_region_changes_the_image_there():
 
 
 def test_global_steering_by_concept_changes_the_image():
-    baseline, steered, _, info = app.steer_image(MODEL, PROMPT, 1, 10, 4.0, MID, "middle", "dotted", "", "global", None, 100.0, "both")
+    beta = app.steer_strength(MODEL, "middle", "global")  # the model's calibrated global β
+    baseline, steered, _, info = app.steer_image(MODEL, PROMPT, 1, 10, 4.0, MID, "middle", "dotted", "", "global", None, beta, "both")
     assert np.abs(np.asarray(steered, dtype=float) - np.asarray(baseline, dtype=float)).mean() > 1.0
     assert "dotted" in info and "global" in info and "branch both" in info
 
