@@ -13,11 +13,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import torch
-from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from diffusers import AutoencoderKL, StableDiffusionPipeline, UNet2DConditionModel
 
-from .tokenizer import BOS, EOS, build_tokenizer
-from .tiny import TINY_WORDS
+from .tiny import TINY_WORDS, assemble, clip_text_encoder
+from .tokenizer import build_tokenizer
 
 SD14_UNET_CHANNELS = (320, 640, 1280, 1280)
 SD14_VAE_CHANNELS = (128, 256, 512, 512)
@@ -59,20 +58,8 @@ def sd14_pipeline(cfg: ArchConfig = ArchConfig()) -> StableDiffusionPipeline:
     torch.manual_seed(cfg.seed)
     text_width = max(32, SD14_TEXT_WIDTH // cfg.divisor)
     tokenizer = build_tokenizer(TINY_WORDS)
-    vocab = tokenizer.get_vocab()
-    text_encoder = CLIPTextModel(
-        CLIPTextConfig(
-            vocab_size=len(vocab),
-            hidden_size=text_width,
-            intermediate_size=4 * text_width,
-            num_hidden_layers=SD14_TEXT_LAYERS,
-            num_attention_heads=next(h for h in (12, 8, 4, 2, 1) if text_width % h == 0),
-            max_position_embeddings=77,
-            bos_token_id=vocab[BOS],
-            eos_token_id=vocab[EOS],
-            pad_token_id=vocab[EOS],
-        )
-    )
+    heads = next(h for h in (12, 8, 4, 2, 1) if text_width % h == 0)
+    text_encoder = clip_text_encoder(tokenizer, text_width, SD14_TEXT_LAYERS, heads=heads, intermediate=4 * text_width)
     vae = AutoencoderKL(
         in_channels=3,
         out_channels=3,
@@ -84,8 +71,4 @@ def sd14_pipeline(cfg: ArchConfig = ArchConfig()) -> StableDiffusionPipeline:
         norm_num_groups=32 if cfg.divisor <= 2 else 8,
         sample_size=512,
     )
-    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
-    return StableDiffusionPipeline(
-        vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=sd14_unet(cfg), scheduler=scheduler,
-        safety_checker=None, feature_extractor=None, requires_safety_checker=False,
-    )
+    return assemble(vae, text_encoder, tokenizer, sd14_unet(cfg))

@@ -65,39 +65,34 @@ def build_tiny_pipeline(config: TinyConfig = TinyConfig()) -> StableDiffusionPip
         sample_size=config.sample_size,
     )
     tokenizer = build_tokenizer(TINY_WORDS)
+    text_encoder = clip_text_encoder(tokenizer, config.text_width, config.text_layers, heads=4, intermediate=2 * config.text_width)
+    return assemble(vae, text_encoder, tokenizer, unet)
+
+
+def clip_text_encoder(tokenizer, width: int, layers: int, heads: int, intermediate: int) -> CLIPTextModel:
+    """A random CLIP text encoder over `tokenizer`'s vocabulary, with SD1.x's 77-token context."""
     vocab = tokenizer.get_vocab()
-    text_encoder = CLIPTextModel(
+    return CLIPTextModel(
         CLIPTextConfig(
             vocab_size=len(vocab),
-            hidden_size=config.text_width,
-            intermediate_size=2 * config.text_width,
-            num_hidden_layers=config.text_layers,
-            num_attention_heads=4,
+            hidden_size=width,
+            intermediate_size=intermediate,
+            num_hidden_layers=layers,
+            num_attention_heads=heads,
             max_position_embeddings=77,
             bos_token_id=vocab[BOS],
             eos_token_id=vocab[EOS],
             pad_token_id=vocab[EOS],
         )
     )
-    # SD1.x's scheduler settings, written out so the pipeline has nothing to rewrite (design.md §8).
-    scheduler = DDIMScheduler(
-        beta_start=0.00085,
-        beta_end=0.012,
-        beta_schedule="scaled_linear",
-        clip_sample=False,
-        set_alpha_to_one=False,
-        steps_offset=1,
-    )
-    return StableDiffusionPipeline(
-        vae=vae,
-        text_encoder=text_encoder,
-        tokenizer=tokenizer,
-        unet=unet,
-        scheduler=scheduler,
-        safety_checker=None,
-        feature_extractor=None,
-        requires_safety_checker=False,
-    )
+
+
+def assemble(vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer, unet: UNet2DConditionModel) -> StableDiffusionPipeline:
+    """An SD pipeline from parts, with SD1.x's DDIM settings written out so the pipeline has nothing
+    to rewrite (design.md §8), and no safety checker."""
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
+                                   safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 
 def save_tiny_pipeline(folder: str | Path, config: TinyConfig = TinyConfig()) -> Path:
