@@ -327,9 +327,11 @@ def follow_evolution(model: str, prompt: str, seed: float, steps: float, guidanc
     """One generation followed step by step: everything the Evolution tab shows, and the files to download."""
     world = REGISTRY.get(model)
     chosen = [str(c) for c in (concepts or [])] or None
-    unknown = sorted(set(chosen or []) - set(world_concepts(world)))
-    if unknown:
-        raise UnknownNameError("concept", ", ".join(unknown), world_concepts(world))
+    if chosen:
+        known = world_concepts(world)
+        unknown = sorted(set(chosen) - set(known))
+        if unknown:
+            raise UnknownNameError("concept", ", ".join(unknown), known)
     if block not in world.blocks:
         raise UnknownNameError("block", str(block), world.blocks)
     evo = run_evolution(model, prompt, seed=as_int(seed, "seed"), steps=as_int(steps, "steps"), guidance=as_float(guidance, "guidance"),
