@@ -24,6 +24,7 @@ import numpy as np  # noqa: E402
 import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
+from concepts.cad.ablation import SCOPE_LABELS  # noqa: E402
 from concepts.cad.figures import block_mass_figure  # noqa: E402
 from concepts.cad.service import EditSpec, block_mass, concept_prompt, run_edit, top_components  # noqa: E402
 from concepts.errors import ConceptLabError, InvalidInputError, UnknownNameError, one_line  # noqa: E402
@@ -385,14 +386,14 @@ def judged_summary(world, concept: str, outcome) -> str:
 @gpu
 @user_errors
 def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str, concept_prompt_text: str, kept_text: str, seed: float, images: float, keep_text: str = "",
-                 progress: gr.Progress = gr.Progress()):
+                 scope: str | None = None, progress: gr.Progress = gr.Progress()):
     """Erase or amplify: before/after galleries for the concept and for other prompts, where, and how much."""
     world = REGISTRY.get(model)
     count = as_int(images, "images")
     if not 1 <= count <= 8:
         raise InvalidInputError("images", f"must be in 1..8, got {count}")
     keep = tuple(k.strip() for k in (keep_text or "").split(",") if k.strip())
-    spec = EditSpec(concept=concept or "", action=action, ratio=as_float(ratio, "ratio"), mode=mode, concept_prompt=concept_prompt_text or None, keep=keep)
+    spec = EditSpec(concept=concept or "", action=action, ratio=as_float(ratio, "ratio"), mode=mode, concept_prompt=concept_prompt_text or None, keep=keep, scope=scope or None)
     prompt = concept_prompt(world, spec)
     outcome = run_edit(model, spec, prompts=[prompt] * count, kept_prompts=prompt_lines(kept_text) or None,
                        seed=as_int(seed, "seed"), device=DEVICE, registry=REGISTRY, progress=progress_callback(progress))
@@ -403,7 +404,7 @@ def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str,
     rows = [[layer, r, c, round(v, 6)] for layer, r, c, v in top_components(outcome.attribution.scores, 10)]
     source = "cached scores" if outcome.attribution.cached else f"scores computed in {outcome.attribution.seconds:.1f} s"
     info = (f"{action.capitalize()}d **{concept}**: zeroed {plan.count:,} of {plan.total_weights:,} feed-forward weights "
-            f"({plan.count / plan.total_weights:.2%}; ratio {outcome.ratio:g} per row)"
+            f"({plan.count / plan.total_weights:.2%}; ratio {outcome.ratio:g} {SCOPE_LABELS[plan.scope]})"
             + (f", sparing what {', '.join(keep)} need" if keep else "") + f", {source}, {outcome.seconds:.1f} s in all."
             + judged_summary(world, concept, outcome))
     return concept_gallery, kept_gallery, figure, rows, info
@@ -412,7 +413,7 @@ def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str,
 @user_errors
 def model_edit_defaults(model: str):
     world = REGISTRY.get(model)
-    return gr.update(value=world.defaults.edit_ratio), gr.update(value="\n".join(world.examples[1:3]))
+    return gr.update(value=world.defaults.edit_ratio), gr.update(value="\n".join(world.examples[1:3])), gr.update(value=world.defaults.edit_scope)
 
 
 def sampling_inputs(world, example: str, prefix: str = ""):
@@ -561,7 +562,10 @@ def build_app() -> gr.Blocks:
                     with gr.Row():
                         c_action = gr.Radio(["erase", "amplify"], value="erase", label="Action", elem_id="edit-action")
                         c_mode = gr.Radio(["fast", "faithful"], value="fast", label="Attribution", elem_id="edit-mode")
-                    c_ratio = gr.Slider(0.0005, 0.2, value=default.defaults.edit_ratio, step=0.0005, label="Share of each row zeroed", elem_id="edit-ratio")
+                    with gr.Row():
+                        c_ratio = gr.Slider(0.0005, 0.2, value=default.defaults.edit_ratio, step=0.0005, label="Share of weights zeroed", elem_id="edit-ratio", scale=2)
+                        c_scope = gr.Radio([(label, scope) for scope, label in SCOPE_LABELS.items()], value=default.defaults.edit_scope,
+                                           label="Top weights taken", elem_id="edit-scope", scale=1)
                     c_keep = gr.Textbox(label="Concepts to keep, comma-separated (their weights are spared)", placeholder="blue, green", elem_id="edit-keep")
                     c_prompt = gr.Textbox(label="Concept prompt (empty: the model's template)", placeholder=default.defaults.concept_template, elem_id="edit-prompt")
                     c_kept = gr.Textbox(label="Prompts of other concepts, one per line (what should be kept)",
@@ -615,9 +619,9 @@ def build_app() -> gr.Blocks:
             api_name="evolve",
         )
         step.change(scrub_evolution, inputs=[evolution, step], outputs=[step_preview, step_composition, step_legend, step_top], api_visibility="private")
-        model.change(model_edit_defaults, inputs=model, outputs=[c_ratio, c_kept], api_visibility="private")
+        model.change(model_edit_defaults, inputs=model, outputs=[c_ratio, c_kept, c_scope], api_visibility="private")
         c_run.click(
-            edit_concept, inputs=[model, c_concept, c_action, c_ratio, c_mode, c_prompt, c_kept, c_seed, c_images, c_keep],
+            edit_concept, inputs=[model, c_concept, c_action, c_ratio, c_mode, c_prompt, c_kept, c_seed, c_images, c_keep, c_scope],
             outputs=[c_concept_gallery, c_kept_gallery, c_plot, c_top, c_info], api_name="edit",
         )
     return demo

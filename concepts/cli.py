@@ -18,6 +18,7 @@ from .errors import ConceptLabError, InvalidInputError, one_line
 from .quiet import quiet_libraries
 
 EXIT_USAGE = 2
+SCOPE_CHOICES = ("row", "matrix", "model")  # concepts.cad.ablation.SCOPES, without importing torch for --help
 
 
 class CommandLineError(Exception):
@@ -93,11 +94,11 @@ def _generation_edit(args: argparse.Namespace, registry):
     from .service import SHARED_PIPELINES
 
     world = registry.get(args.model)
-    spec = EditSpec(concept=concept, action=action, ratio=args.ratio, mode=args.mode, keep=tuple(args.keep or ()))
+    spec = EditSpec(concept=concept, action=action, ratio=args.ratio, mode=args.mode, keep=tuple(args.keep or ()), scope=args.scope, contrast=args.contrast)
     ratio = check_ratio(world.defaults.edit_ratio if args.ratio is None else args.ratio)
     pipe = SHARED_PIPELINES.get(world, args.device)
     scores, plan = edit_plan(world, pipe, spec, concept_prompt(world, spec), ratio)
-    info = {"action": action, "concept": concept, "concept_prompt": scores.prompt, "ratio": ratio, "mode": args.mode,
+    info = {"action": action, "concept": concept, "concept_prompt": scores.prompt, "ratio": ratio, "scope": plan.scope, "mode": args.mode,
             "zeroed_weights": plan.count, "of_weights": plan.total_weights, "scores_cached": scores.cached}
     return AblationHooks(pipe.unet, plan), info
 
@@ -112,7 +113,7 @@ def cmd_edit(args: argparse.Namespace) -> dict:
     registry = load_registry(args.registry)
     world = registry.get(args.model)
     spec = EditSpec(concept=args.concept, action=args.action, ratio=args.ratio, mode=args.mode, concept_prompt=args.concept_prompt,
-                    keep=tuple(args.keep or ()), min_per_row=args.min_per_row)
+                    keep=tuple(args.keep or ()), min_per_row=args.min_per_row, scope=args.scope, contrast=args.contrast)
     if args.images < 1 or args.images > 8:
         raise InvalidInputError("images", f"must be in 1..8, got {args.images}")
     prompts = args.prompt or [concept_prompt(world, spec)] * args.images
@@ -127,7 +128,7 @@ def cmd_edit(args: argparse.Namespace) -> dict:
             paths[kind].append(str(path))
     result = {
         "model": world.name, "action": args.action, "concept": args.concept, "concept_prompt": outcome.attribution.prompt,
-        "mode": args.mode, "ratio": outcome.ratio, "keep": list(spec.keep), "seed": args.seed, "prompts": outcome.concept_prompts, "kept_prompts": outcome.kept_prompts,
+        "mode": args.mode, "ratio": outcome.ratio, "scope": outcome.plan.scope, "keep": list(spec.keep), "contrast": spec.contrast, "seed": args.seed, "prompts": outcome.concept_prompts, "kept_prompts": outcome.kept_prompts,
         **paths,
         "zeroed_weights": outcome.plan.count, "of_weights": outcome.plan.total_weights, "zeroed_by_block": outcome.plan.by_block(),
         "attribution_mass_by_block": {b: {"positive": round(p, 6), "negative": round(n, 6)} for b, (p, n) in block_mass(outcome.attribution.scores).items()},
@@ -383,17 +384,21 @@ def build_parser() -> _Parser:
     gen.add_argument("--out", required=True, help="folder for the PNGs")
     gen.add_argument("--erase", default=None, help="generate with this concept erased (CAD)")
     gen.add_argument("--amplify", default=None, help="generate with this concept amplified (CAD)")
-    gen.add_argument("--ratio", type=float, default=None, help="share of each feed-forward row zeroed (default: the model's)")
+    gen.add_argument("--ratio", type=float, default=None, help="share of the feed-forward weights zeroed, in each --scope (default: the model's)")
+    gen.add_argument("--scope", default=None, choices=SCOPE_CHOICES, help="take the top weights per row (CAD's), per matrix or over the whole model (default: the model's)")
     gen.add_argument("--mode", default="fast", choices=["fast", "faithful"], help="attribution mode")
     gen.add_argument("--keep", action="append", default=None, help="a concept to protect from the edit (repeatable)")
+    gen.add_argument("--contrast", default="mean", choices=["mean", "max"], help="subtract the kept concepts' mean scores, or their max (spares more)")
     gen.set_defaults(run=cmd_generate)
 
     for action in ("erase", "amplify"):
         edit = sub.add_parser(action, help=f"{action} a concept by zeroing its top-attributed feed-forward weights (CAD); before/after images")
         edit.add_argument("--concept", required=True)
-        edit.add_argument("--ratio", type=float, default=None, help="share of each feed-forward row zeroed (default: the model's)")
+        edit.add_argument("--ratio", type=float, default=None, help="share of the feed-forward weights zeroed, in each --scope (default: the model's)")
+        edit.add_argument("--scope", default=None, choices=SCOPE_CHOICES, help="take the top weights per row (CAD's), per matrix or over the whole model (default: the model's)")
         edit.add_argument("--mode", default="fast", choices=["fast", "faithful"], help="attribution: one batched trajectory, or a fresh one per timestep")
         edit.add_argument("--keep", action="append", default=None, help="a concept to protect: its scores are subtracted (repeatable)")
+        edit.add_argument("--contrast", default="mean", choices=["mean", "max"], help="subtract the kept concepts' mean scores, or their max (spares more)")
         edit.add_argument("--min-per-row", type=int, default=None, help="weights zeroed per row at least (default: the model's)")
         edit.add_argument("--concept-prompt", default=None, help="the prompt attribution runs on (default: the model's template)")
         edit.add_argument("--prompt", action="append", default=None, help="a prompt to show before/after (repeatable; default: the concept prompt)")

@@ -38,9 +38,12 @@ class Defaults:
     concept_template: str = "a photo of a {concept}"
     """How a concept becomes a prompt for attribution (CAD's "a photo of a {concept}")."""
     edit_ratio: float = 0.001
-    """Default share of each feed-forward row zeroed by erase / amplify (CAD's 0.001 on SD1.4)."""
+    """Default share of the feed-forward weights zeroed by erase / amplify, taken per `edit_scope`
+    (CAD's 0.001 per row on SD1.4)."""
     edit_min_per_row: int = 0
     """Weights zeroed per row at least, whatever the ratio (narrow models may need 1)."""
+    edit_scope: str = "row"
+    """Where erase / amplify take the top weights: per "row" (CAD's), per "matrix" or over the whole "model"."""
     closed_vocabulary: bool = False
     """The text encoder knows only the words its tokenizer holds whole (toy-shapes): other words
     are warned about in prompts and refused as concept names."""
@@ -50,6 +53,8 @@ class Defaults:
             raise InvalidInputError("defaults.concept_template", f"{self.concept_template!r} has no {{concept}} slot")
         if not (isinstance(self.edit_ratio, (int, float)) and 0 < self.edit_ratio <= 0.5):
             raise InvalidInputError("defaults.edit_ratio", f"must be in (0, 0.5], got {self.edit_ratio!r}")
+        if self.edit_scope not in ("row", "matrix", "model"):
+            raise InvalidInputError("defaults.edit_scope", f"{self.edit_scope!r} is not row, matrix or model")
         if self.strengths is None:
             return
         for mode in ("spatial", "global"):

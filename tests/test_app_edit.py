@@ -33,9 +33,17 @@ def test_erase_shows_before_after_chart_and_components():
         ("red", "forget", 0.01, "fast", 2, "action"),
         ("red", "erase", 0.01, "slow", 2, "mode"),
         ("red", "erase", 0.01, "fast", 50, "images"),
+        ("red", "erase", 0.01, "fast", 2, "scope"),
     ],
 )
 def test_bad_edit_input_is_a_message(concept, action, ratio, mode, images, field):
     with pytest.raises(gr.Error) as info:
-        app.edit_concept("toy-shapes", concept, action, ratio, mode, "", "", 0, images)
+        app.edit_concept("toy-shapes", concept, action, ratio, mode, "", "", 0, images, "", "everywhere" if field == "scope" else None)
     assert field in str(info.value.message)
+
+
+def test_the_scope_radio_reaches_the_plan():
+    *_, info = app.edit_concept("toy-shapes", "red", "erase", 0.004, "fast", "", "", 0, 1, "", "model")
+    assert "whole model" in info and f"zeroed {int(0.004 * 233472):,} of 233,472" in info
+    ratio, _, scope = app.model_edit_defaults("toy-shapes")
+    assert scope["value"] == app.REGISTRY.get("toy-shapes").defaults.edit_scope

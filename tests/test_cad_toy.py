@@ -8,6 +8,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 from PIL import Image
 
 from concepts.cad.cache import cache_root
@@ -63,6 +64,8 @@ def test_generate_with_erase_differs_from_plain(tmp_path):
         (["erase", "--concept", "x" * 20000], "concept"),
         (["erase", "--concept", "red", "--images", "0"], "images"),
         (["generate", "--prompt", "a red circle", "--erase", "red", "--amplify", "blue"], "erase"),
+        (["erase", "--concept", "red", "--scope", "rows"], "scope"),
+        (["generate", "--prompt", "a red circle", "--erase", "red", "--scope", "everything"], "scope"),
     ],
 )
 def test_bad_edit_input_is_one_line(tmp_path, args, field):
@@ -89,3 +92,31 @@ def test_keeping_other_concepts_changes_which_weights_are_zeroed():
     assert differ > 0
     with pytest.raises(InvalidInputError, match="min_per_row"):
         run_edit(None, EditSpec("red", min_per_row=-1), prompts=["a red shape"], kept_prompts=[])
+
+
+def test_the_scope_decides_where_the_weights_are_taken():
+    matrix = run_edit(None, EditSpec("red", ratio=0.005, scope="matrix"), prompts=["a red shape"], kept_prompts=[])
+    assert matrix.plan.scope == "matrix"
+    assert all(n <= int(0.005 * r.numel()) for n, r in zip(matrix.plan.zeroed.values(), matrix.plan.removed.values()))
+    whole = run_edit(None, EditSpec("red", ratio=0.005, scope="model"), prompts=["a red shape"], kept_prompts=[])
+    assert whole.plan.scope == "model" and whole.plan.count == int(0.005 * whole.plan.total_weights)
+    with pytest.raises(InvalidInputError, match="scope"):
+        run_edit(None, EditSpec("red", scope="layer"), prompts=["a red shape"], kept_prompts=[])
+    with pytest.raises(InvalidInputError, match="min_per_row"):
+        run_edit(None, EditSpec("red", scope="matrix", min_per_row=1), prompts=["a red shape"], kept_prompts=[])
+
+
+def test_erase_cli_reports_its_scope(tmp_path):
+    code, report, err = cli("erase", "--concept", "red", "--scope", "model", "--ratio", "0.004", "--images", "1", "--out", str(tmp_path))
+    assert code == 0, err
+    assert report["scope"] == "model" and report["zeroed_weights"] == int(0.004 * report["of_weights"])
+
+
+def test_the_max_contrast_spares_what_any_kept_concept_needs():
+    keep = ("blue", "green")
+    mean = run_edit(None, EditSpec("red", ratio=0.004, scope="matrix", keep=keep), prompts=["a red shape"], kept_prompts=[])
+    most = run_edit(None, EditSpec("red", ratio=0.004, scope="matrix", keep=keep, contrast="max"), prompts=["a red shape"], kept_prompts=[])
+    differ = sum(int((mean.plan.removed[n] != most.plan.removed[n]).sum()) for n in mean.plan.removed)
+    assert differ > 0 and all(torch.all(s <= mean.attribution.scores[n] + 1e-6) for n, s in most.attribution.scores.items())
+    with pytest.raises(InvalidInputError, match="contrast"):
+        run_edit(None, EditSpec("red", keep=keep, contrast="median"), prompts=["a red shape"], kept_prompts=[])

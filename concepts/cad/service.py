@@ -22,7 +22,7 @@ from ..prompts import check_prompt, known_words_message, unknown_words
 from ..registry import ModelWorld, Registry, load_registry
 from ..sampling import GenerationRequest, generate
 from ..service import SHARED_PIPELINES
-from .ablation import AblationHooks, AblationPlan, check_ratio, plan_ablation
+from .ablation import AblationHooks, AblationPlan, check_ratio, check_scope, plan_ablation
 from .attribution import AttributionConfig, attribute
 from .cache import load_scores, lock_for, save_scores, score_key, score_path
 from .components import block_of
@@ -36,14 +36,18 @@ class EditSpec:
     concept: str
     action: str = "erase"
     ratio: float | None = None
-    """Share of each feed-forward row zeroed (None: the model's default)."""
+    """Share of the feed-forward weights zeroed, per row, matrix or model as `scope` says (None: the model's default)."""
     mode: str = "fast"
     concept_prompt: str | None = None
     """The prompt attribution runs on (None: the model's template filled with the concept)."""
     keep: tuple[str, ...] = ()
-    """Concepts to protect: their mean scores are subtracted, so weights they also need are spared."""
+    """Concepts to protect: their mean (or max: `contrast`) scores are subtracted, so weights they also need are spared."""
     min_per_row: int | None = None
-    """Weights zeroed per row at least (None: the model's default)."""
+    """Weights zeroed per row at least (None: the model's default; the per-row scope only)."""
+    scope: str | None = None
+    """Where the top weights are taken: per "row", per "matrix" or over the whole "model" (None: the model's default)."""
+    contrast: str = "mean"
+    """How the kept concepts' scores are subtracted: their "mean", or their "max" (spares more)."""
 
 
 class Scores(NamedTuple):
@@ -92,26 +96,42 @@ def scores_for(world: ModelWorld, pipe, prompt: str, objective: str, mode: str) 
         return Scores(scores, prompt, False, time.perf_counter() - started)
 
 
-def contrasted(world: ModelWorld, pipe, spec: EditSpec, target: Scores) -> Scores:
-    """Target scores minus the mean scores of the concepts to keep (our addition to CAD: it spares
-    weights that every concept of the kind needs, which plain scores zero too)."""
+CONTRASTS = ("mean", "max")
+
+
+def contrasted(world: ModelWorld, pipe, spec: EditSpec, target: Scores, how: str = "mean", weight: float = 1.0) -> Scores:
+    """Target scores minus `weight` × the mean (or, stronger, the max) scores of the concepts to keep
+    (our addition to CAD: it spares weights that every concept of the kind needs, which plain scores zero too)."""
+    if how not in CONTRASTS:
+        raise InvalidInputError("contrast", f"{how!r} is not one of {', '.join(CONTRASTS)}")
+    if not (isinstance(weight, (int, float)) and 0 <= weight <= 100):
+        raise InvalidInputError("contrast", f"weight must be in [0, 100], got {weight!r}")
     keep = [k.strip() for k in spec.keep if k and k.strip()]
     if not keep:
         return target
     if len(keep) > MAX_PROMPTS:
         raise InvalidInputError("keep", f"at most {MAX_PROMPTS} concepts to keep, got {len(keep)}")
     others = [scores_for(world, pipe, check_prompt(world.defaults.concept_template.format(concept=k), field="keep").text, spec.action, spec.mode) for k in keep]
-    scores = {name: s - torch.stack([o.scores[name] for o in others]).mean(0) for name, s in target.scores.items()}
+    reduce = (lambda t: t.mean(0)) if how == "mean" else (lambda t: t.amax(0))
+    scores = {name: s - weight * reduce(torch.stack([o.scores[name] for o in others])) for name, s in target.scores.items()}
     return Scores(scores, target.prompt, target.cached and all(o.cached for o in others), target.seconds + sum(o.seconds for o in others))
 
 
 def edit_plan(world: ModelWorld, pipe, spec: EditSpec, prompt: str, ratio: float) -> tuple[Scores, AblationPlan]:
     """The scores (contrasted with the concepts to keep) and the weights they say to zero."""
-    scores = contrasted(world, pipe, spec, scores_for(world, pipe, prompt, spec.action, spec.mode))
+    scope = edit_scope(world, spec)
+    scores = contrasted(world, pipe, spec, scores_for(world, pipe, prompt, spec.action, spec.mode), how=spec.contrast)
     min_per_row = world.defaults.edit_min_per_row if spec.min_per_row is None else spec.min_per_row
     if isinstance(min_per_row, bool) or not isinstance(min_per_row, int) or not 0 <= min_per_row <= 64:
         raise InvalidInputError("min_per_row", f"must be a whole number in 0..64, got {min_per_row!r}")
-    return scores, plan_ablation(pipe.unet, scores.scores, ratio, min_per_row=min_per_row)
+    if scope != "row" and spec.min_per_row:
+        raise InvalidInputError("min_per_row", f"applies to the per-row scope only, not {scope!r}")
+    return scores, plan_ablation(pipe.unet, scores.scores, ratio, min_per_row=min_per_row if scope == "row" else 0, scope=scope)
+
+
+def edit_scope(world: ModelWorld, spec: EditSpec) -> str:
+    """The spec's scope, or the model's default."""
+    return check_scope(world.defaults.edit_scope if spec.scope is None else spec.scope)
 
 
 def check_known_concepts(world: ModelWorld, pipe, spec: EditSpec) -> None:
@@ -183,6 +203,9 @@ def run_edit(
     if spec.mode not in ("fast", "faithful"):
         raise InvalidInputError("mode", f"{spec.mode!r} is not fast or faithful")
     ratio = check_ratio(world.defaults.edit_ratio if spec.ratio is None else spec.ratio)
+    edit_scope(world, spec)
+    if spec.contrast not in CONTRASTS:
+        raise InvalidInputError("contrast", f"{spec.contrast!r} is not one of {', '.join(CONTRASTS)}")
     prompt = concept_prompt(world, spec)
     shown = check_prompts(prompts if prompts is not None else [prompt], "prompts")
     others = [e for e in world.examples if spec.concept.strip().lower() not in e.lower()]  # examples without the concept

@@ -15,17 +15,23 @@ For each concept (default: the colour red and the texture striped):
 
 from __future__ import annotations
 
+import argparse
+import json
+import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from pathlib import Path
 
 import numpy as np
 
 from ..cad import AblationHooks, AttributionConfig, plan_ablation
 from ..cad.checks import prediction_check, random_plan
+from ..cad.ablation import SCOPES
 from ..cad.service import EditSpec, contrasted, scores_for
 from ..dictionary import concept_features
 from ..errors import UnknownNameError
 from ..hooks import BlockEdit, BlockHooks
+from ..quiet import quiet_libraries
 from ..steer_service import SAES
 from ..steering import suppress_edit
 from ..steps import StepWindow
@@ -41,12 +47,37 @@ TOY_MODEL = "toy-shapes"
 TARGET = {"erase_rate_before_at_least": 0.9, "erase_rate_after_at_most": 0.2, "others_drop_at_most": 0.05}
 
 
+VARIANTS = {"plain": "CAD scores", "mean": "contrasted with the other values", "max": "contrasted with the other values' max",
+            "max2": "contrasted with twice the other values' max"}
+CONTRAST = {"mean": ("mean", 1.0), "max": ("max", 1.0), "max2": ("max", 2.0)}
+
+
 @dataclass
 class EditEvalConfig:
     concepts: tuple[str, ...] = ("red", "striped")
-    ratios: tuple[float, ...] = (0.01, 0.02, 0.04)
+    ratios: tuple[float, ...] = (0.01, 0.02)
     prompts: int = 24
     seed: int = 555
+    scopes: tuple[str, ...] = ("row", "matrix")
+    """Where the top weights are taken (`plan_ablation`'s scope): every scope is run at `ratios`,
+    unless `scope_ratios` names its own (the matrix scope: toy-shapes' default edit)."""
+    scope_ratios: dict[str, tuple[float, ...]] = field(default_factory=lambda: {"matrix": (0.004,)})
+    variants: tuple[str, ...] = ("plain", "mean", "max")
+    """Scores: plain CAD ("plain"), minus the mean ("mean"), the max ("max") or twice the max ("max2") of the other values' scores."""
+    random_baseline: bool = True
+    amplify: bool = True
+    suppression: bool = True
+    prediction: bool = True
+    """The parts besides the erase grid (off for a quick sweep)."""
+
+    def settings(self) -> list[tuple[str, float]]:
+        for scope in self.scopes:
+            if scope not in SCOPES:
+                raise ValueError(f"scope {scope!r} is not one of {', '.join(SCOPES)}")
+        for variant in self.variants:
+            if variant not in VARIANTS:
+                raise ValueError(f"variant {variant!r} is not one of {', '.join(VARIANTS)}")
+        return [(scope, ratio) for scope in self.scopes for ratio in self.scope_ratios.get(scope, self.ratios)]
 
 
 def attribute_of(value: str) -> str:
@@ -56,8 +87,9 @@ def attribute_of(value: str) -> str:
     raise ValueError(f"{value!r} is not a toy attribute value")
 
 
-def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL) -> dict:
+def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL, log=lambda line: None) -> dict:
     started = time.time()
+    settings = cfg.settings()
     world = load_registry().get(model)
     pipe = SHARED_PIPELINES.get(world, "cpu")
     judge = world_reader(world)
@@ -104,39 +136,74 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
             }
 
         keep = tuple(v for v in ATTRIBUTES[attribute] if v != concept)
-        erase_scores = scores_for(world, pipe, concept_prompt, "erase", "fast")
-        kept_scores = contrasted(world, pipe, EditSpec(concept, "erase", keep=keep), erase_scores)
-        amplify_scores = scores_for(world, pipe, concept_prompt, "amplify", "fast")
-        amplify_kept = contrasted(world, pipe, EditSpec(concept, "amplify", keep=keep), amplify_scores)
+
+        def variants(action: str):
+            plain = scores_for(world, pipe, concept_prompt, action, "fast")
+            spec = EditSpec(concept, action, keep=keep)
+            return plain, [(VARIANTS[v], plain if v == "plain" else contrasted(world, pipe, spec, plain, *CONTRAST[v])) for v in cfg.variants]
+
+        erase_scores, erase_variants = variants("erase")
         before = rates()
         rows = []
-        for ratio in cfg.ratios:
-            for variant, scores in (("CAD scores", erase_scores), ("contrasted with the other values", kept_scores)):
-                plan = plan_ablation(pipe.unet, scores.scores, ratio)
-                rows.append({"ratio": ratio, "scores": variant, "zeroed": plan.count, "of": plan.total_weights, "after": rates(plan),
-                             "random_same_count": rates(random_plan(pipe.unet, plan.count, seed=cfg.seed, like=plan))})
-        edits = suppression(concept)
-        suppressed = {"blocks_and_stages": len(edits), "after": rates(edits) if edits else None}
-        amplify = []
-        base_unspecified = float(np.mean([r[attribute] == concept for r in judged(unspecified)]))
-        for ratio in cfg.ratios:
-            for variant, scores in (("CAD scores", amplify_scores), ("contrasted with the other values", amplify_kept)):
-                plan = plan_ablation(pipe.unet, scores.scores, ratio)
-                amplify.append({"ratio": ratio, "scores": variant, "zeroed": plan.count,
-                                "concept_rate_unspecified_after": round(float(np.mean([r[attribute] == concept for r in judged(unspecified, plan)])), 3)})
-        check_cfg = AttributionConfig(steps=d.steps, guidance=d.guidance, height=d.height, width=d.width, images=1)
-        prediction = {}
-        for n in (30, 300):
-            check = prediction_check(pipe, concept_prompt, check_cfg, erase_scores.scores, trials=10, weights_per_trial=n, seed=cfg.seed)
-            prediction[f"{n}_weights"] = round(check.pearson, 3)
-        report["concepts"][concept] = {
-            "attribute": attribute, "concept_prompt": concept_prompt,
-            "attribution_seconds": {"erase": round(erase_scores.seconds, 2), "amplify": round(amplify_scores.seconds, 2)},
-            "kept_values": list(keep),
-            "erase": {"before": before, "by_ratio": rows},
-            "sae_suppression": suppressed,
-            "amplify": {"prompts": "its attribute left out of the caption", "concept_rate_before": round(base_unspecified, 3), "by_ratio": amplify},
-            "prediction_pearson_over_10_random_ablations": prediction,
-        }
+        for scope, ratio in settings:
+            for variant, scores in erase_variants:
+                plan = plan_ablation(pipe.unet, scores.scores, ratio, scope=scope)
+                row = {"ratio": ratio, "scope": scope, "scores": variant, "zeroed": plan.count, "of": plan.total_weights, "after": rates(plan)}
+                if cfg.random_baseline:
+                    row["random_same_count"] = rates(random_plan(pipe.unet, plan.count, seed=cfg.seed, like=plan))
+                rows.append(row)
+                log(f"{concept} erase {scope} {ratio:g} {variant}: {row}")
+        entry = {"attribute": attribute, "concept_prompt": concept_prompt, "attribution_seconds": {"erase": round(erase_scores.seconds, 2)},
+                 "kept_values": list(keep), "erase": {"before": before, "by_ratio": rows}}
+        if cfg.suppression:
+            edits = suppression(concept)
+            entry["sae_suppression"] = {"blocks_and_stages": len(edits), "after": rates(edits) if edits else None}
+        if cfg.amplify:
+            amplify_scores, amplify_variants = variants("amplify")
+            entry["attribution_seconds"]["amplify"] = round(amplify_scores.seconds, 2)
+            amplify = []
+            base_unspecified = float(np.mean([r[attribute] == concept for r in judged(unspecified)]))
+            for scope, ratio in settings:
+                for variant, scores in amplify_variants:
+                    plan = plan_ablation(pipe.unet, scores.scores, ratio, scope=scope)
+                    amplify.append({"ratio": ratio, "scope": scope, "scores": variant, "zeroed": plan.count,
+                                    "concept_rate_unspecified_after": round(float(np.mean([r[attribute] == concept for r in judged(unspecified, plan)])), 3)})
+            entry["amplify"] = {"prompts": "its attribute left out of the caption", "concept_rate_before": round(base_unspecified, 3), "by_ratio": amplify}
+        if cfg.prediction:
+            check_cfg = AttributionConfig(steps=d.steps, guidance=d.guidance, height=d.height, width=d.width, images=1)
+            prediction = {}
+            for n in (30, 300):
+                check = prediction_check(pipe, concept_prompt, check_cfg, erase_scores.scores, trials=10, weights_per_trial=n, seed=cfg.seed)
+                prediction[f"{n}_weights"] = round(check.pearson, 3)
+            entry["prediction_pearson_over_10_random_ablations"] = prediction
+        report["concepts"][concept] = entry
     report["seconds"] = round(time.time() - started, 1)
     return report
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m concepts.toy.evaluate_edit`: the erase grid alone, over scopes, ratios and score
+    variants (a sweep); `python -m concepts.toy.evaluate edit` runs the full evaluation."""
+    parser = argparse.ArgumentParser(prog="python -m concepts.toy.evaluate_edit", description=main.__doc__)
+    parser.add_argument("--concepts", nargs="+", default=["red"])
+    parser.add_argument("--scopes", nargs="+", default=list(SCOPES), choices=SCOPES)
+    parser.add_argument("--ratios", type=float, nargs="+", default=list(EditEvalConfig.ratios))
+    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--prompts", type=int, default=EditEvalConfig.prompts)
+    parser.add_argument("--seed", type=int, default=EditEvalConfig.seed)
+    parser.add_argument("--random", action="store_true", help="also a random ablation of as many weights per setting")
+    parser.add_argument("--full", action="store_true", help="also amplify, SAE suppression and the prediction check")
+    parser.add_argument("--out", help="also write the JSON to this file")
+    args = parser.parse_args(argv)
+    quiet_libraries()
+    cfg = EditEvalConfig(concepts=tuple(args.concepts), ratios=tuple(args.ratios), prompts=args.prompts, seed=args.seed, scopes=tuple(args.scopes),
+                         variants=tuple(args.variants), random_baseline=args.random, amplify=args.full, suppression=args.full, prediction=args.full)
+    report = evaluate_edit(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
+    if args.out:
+        Path(args.out).write_text(json.dumps(report, indent=1))
+    print(json.dumps(report))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
