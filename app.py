@@ -177,6 +177,14 @@ def model_blocks(model: str):
     return gr.update(choices=blocks, value=value)
 
 
+def model_window(model: str):
+    """When the model changes: "all" for models whose SAEs serve every step (SAeUron, one-step
+    SDXL-Turbo, where no middle stage exists), else the paper's middle window."""
+    world = REGISTRY.get(model)
+    every_step = world.defaults.steps < 3 or (world.saes and all(e.window == "all" for e in world.saes))
+    return gr.update(value="all" if every_step else "middle")
+
+
 @user_errors
 def concept_choices(model: str, block: str, window: str, steps: float):
     """The concept labels of the SAE the chosen block and window use (the concept picker)."""
@@ -585,6 +593,7 @@ def build_app() -> gr.Blocks:
         for tab_steps, tab_guidance in ((steps, guidance), (s_steps, s_guidance), (e_steps, e_guidance)):
             model.change(model_defaults, inputs=model, outputs=[tab_steps, tab_guidance], api_visibility="private")
         model.change(model_blocks, inputs=model, outputs=block, api_visibility="private")
+        model.change(model_window, inputs=model, outputs=window, api_visibility="private")
         run.click(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_name="generate")
         prompt.submit(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_visibility="private")
 

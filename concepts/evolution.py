@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from .errors import InvalidInputError
 from .features import feature_maps
 from .hooks import BlockHooks, Capture
 from .pipeline import PipelineCache
@@ -185,7 +186,10 @@ def run_evolution(
     readings: list[dict[str, str]] = []
     timesteps: list[int] = []
     block_names = [saes[(b, stages[0])].entry.block for b in chosen]
-    with BlockHooks(pipe.unet, capture=block_names, sink=sink) as hooks:
+    reads = {loaded.entry.reads for loaded in saes.values()}
+    if len(reads) > 1:  # one BlockHooks reads every block the same way
+        raise InvalidInputError("blocks", "the chosen blocks' SAEs read different things (block output and output − input); follow them one at a time")
+    with BlockHooks(pipe.unet, capture=block_names, sink=sink, reads=reads.pop()) as hooks:
         for state in sample(pipe, request, hooks, previews=with_previews):
             report(progress, (len(timesteps) + 1) / request.steps, f"denoising step {len(timesteps) + 1} of {request.steps}")
             timesteps.append(state.timestep)

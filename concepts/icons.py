@@ -46,13 +46,13 @@ def icon_edit(sae: TopKSAE, features: Sequence[int], scale: float) -> EditFn:
 
 
 @torch.no_grad()
-def feature_icons(pipe, sae: TopKSAE, block: str, features: Sequence[int], window: StepWindow, *, steps: int, guidance: float, height: int, width: int, seed: int = 0, scale: float = 1.0) -> list[Image.Image]:
+def feature_icons(pipe, sae: TopKSAE, block: str, features: Sequence[int], window: StepWindow, *, steps: int, guidance: float, height: int, width: int, seed: int = 0, scale: float = 1.0, reads: str = "delta") -> list[Image.Image]:
     """One icon per feature, rendered in a single batch from the same seed."""
     features = check_features(sae, features)
     check_strength(scale)
     request = GenerationRequest([""] * len(features), seed=seed, steps=steps, guidance=guidance, height=height, width=width)
     edit = BlockEdit(block, icon_edit(sae, features, scale), window, "cond")
-    with BlockHooks(pipe.unet, edits=[edit]) as hooks:
+    with BlockHooks(pipe.unet, edits=[edit], reads=reads) as hooks:  # type: ignore[arg-type]
         return generate(pipe, request, hooks).images
 
 
@@ -79,7 +79,7 @@ def run_icons(
         pipe = (cache or SHARED_PIPELINES).get(world, device)
         loaded = SAES.get(world, block, stage, "cond", pipe.unet)
         window = StepWindow.parse(stage, d.steps) if stage != "all" else StepWindow.all_steps(d.steps)
-        images = feature_icons(pipe, loaded.sae, loaded.entry.block, missing, window, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width, seed=seed, scale=scale)
+        images = feature_icons(pipe, loaded.sae, loaded.entry.block, missing, window, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width, seed=seed, scale=scale, reads=loaded.entry.reads)
         with _ICONS_LOCK:
             for f, image in zip(missing, images):
                 _ICONS[(world.name, block, stage, f, seed, float(scale), d.steps, d.guidance)] = image

@@ -4,12 +4,18 @@ Read once from `checkpoints/registry.json` (SAELens' pretrained-SAE directory is
 data file, parsed into frozen dataclasses, unknown names answered with the valid ones). Each world
 names its base pipeline, its SAEs (one per block × stage window × CFG branch, each with a concept
 dictionary `concepts.json` beside it) and its sampling defaults.
+
+A repo id may be an environment variable, `"${CONCEPT_LAB_SD14_SAES}"` or `"${VAR:-owner/name}"`
+with a default: whoever publishes SAEs (`python -m concepts.train --push-to-hub`) points a Space at
+them without editing this file. An SAE whose variable is unset and has no default is left out.
 """
 
 from __future__ import annotations
 
 import json
 import math
+import os
+import re
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
@@ -23,6 +29,7 @@ CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_REGISTRY = CHECKPOINTS_DIR / "registry.json"
 SAE_FORMATS = ("native", "unbox")
 WINDOWS = (*STAGES, "all")
+_ENV_REPO = re.compile(r"^\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}$")
 
 
 @dataclass(frozen=True)
@@ -182,7 +189,8 @@ class Registry:
                     reads=s.get("reads", "delta"),
                     source=_source(s),
                 )
-                for s in spec.get("saes", [])
+                for s in map(_with_env_repo, spec.get("saes", []))
+                if s is not None
             )
             models[name] = ModelWorld(
                 name=name,
@@ -198,6 +206,17 @@ class Registry:
         if default not in models:
             raise UnknownNameError("default model", default, list(models))
         return cls(models=models, default=default, path=path)
+
+
+def _with_env_repo(spec: dict) -> dict | None:
+    """The SAE spec with a `${VAR}` / `${VAR:-default}` repo filled in from the environment; None
+    when the variable is unset (or empty) and there is no default."""
+    repo = spec.get("repo")
+    match = _ENV_REPO.match(repo) if isinstance(repo, str) else None
+    if match is None:
+        return spec
+    value = os.environ.get(match.group(1)) or match.group(2)
+    return {**spec, "repo": value} if value else None
 
 
 def _source(spec: dict) -> Source:
@@ -216,7 +235,5 @@ def _load(path: str) -> Registry:
 
 def load_registry(path: str | Path | None = None) -> Registry:
     """The registry at `path` (default: `checkpoints/registry.json`, or $CONCEPT_LAB_REGISTRY), read once."""
-    import os
-
     chosen = path or os.environ.get("CONCEPT_LAB_REGISTRY") or DEFAULT_REGISTRY
     return _load(str(Path(chosen).resolve()))

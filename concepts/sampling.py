@@ -19,6 +19,7 @@ from diffusers import DDIMScheduler, StableDiffusionPipeline
 from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
+from .conditioning import TextConditioning, encode_conditioning, require_sd1
 from .errors import InvalidInputError
 from .hooks import BlockHooks
 from .steps import StepInfo, step_t
@@ -109,17 +110,16 @@ def fresh_scheduler(pipe: StableDiffusionPipeline) -> DDIMScheduler:
     return DDIMScheduler.from_config(pipe.scheduler.config)
 
 
-@torch.no_grad()
+def conditioning(pipe, request: GenerationRequest) -> TextConditioning:
+    """The UNet's text conditioning for a request (SD1.x or SDXL), [uncond; cond] under CFG."""
+    return encode_conditioning(pipe, request.prompts, request.negative_prompt, request.images_per_prompt, request.cfg, request.height, request.width)
+
+
 def encode_text(pipe: StableDiffusionPipeline, request: GenerationRequest) -> torch.Tensor:
-    """Text embeddings as the UNet sees them: [uncond; cond] under CFG, else cond only."""
-    cond, uncond = pipe.encode_prompt(
-        request.prompts,
-        pipe._execution_device,
-        request.images_per_prompt,
-        request.cfg,
-        negative_prompt=[request.negative_prompt] * len(request.prompts) if request.cfg else None,
-    )
-    return torch.cat([uncond, cond]) if request.cfg else cond
+    """SD1.x text embeddings alone ([uncond; cond] under CFG), for code that calls the UNet itself
+    with nothing else (CAD attribution); SDXL is refused with a clear message."""
+    require_sd1(pipe, "Erase / amplify (CAD attribution)")
+    return conditioning(pipe, request).hidden
 
 
 @torch.no_grad()
@@ -165,7 +165,7 @@ def sample(
     hook_list = [hooks] if isinstance(hooks, BlockHooks) else list(hooks)
     scheduler = fresh_scheduler(pipe)
     scheduler.set_timesteps(request.steps, device=pipe._execution_device)
-    embeddings = encode_text(pipe, request)
+    text = conditioning(pipe, request)
     latents = initial_latents(pipe, request, scheduler)
     num_steps = len(scheduler.timesteps)
     for index, timestep in enumerate(scheduler.timesteps):
@@ -174,7 +174,7 @@ def sample(
             h.set_step(step)
         model_input = torch.cat([latents] * 2) if request.cfg else latents
         model_input = scheduler.scale_model_input(model_input, timestep)
-        noise = pipe.unet(model_input, timestep, encoder_hidden_states=embeddings, return_dict=False)[0]
+        noise = pipe.unet(model_input, timestep, **text.unet_kwargs(), return_dict=False)[0]
         if request.cfg:
             noise_uncond, noise_cond = noise.chunk(2)
             noise = noise_uncond + request.guidance * (noise_cond - noise_uncond)

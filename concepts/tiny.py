@@ -12,7 +12,7 @@ from pathlib import Path
 
 import torch
 from diffusers import AutoencoderKL, DDIMScheduler, StableDiffusionPipeline, UNet2DConditionModel
-from transformers import CLIPTextConfig, CLIPTextModel
+from transformers import CLIPTextConfig, CLIPTextModel, CLIPTextModelWithProjection
 
 from .tokenizer import BOS, EOS, build_tokenizer
 
@@ -69,10 +69,13 @@ def build_tiny_pipeline(config: TinyConfig = TinyConfig()) -> StableDiffusionPip
     return assemble(vae, text_encoder, tokenizer, unet)
 
 
-def clip_text_encoder(tokenizer, width: int, layers: int, heads: int, intermediate: int) -> CLIPTextModel:
-    """A random CLIP text encoder over `tokenizer`'s vocabulary, with SD1.x's 77-token context."""
+def clip_text_encoder(tokenizer, width: int, layers: int, heads: int, intermediate: int, projection_dim: int | None = None) -> CLIPTextModel:
+    """A random CLIP text encoder over `tokenizer`'s vocabulary, with SD1.x's 77-token context; with
+    `projection_dim`, the projected variant SDXL uses as its second encoder (pooled `text_embeds`)."""
     vocab = tokenizer.get_vocab()
-    return CLIPTextModel(
+    model_class = CLIPTextModel if projection_dim is None else CLIPTextModelWithProjection
+    extra = {} if projection_dim is None else {"projection_dim": projection_dim}
+    return model_class(
         CLIPTextConfig(
             vocab_size=len(vocab),
             hidden_size=width,
@@ -83,6 +86,7 @@ def clip_text_encoder(tokenizer, width: int, layers: int, heads: int, intermedia
             bos_token_id=vocab[BOS],
             eos_token_id=vocab[EOS],
             pad_token_id=vocab[EOS],
+            **extra,
         )
     )
 
@@ -93,6 +97,45 @@ def assemble(vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer, unet: U
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
     return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
+
+
+def build_tiny_sdxl_pipeline(seed: int = 0):
+    """A random SDXL-architecture pipeline as diffusers' SDXL tests build one: two text encoders
+    (the second projected and pooled), "text_time" added conditioning, linear projections, no
+    attention in the first down block and the last up block, so attentions sit in `down_blocks.1`,
+    `mid_block` and `up_blocks.0` as in SDXL."""
+    from diffusers import StableDiffusionXLPipeline  # only here: importing it makes transformers warn
+
+    torch.manual_seed(seed)
+    text_width, time_dim = 32, 8
+    unet = UNet2DConditionModel(
+        sample_size=32,
+        in_channels=4,
+        out_channels=4,
+        block_out_channels=(32, 64),
+        layers_per_block=2,
+        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
+        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
+        transformer_layers_per_block=(1, 2),
+        attention_head_dim=(2, 4),
+        use_linear_projection=True,
+        addition_embed_type="text_time",
+        addition_time_embed_dim=time_dim,
+        projection_class_embeddings_input_dim=6 * time_dim + text_width,
+        cross_attention_dim=2 * text_width,
+        norm_num_groups=8,
+    )
+    vae = AutoencoderKL(
+        in_channels=3, out_channels=3, block_out_channels=(16, 32), latent_channels=4, norm_num_groups=8, sample_size=64,
+        down_block_types=("DownEncoderBlock2D",) * 2, up_block_types=("UpDecoderBlock2D",) * 2,
+    )
+    tokenizer = build_tokenizer(TINY_WORDS)
+    tokenizer_2 = build_tokenizer(TINY_WORDS)
+    text_encoder = clip_text_encoder(tokenizer, text_width, 2, heads=4, intermediate=2 * text_width)
+    text_encoder_2 = clip_text_encoder(tokenizer_2, text_width, 2, heads=4, intermediate=2 * text_width, projection_dim=text_width)
+    scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1, timestep_spacing="trailing")
+    return StableDiffusionXLPipeline(vae=vae, text_encoder=text_encoder, text_encoder_2=text_encoder_2, tokenizer=tokenizer, tokenizer_2=tokenizer_2,
+                                     unet=unet, scheduler=scheduler, force_zeros_for_empty_prompt=True, add_watermarker=False)
 
 
 def save_tiny_pipeline(folder: str | Path, config: TinyConfig = TinyConfig()) -> Path:

@@ -8,7 +8,9 @@ from typing import Any
 from ..errors import CheckpointError, InvalidInputError
 from ..steps import BRANCHES, READS, STAGES
 
-UNSUPPORTED_FLAGS = ("skip_connection", "transcode")
+# sparsify / SAeUron options that change what the encoder computes at inference; a checkpoint that
+# turns one on is refused rather than silently read wrong (SAeUron's config defaults have them all off).
+UNSUPPORTED_FLAGS = ("skip_connection", "transcode", "batch_topk", "sample_topk", "input_unit_norm")
 
 
 @dataclass
