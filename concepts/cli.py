@@ -479,10 +479,11 @@ def build_parser() -> _Parser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None, stdout=None, stderr=None) -> int:
+def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None, stdout, stderr, interrupted: str = "interrupted") -> int:
+    """Parse, run `args.run`, print its ONE JSON object; a ConceptLabError is one `error:` line and
+    exit status 2 (the contract of `python -m concepts` and `python -m concepts.train`)."""
     stdout = stdout or sys.stdout
     stderr = stderr or sys.stderr
-    parser = build_parser()
     try:
         args = parser.parse_args(argv)
     except CommandLineError as exc:
@@ -497,7 +498,11 @@ def main(argv: Sequence[str] | None = None, stdout=None, stderr=None) -> int:
         print(f"error: {one_line(exc)}", file=stderr)
         return EXIT_USAGE
     except KeyboardInterrupt:
-        print("error: interrupted", file=stderr)
+        print(f"error: {interrupted}", file=stderr)
         return 130
     print(json.dumps(result), file=stdout)
     return 0
+
+
+def main(argv: Sequence[str] | None = None, stdout=None, stderr=None) -> int:
+    return run_command(build_parser(), argv, stdout, stderr)

@@ -117,8 +117,10 @@ def resolve(
     return folder
 
 
-def _snapshot(source: Source, allow_patterns: Sequence[str] | None, ignore_patterns: Sequence[str] | None) -> Path:
-    """`snapshot_download` with every failure turned into an error a user can act on."""
+def _snapshot(source: Source, allow_patterns: Sequence[str] | None, ignore_patterns: Sequence[str] | None, repo_type: str = "model") -> Path:
+    """`snapshot_download` with every failure turned into an error a user can act on.
+
+    `repo_type` is "model" (checkpoints) or "dataset" (prompt sets for `python -m concepts.train`)."""
     # Imported here: huggingface_hub reads HF_HUB_OFFLINE at import time, and tests set it first.
     from huggingface_hub import snapshot_download
     from huggingface_hub.errors import (
@@ -135,15 +137,20 @@ def _snapshot(source: Source, allow_patterns: Sequence[str] | None, ignore_patte
     if allow_patterns is None and source.subfolder:
         allow_patterns = [f"{source.subfolder}/*"]
     what = source.describe()
+    download = f"hf download {source.repo}"
+    if repo_type != "model":
+        what = what.replace("Hub repo", f"Hub {repo_type}", 1)
+        download += f" --repo-type {repo_type}"
     fix = (
         f"connect to the internet, or download it where you have a connection "
-        f"(`hf download {source.repo}`) and copy the Hub cache here"
+        f"(`{download}`) and copy the Hub cache here"
     )
     # The offline clause comes first: LocalEntryNotFoundError subclasses EntryNotFoundError.
     try:
         path = snapshot_download(
             source.repo,
             revision=source.revision,
+            repo_type=repo_type,
             allow_patterns=list(allow_patterns) if allow_patterns else None,
             ignore_patterns=list(ignore_patterns) if ignore_patterns else None,
         )

@@ -1,6 +1,7 @@
 """Lay out files in the Hugging Face Hub's own cache format, to test the real loading code offline.
 
-The format (as `huggingface_hub` writes it): `<cache>/models--<owner>--<name>/` holding
+The format (as `huggingface_hub` writes it): `<cache>/models--<owner>--<name>/` (`datasets--...` for
+a dataset repo) holding
 `blobs/<sha256>` (file contents), `snapshots/<commit>/<path>` (relative symlinks to the blobs) and
 `refs/<revision>` (the commit hash of a branch).
 """
@@ -12,13 +13,16 @@ import os
 from pathlib import Path
 
 
-def repo_folder(cache: Path, repo_id: str) -> Path:
-    return cache / ("models--" + repo_id.replace("/", "--"))
+REPO_TYPE_PREFIX = {"model": "models--", "dataset": "datasets--", "space": "spaces--"}
 
 
-def add_to_hub_cache(cache: Path, repo_id: str, files: dict[str, bytes | Path], revision: str = "main") -> Path:
+def repo_folder(cache: Path, repo_id: str, repo_type: str = "model") -> Path:
+    return cache / (REPO_TYPE_PREFIX[repo_type] + repo_id.replace("/", "--"))
+
+
+def add_to_hub_cache(cache: Path, repo_id: str, files: dict[str, bytes | Path], revision: str = "main", repo_type: str = "model") -> Path:
     """Store `files` (repo path → bytes or a local file) as one commit of `repo_id`; return its snapshot folder."""
-    root = repo_folder(cache, repo_id)
+    root = repo_folder(cache, repo_id, repo_type)
     contents = {path: (data.read_bytes() if isinstance(data, Path) else data) for path, data in files.items()}
     commit = hashlib.sha1(repr(sorted((p, hashlib.sha256(c).hexdigest()) for p, c in contents.items())).encode()).hexdigest()
     snapshot = root / "snapshots" / commit
