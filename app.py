@@ -421,7 +421,8 @@ def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str,
 @user_errors
 def model_edit_defaults(model: str):
     world = REGISTRY.get(model)
-    return gr.update(value=world.defaults.edit_ratio), gr.update(value="\n".join(world.examples[1:3])), gr.update(value=world.defaults.edit_scope)
+    return (gr.update(value=world.defaults.edit_ratio), gr.update(value="\n".join(world.examples[1:3])), gr.update(value=world.defaults.edit_scope),
+            gr.update(value=", ".join(world.defaults.edit_keep)))
 
 
 def sampling_inputs(world, example: str, prefix: str = ""):
@@ -574,7 +575,7 @@ def build_app() -> gr.Blocks:
                         c_ratio = gr.Slider(0.0005, 0.2, value=default.defaults.edit_ratio, step=0.0005, label="Share of weights zeroed", elem_id="edit-ratio", scale=2)
                         c_scope = gr.Radio([(label, scope) for scope, label in SCOPE_LABELS.items()], value=default.defaults.edit_scope,
                                            label="Top weights taken", elem_id="edit-scope", scale=1)
-                    c_keep = gr.Textbox(label="Concepts to keep, comma-separated (their weights are spared)", placeholder="blue, green", elem_id="edit-keep")
+                    c_keep = gr.Textbox(label="Concepts to keep, comma-separated (their weights are spared)", placeholder="blue, green", value=", ".join(default.defaults.edit_keep), elem_id="edit-keep")
                     c_prompt = gr.Textbox(label="Concept prompt (empty: the model's template)", placeholder=default.defaults.concept_template, elem_id="edit-prompt")
                     c_kept = gr.Textbox(label="Prompts of other concepts, one per line (what should be kept)",
                                         value="\n".join(default.examples[1:3]), lines=3, elem_id="edit-kept")
@@ -628,7 +629,7 @@ def build_app() -> gr.Blocks:
             api_name="evolve",
         )
         step.change(scrub_evolution, inputs=[evolution, step], outputs=[step_preview, step_composition, step_legend, step_top], api_visibility="private")
-        model.change(model_edit_defaults, inputs=model, outputs=[c_ratio, c_kept, c_scope], api_visibility="private")
+        model.change(model_edit_defaults, inputs=model, outputs=[c_ratio, c_kept, c_scope, c_keep], api_visibility="private")
         c_run.click(
             edit_concept, inputs=[model, c_concept, c_action, c_ratio, c_mode, c_prompt, c_kept, c_seed, c_images, c_keep, c_scope],
             outputs=[c_concept_gallery, c_kept_gallery, c_plot, c_top, c_info], api_name="edit",

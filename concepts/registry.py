@@ -51,6 +51,9 @@ class Defaults:
     """Weights zeroed per row at least, whatever the ratio (narrow models may need 1)."""
     edit_scope: str = "row"
     """Where erase / amplify take the top weights: per "row" (CAD's), per "matrix" or over the whole "model"."""
+    edit_keep: tuple[str, ...] = ()
+    """Concepts the Erase tab offers to keep, pre-filled (toy-shapes: the colours other than its
+    example concept, red): kept concepts' weights are spared, so the rest survives better."""
     closed_vocabulary: bool = False
     """The text encoder knows only the words its tokenizer holds whole (toy-shapes): other words
     are warned about in prompts and refused as concept names."""
@@ -62,6 +65,9 @@ class Defaults:
             raise InvalidInputError("defaults.edit_ratio", f"must be in (0, 0.5], got {self.edit_ratio!r}")
         if self.edit_scope not in ("row", "matrix", "model"):
             raise InvalidInputError("defaults.edit_scope", f"{self.edit_scope!r} is not row, matrix or model")
+        if isinstance(self.edit_keep, str) or not all(isinstance(k, str) and k.strip() for k in self.edit_keep):
+            raise InvalidInputError("defaults.edit_keep", f"must be a list of concept names, got {self.edit_keep!r}")
+        object.__setattr__(self, "edit_keep", tuple(self.edit_keep))
         if self.strengths is None:
             return
         for mode in ("spatial", "global"):

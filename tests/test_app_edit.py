@@ -45,5 +45,6 @@ def test_bad_edit_input_is_a_message(concept, action, ratio, mode, images, field
 def test_the_scope_radio_reaches_the_plan():
     *_, info = app.edit_concept("toy-shapes", "red", "erase", 0.004, "fast", "", "", 0, 1, "", "model")
     assert "whole model" in info and f"zeroed {int(0.004 * 233472):,} of 233,472" in info
-    ratio, _, scope = app.model_edit_defaults("toy-shapes")
+    ratio, _, scope, keep = app.model_edit_defaults("toy-shapes")
     assert scope["value"] == app.REGISTRY.get("toy-shapes").defaults.edit_scope
+    assert keep["value"] == "orange, yellow, green, blue, purple"  # erasing red spares the other colours' weights
