@@ -155,7 +155,7 @@ def _mean_change(before, after) -> float:
 def cmd_train_sae(args: argparse.Namespace) -> dict:
     from .pipeline import load_pipeline
     from .registry import load_registry
-    from .training import CollectConfig, TrainConfig, collect_activations, train_collected
+    from .training import CollectConfig, collect_activations, train_collected
 
     world = load_registry(args.registry).get(args.model)
     prompts = _read_prompts(args.prompts)
@@ -172,7 +172,7 @@ def cmd_train_sae(args: argparse.Namespace) -> dict:
         prompts_per_batch=args.prompts_per_batch,
         seed=args.seed,
     )
-    train_cfg = TrainConfig(k=args.k, expansion_factor=args.expansion_factor, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, seed=args.seed, device=args.train_device)
+    train_cfg = sae_train_config(args)
     pipe = load_pipeline(world, args.device)
     collected = collect_activations(pipe, prompts, out / "activations", collect_cfg, progress=args.verbose)
     saes = train_collected(collected, out / "saes", train_cfg, base_model=world.name, reads=args.reads, progress=args.verbose)
@@ -466,17 +466,34 @@ def build_parser() -> _Parser:
     train.add_argument("--steps", type=int, default=None)
     train.add_argument("--guidance", type=float, default=None)
     train.add_argument("--prompts-per-batch", type=int, default=4)
-    train.add_argument("--k", type=int, default=10)
-    train.add_argument("--expansion-factor", type=int, default=4)
-    train.add_argument("--batch-size", type=int, default=4096)
-    train.add_argument("--lr", type=float, default=1e-4)
-    train.add_argument("--epochs", type=int, default=1)
-    train.add_argument("--seed", type=int, default=0)
+    add_sae_training_arguments(train, train_device="cpu")
     train.add_argument("--device", default="auto", help="device for sampling")
-    train.add_argument("--train-device", default="cpu", help="device for SAE training")
     train.add_argument("--out", required=True, help="run folder: activations/ and saes/ go here; rerun to resume")
     train.set_defaults(run=cmd_train_sae)
     return parser
+
+
+def add_sae_training_arguments(group, train_device: str) -> None:
+    """The TopK SAE training flags, with the paper's defaults (shared by `train-sae` and `python -m concepts.train`)."""
+    group.add_argument("--k", type=int, default=10)
+    group.add_argument("--expansion-factor", type=int, default=4)
+    group.add_argument("--batch-size", type=int, default=4096)
+    group.add_argument("--lr", type=float, default=1e-4)
+    group.add_argument("--epochs", type=int, default=1)
+    group.add_argument("--seed", type=int, default=0)
+    group.add_argument("--train-device", default=train_device, help="SAE training device: auto, cpu or cuda")
+
+
+def sae_train_config(args: argparse.Namespace):
+    """The `TrainConfig` those flags describe ("auto": cuda where a GPU is present, else the CPU)."""
+    import torch
+
+    from .training import TrainConfig
+
+    device = args.train_device
+    if device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    return TrainConfig(k=args.k, expansion_factor=args.expansion_factor, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs, seed=args.seed, device=device)
 
 
 def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None, stdout, stderr, interrupted: str = "interrupted") -> int:

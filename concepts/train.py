@@ -21,7 +21,7 @@ from dataclasses import asdict
 from pathlib import Path
 from typing import Any, NamedTuple, Sequence
 
-from .cli import _output_dir, _Parser, run_command
+from .cli import _output_dir, _Parser, add_sae_training_arguments, run_command, sae_train_config
 from .errors import CheckpointError, InvalidInputError
 from .hub import Source, resolve, validate_repo_id
 from .steps import STAGES
@@ -97,14 +97,6 @@ def _tokenizer(folder: Path):
         raise CheckpointError(f"cannot load the tokenizer in {folder / 'tokenizer'}: {exc}") from None
 
 
-def _train_device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    return name
-
-
 def _prompt_list(out: Path, prompts: list[str]) -> Path:
     """Keep the run's prompt list in `out/prompts.txt`; a resumed run must bring the same list."""
     path = out / "prompts.txt"
@@ -156,7 +148,7 @@ def _dictionaries(rows: list[dict], collected, prompts: list[str], word_cfg, dev
 
 
 def run(args: argparse.Namespace) -> dict[str, Any]:
-    from .training import CollectConfig, TrainConfig
+    from .training import CollectConfig
     from .training.disk_plan import block_geometry, check_disk, free_bytes, plan_disk, vae_scale_factor
     from .training.prompt_sources import PromptSpec, load_prompts, token_fitter
     from .training.word_dictionary import WordDictionaryConfig, read_vocabulary
@@ -179,8 +171,7 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     collect_cfg = CollectConfig(blocks=tuple(b.removeprefix("unet.") for b in args.blocks), windows=tuple(args.windows), branches=tuple(args.branches),
                                 steps=args.steps, guidance=args.guidance, height=height, width=width, reads=args.reads,
                                 steps_per_window=args.steps_per_window, prompts_per_batch=args.prompts_per_batch, dtype=args.dtype, seed=args.seed)
-    train_cfg = TrainConfig(k=args.k, expansion_factor=args.expansion_factor, batch_size=args.batch_size, lr=args.lr, epochs=args.epochs,
-                            seed=args.seed, device=_train_device(args.train_device))
+    train_cfg = sae_train_config(args)
     geometry = {b: block_geometry(unet_cfg, scale, height, width, b) for b in collect_cfg.blocks}
     prompt_set = load_prompts(spec, token_fitter(_tokenizer(folder)))
     prompts = prompt_set.prompts
@@ -256,13 +247,7 @@ def build_parser() -> _Parser:
     collect.add_argument("--device", default="auto", help="sampling device: auto, cpu or cuda")
 
     train = parser.add_argument_group("training (the paper's defaults)")
-    train.add_argument("--k", type=int, default=10)
-    train.add_argument("--expansion-factor", type=int, default=4)
-    train.add_argument("--batch-size", type=int, default=4096)
-    train.add_argument("--lr", type=float, default=1e-4)
-    train.add_argument("--epochs", type=int, default=1)
-    train.add_argument("--seed", type=int, default=0)
-    train.add_argument("--train-device", default="auto", help="SAE training device: auto, cpu or cuda")
+    add_sae_training_arguments(train, train_device="auto")
 
     words = parser.add_argument_group("concept dictionary (prompt-word co-occurrence)")
     words.add_argument("--nouns", default=None, metavar="FILE", help="only these words (one per line) label features")
