@@ -113,7 +113,8 @@ def cmd_edit(args: argparse.Namespace) -> dict:
     registry = load_registry(args.registry)
     world = registry.get(args.model)
     spec = EditSpec(concept=args.concept, action=args.action, ratio=args.ratio, mode=args.mode, concept_prompt=args.concept_prompt,
-                    keep=tuple(args.keep or ()), min_per_row=args.min_per_row, scope=args.scope, contrast=args.contrast)
+                    keep=tuple(args.keep or ()), min_per_row=args.min_per_row, scope=args.scope, contrast=args.contrast,
+                    anchor=tuple(getattr(args, "anchor", None) or ()))
     if args.images < 1 or args.images > 8:
         raise InvalidInputError("images", f"must be in 1..8, got {args.images}")
     prompts = args.prompt or [concept_prompt(world, spec)] * args.images
@@ -128,7 +129,7 @@ def cmd_edit(args: argparse.Namespace) -> dict:
             paths[kind].append(str(path))
     result = {
         "model": world.name, "action": args.action, "concept": args.concept, "concept_prompt": outcome.attribution.prompt,
-        "mode": args.mode, "ratio": outcome.ratio, "scope": outcome.plan.scope, "keep": list(spec.keep), "contrast": spec.contrast, "seed": args.seed, "prompts": outcome.concept_prompts, "kept_prompts": outcome.kept_prompts,
+        "mode": args.mode, "ratio": outcome.ratio, "scope": outcome.plan.scope, "keep": list(spec.keep), "contrast": spec.contrast, "anchor": list(spec.anchor), "seed": args.seed, "prompts": outcome.concept_prompts, "kept_prompts": outcome.kept_prompts,
         **paths,
         "zeroed_weights": outcome.plan.count, "of_weights": outcome.plan.total_weights, "zeroed_by_block": outcome.plan.by_block(),
         "attribution_mass_by_block": {b: {"positive": round(p, 6), "negative": round(n, 6)} for b, (p, n) in block_mass(outcome.attribution.scores).items()},
@@ -399,6 +400,9 @@ def build_parser() -> _Parser:
         edit.add_argument("--mode", default="fast", choices=["fast", "faithful"], help="attribution: one batched trajectory, or a fresh one per timestep")
         edit.add_argument("--keep", action="append", default=None, help="a concept to protect: its scores are subtracted (repeatable)")
         edit.add_argument("--contrast", default="mean", choices=["mean", "max"], help="subtract the kept concepts' mean scores, or their max (spares more)")
+        if action == "erase":
+            edit.add_argument("--anchor", action="append", default=None,
+                              help="a neighbouring concept to anchor the erase objective on: score what tells the concept from it, not from \"\" (repeatable: their mean prediction)")
         edit.add_argument("--min-per-row", type=int, default=None, help="weights zeroed per row at least (default: the model's)")
         edit.add_argument("--concept-prompt", default=None, help="the prompt attribution runs on (default: the model's template)")
         edit.add_argument("--prompt", action="append", default=None, help="a prompt to show before/after (repeatable; default: the concept prompt)")

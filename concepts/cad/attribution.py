@@ -4,6 +4,12 @@ A positive score says zeroing that weight lowers J (first order). Objectives:
 - **erase**: J = Σ_t ‖ε(x_t, c) − stopgrad(ε(x_t, ""))‖², how far the concept prompt pulls the noise
   prediction away from the unconditional one along a sampling trajectory of the concept prompt.
   Zeroing the top positive weights weakens the concept.
+  **Anchored** (our option, as ESD / Concept Ablation anchor on a neighbouring concept):
+  J = Σ_t ‖ε(x_t, c) − stopgrad(mean_a ε(x_t, a))‖² over anchor prompts a (e.g. "a orange shape"),
+  so the scores pick up only what tells the concept from its anchors, not what it shares with them.
+  With several anchors this is the sum of the per-anchor J's up to a factor and a constant:
+  Σ_a ‖p − t_a‖² = K‖p − t̄‖² + Σ_a ‖t_a − t̄‖², whose second term has no gradient (the targets are
+  stop-gradient), so its scores are exactly those of the sum divided by K (same ranking).
 - **amplify**: J = Σ_t ‖ε(x_t, c) − ε‖², the denoising loss on the model's own images of the concept
   (noised afresh at each timestep). Zeroing the top positive weights makes the model better at
   drawing the concept.
@@ -46,8 +52,17 @@ class AttributionConfig:
     """Trajectories (erase) or images (amplify) the objective is summed over."""
     chunk: int = 25
     """Timesteps per forward/backward in fast mode (lower it to save memory at 512 px)."""
+    anchor: tuple[str, ...] = ()
+    """Erase only: the prompts whose (mean) prediction the concept's is compared with; () is CAD's ""."""
 
     def __post_init__(self) -> None:
+        anchor = (self.anchor,) if isinstance(self.anchor, str) else self.anchor
+        if not isinstance(anchor, (tuple, list)) or not all(isinstance(a, str) for a in anchor):
+            raise InvalidInputError("anchor", "must be a tuple of prompts")
+        anchor = tuple(a.strip() for a in anchor)
+        object.__setattr__(self, "anchor", () if anchor == ("",) else anchor)  # "" alone is CAD's objective
+        if self.anchor and self.objective != "erase":
+            raise InvalidInputError("anchor", "applies to the erase objective only")
         if self.objective not in ("erase", "amplify"):
             raise InvalidInputError("objective", f"{self.objective!r} is not erase or amplify")
         if self.mode not in ("fast", "faithful"):
@@ -79,13 +94,20 @@ def _embeddings(pipe: StableDiffusionPipeline, prompt: str) -> tuple[torch.Tenso
     return both[:1], both[1:]
 
 
-def _targets(pipe, latents: torch.Tensor, timesteps: torch.Tensor, uncond: torch.Tensor, cfg: AttributionConfig, noise: torch.Tensor | None) -> torch.Tensor:
-    """What the conditioned prediction is compared with: stopgrad ε(x_t, "") (erase) or the true noise (amplify)."""
+def _anchor_embeddings(pipe: StableDiffusionPipeline, uncond: torch.Tensor, cfg: AttributionConfig) -> list[torch.Tensor]:
+    """The embeddings [1, L, D] the erase target is predicted from: "" (CAD's), or each anchor prompt."""
+    return [_embeddings(pipe, a)[1] for a in cfg.anchor] if cfg.anchor else [uncond]
+
+
+def _targets(pipe, latents: torch.Tensor, timesteps: torch.Tensor, anchors: list[torch.Tensor], cfg: AttributionConfig, noise: torch.Tensor | None) -> torch.Tensor:
+    """What the conditioned prediction is compared with: stopgrad ε(x_t, "") or the mean of
+    stopgrad ε(x_t, a) over the anchors (erase), or the true noise (amplify)."""
     if cfg.objective == "amplify":
         return noise.float()
     with torch.no_grad():
         b = latents.shape[0]
-        return pipe.unet(latents, timesteps, encoder_hidden_states=uncond.expand(b, -1, -1), return_dict=False)[0].float()
+        preds = [pipe.unet(latents, timesteps, encoder_hidden_states=e.expand(b, -1, -1), return_dict=False)[0].float() for e in anchors]
+        return preds[0] if len(preds) == 1 else torch.stack(preds).mean(0)
 
 
 def _objective_terms(pipe, latents: torch.Tensor, timesteps: torch.Tensor, cond: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
@@ -131,6 +153,7 @@ def attribute(pipe: StableDiffusionPipeline, prompt: str, cfg: AttributionConfig
     layers = ff_layers(pipe.unet)
     weights = [layer.weight for layer in layers.values()]
     uncond, cond = _embeddings(pipe, prompt)
+    anchors = _anchor_embeddings(pipe, uncond, cfg)
     grads = [torch.zeros_like(w, dtype=torch.float32) for w in weights]
     with _GRAD_LOCK:
         flags = [w.requires_grad for w in weights]
@@ -138,7 +161,7 @@ def attribute(pipe: StableDiffusionPipeline, prompt: str, cfg: AttributionConfig
             for w in weights:
                 w.requires_grad_(True)
             for latents, timesteps, noise in _batches(pipe, prompt, cfg):
-                target = _targets(pipe, latents, timesteps, uncond, cfg, noise)
+                target = _targets(pipe, latents, timesteps, anchors, cfg, noise)
                 with torch.enable_grad():
                     j = _objective_terms(pipe, latents, timesteps, cond, target)
                     for total, g in zip(grads, torch.autograd.grad(j, weights)):
@@ -156,9 +179,10 @@ def objective_value(pipe: StableDiffusionPipeline, prompt: str, cfg: Attribution
     from .ablation import AblationHooks
 
     uncond, cond = _embeddings(pipe, prompt)
+    anchors = _anchor_embeddings(pipe, uncond, cfg)
     total = 0.0
     for latents, timesteps, noise in list(_batches(pipe, prompt, cfg)):  # trajectories of the unedited model
-        target = _targets(pipe, latents, timesteps, uncond, cfg, noise)
+        target = _targets(pipe, latents, timesteps, anchors, cfg, noise)
         if ablation is None:
             total += float(_objective_terms(pipe, latents, timesteps, cond, target))
         else:

@@ -1,4 +1,4 @@
-"""Attribution scores cached on disk per (model, concept prompt, objective, mode, sampling settings),
+"""Attribution scores cached on disk per (model, concept prompt, objective, mode, anchor, sampling settings),
 as safetensors with the settings in the metadata. Location: $CONCEPT_LAB_CACHE/cad, else
 ~/.cache/concept-lab/cad."""
 
@@ -40,7 +40,12 @@ def weights_fingerprint(unet) -> str:
 
 
 def score_key(world: ModelWorld, unet, prompt: str, cfg: AttributionConfig) -> dict:
-    return {"model": world.name, "pipeline": world.pipeline.describe(), "weights": weights_fingerprint(unet), "prompt": prompt, **asdict(cfg)}
+    """Everything the scores depend on. The erase anchor enters only when set, so CAD's own
+    (unanchored) keys, and the files cached under them, stay as they were."""
+    settings = asdict(cfg)
+    anchor = settings.pop("anchor", ())
+    return {"model": world.name, "pipeline": world.pipeline.describe(), "weights": weights_fingerprint(unet), "prompt": prompt, **settings,
+            **({"anchor": list(anchor)} if anchor else {})}
 
 
 def score_path(key: dict) -> Path:

@@ -48,6 +48,9 @@ class EditSpec:
     """Where the top weights are taken: per "row", per "matrix" or over the whole "model" (None: the model's default)."""
     contrast: str = "mean"
     """How the kept concepts' scores are subtracted: their "mean", or their "max" (spares more)."""
+    anchor: tuple[str, ...] = ()
+    """Erase only: concepts whose prompts anchor the objective (the concept's prediction is compared
+    with their mean prediction instead of the unconditional one); () is CAD's objective."""
 
 
 class Scores(NamedTuple):
@@ -80,10 +83,25 @@ def concept_prompt(world: ModelWorld, spec: EditSpec) -> str:
     return check_prompt(text, field="concept").text
 
 
-def scores_for(world: ModelWorld, pipe, prompt: str, objective: str, mode: str) -> Scores:
-    """Attribution scores for the concept prompt, from the disk cache when there."""
+def anchor_prompts(world: ModelWorld, spec: EditSpec) -> tuple[str, ...]:
+    """The spec's anchor concepts as prompts (the model's concept template), checked."""
+    anchor = [a.strip() for a in spec.anchor if a and a.strip()]
+    if not anchor:
+        return ()
+    if spec.action != "erase":
+        raise InvalidInputError("anchor", "applies to erase only")
+    if len(anchor) > MAX_PROMPTS:
+        raise InvalidInputError("anchor", f"at most {MAX_PROMPTS} anchor concepts, got {len(anchor)}")
+    if spec.concept and spec.concept.strip().lower() in (a.lower() for a in anchor):
+        raise InvalidInputError("anchor", f"{spec.concept.strip()!r} cannot anchor itself: every score would be zero")
+    return tuple(dict.fromkeys(check_prompt(world.defaults.concept_template.format(concept=a), field="anchor").text for a in anchor))
+
+
+def scores_for(world: ModelWorld, pipe, prompt: str, objective: str, mode: str, anchor: tuple[str, ...] = ()) -> Scores:
+    """Attribution scores for the concept prompt, from the disk cache when there (`anchor`: the
+    anchor prompts of the erase objective, () for CAD's unconditional one)."""
     d = world.defaults
-    cfg = AttributionConfig(objective=objective, mode=mode, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width)  # type: ignore[arg-type]
+    cfg = AttributionConfig(objective=objective, mode=mode, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width, anchor=tuple(anchor))  # type: ignore[arg-type]
     key = score_key(world, pipe.unet, prompt, cfg)
     path = score_path(key)
     with lock_for(path):
@@ -101,7 +119,8 @@ CONTRASTS = ("mean", "max")
 
 def contrasted(world: ModelWorld, pipe, spec: EditSpec, target: Scores, how: str = "mean", weight: float = 1.0) -> Scores:
     """Target scores minus `weight` × the mean (or, stronger, the max) scores of the concepts to keep
-    (our addition to CAD: it spares weights that every concept of the kind needs, which plain scores zero too)."""
+    (our addition to CAD: it spares weights that every concept of the kind needs, which plain scores zero too).
+    The kept concepts' scores are always CAD's unanchored ones (what each needs), whatever the target's anchor."""
     if how not in CONTRASTS:
         raise InvalidInputError("contrast", f"{how!r} is not one of {', '.join(CONTRASTS)}")
     if not (isinstance(weight, (int, float)) and 0 <= weight <= 100):
@@ -120,7 +139,7 @@ def contrasted(world: ModelWorld, pipe, spec: EditSpec, target: Scores, how: str
 def edit_plan(world: ModelWorld, pipe, spec: EditSpec, prompt: str, ratio: float) -> tuple[Scores, AblationPlan]:
     """The scores (contrasted with the concepts to keep) and the weights they say to zero."""
     scope = edit_scope(world, spec)
-    scores = contrasted(world, pipe, spec, scores_for(world, pipe, prompt, spec.action, spec.mode), how=spec.contrast)
+    scores = contrasted(world, pipe, spec, scores_for(world, pipe, prompt, spec.action, spec.mode, anchor_prompts(world, spec)), how=spec.contrast)
     min_per_row = world.defaults.edit_min_per_row if spec.min_per_row is None else spec.min_per_row
     if isinstance(min_per_row, bool) or not isinstance(min_per_row, int) or not 0 <= min_per_row <= 64:
         raise InvalidInputError("min_per_row", f"must be a whole number in 0..64, got {min_per_row!r}")
@@ -139,7 +158,7 @@ def check_known_concepts(world: ModelWorld, pipe, spec: EditSpec) -> None:
     attributing an unknown word would score noise and zero weights for nothing."""
     if not world.defaults.closed_vocabulary:
         return
-    for field, names in (("concept", [spec.concept]), ("keep", list(spec.keep))):
+    for field, names in (("concept", [spec.concept]), ("keep", list(spec.keep)), ("anchor", list(spec.anchor))):
         unknown = [w for name in names for w in unknown_words(name or "", pipe.tokenizer)]
         if unknown:
             known = [w for w in dict.fromkeys(" ".join(world.examples).split()) if len(w) > 2 and w not in ("the", "background")]
@@ -207,6 +226,7 @@ def run_edit(
     if spec.contrast not in CONTRASTS:
         raise InvalidInputError("contrast", f"{spec.contrast!r} is not one of {', '.join(CONTRASTS)}")
     prompt = concept_prompt(world, spec)
+    anchor_prompts(world, spec)
     shown = check_prompts(prompts if prompts is not None else [prompt], "prompts")
     others = [e for e in world.examples if spec.concept.strip().lower() not in e.lower()]  # examples without the concept
     kept = check_prompts(kept_prompts if kept_prompts is not None else others[:2], "kept_prompts")

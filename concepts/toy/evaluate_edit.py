@@ -48,8 +48,11 @@ TARGET = {"erase_rate_before_at_least": 0.9, "erase_rate_after_at_most": 0.2, "o
 
 
 VARIANTS = {"plain": "CAD scores", "mean": "contrasted with the other values", "max": "contrasted with the other values' max",
-            "max2": "contrasted with twice the other values' max"}
-CONTRAST = {"mean": ("mean", 1.0), "max": ("max", 1.0), "max2": ("max", 2.0)}
+            "max2": "contrasted with twice the other values' max",
+            "anchored": "anchored", "anchored-max": "anchored, contrasted with the other values' max"}
+CONTRAST = {"mean": ("mean", 1.0), "max": ("max", 1.0), "max2": ("max", 2.0), "anchored-max": ("max", 1.0)}
+ANCHORED = ("anchored", "anchored-max")
+"""Erase objective anchored on neighbouring values (J = Σ‖ε(x,c) − stopgrad mean_a ε(x,a)‖²), once per anchor set."""
 
 
 @dataclass
@@ -63,7 +66,11 @@ class EditEvalConfig:
     unless `scope_ratios` names its own (the matrix scope: toy-shapes' default edit)."""
     scope_ratios: dict[str, tuple[float, ...]] = field(default_factory=lambda: {"matrix": (0.004,)})
     variants: tuple[str, ...] = ("plain", "mean", "max")
-    """Scores: plain CAD ("plain"), minus the mean ("mean"), the max ("max") or twice the max ("max2") of the other values' scores."""
+    """Scores: plain CAD ("plain"), minus the mean ("mean"), the max ("max") or twice the max ("max2") of the other values' scores;
+    the erase objective anchored on other values ("anchored"), and that minus the other values' max ("anchored-max")."""
+    anchor_sets: tuple[tuple[str, ...], ...] = ()
+    """The anchor sets the anchored variants run with, each a tuple of values (several: their mean
+    prediction); () means one set, all the other values of the concept's attribute. Erase only."""
     random_baseline: bool = True
     amplify: bool = True
     suppression: bool = True
@@ -140,7 +147,15 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
         def variants(action: str):
             plain = scores_for(world, pipe, concept_prompt, action, "fast")
             spec = EditSpec(concept, action, keep=keep)
-            return plain, [(VARIANTS[v], plain if v == "plain" else contrasted(world, pipe, spec, plain, *CONTRAST[v])) for v in cfg.variants]
+            out = [(VARIANTS[v], plain if v == "plain" else contrasted(world, pipe, spec, plain, *CONTRAST[v])) for v in cfg.variants if v not in ANCHORED]
+            if action == "erase":
+                for anchors in cfg.anchor_sets or (keep,):
+                    prompts = tuple(d.concept_template.format(concept=a) for a in anchors)
+                    anchored = scores_for(world, pipe, concept_prompt, action, "fast", prompts)
+                    for v in (v for v in cfg.variants if v in ANCHORED):
+                        label = f"{VARIANTS[v]} on {'+'.join(anchors)}"
+                        out.append((label, anchored if v == "anchored" else contrasted(world, pipe, spec, anchored, *CONTRAST[v])))
+            return plain, out
 
         erase_scores, erase_variants = variants("erase")
         before = rates()
@@ -188,7 +203,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--concepts", nargs="+", default=["red"])
     parser.add_argument("--scopes", nargs="+", default=list(SCOPES), choices=SCOPES)
     parser.add_argument("--ratios", type=float, nargs="+", default=list(EditEvalConfig.ratios))
-    parser.add_argument("--variants", nargs="+", default=list(VARIANTS), choices=list(VARIANTS))
+    parser.add_argument("--variants", nargs="+", default=[v for v in VARIANTS if v not in ANCHORED], choices=list(VARIANTS))
+    parser.add_argument("--anchor-set", action="append", default=None, metavar="A[,B,...]",
+                        help="values the anchored variants anchor on, comma-separated (repeatable: one run per set; default: all other values)")
+    parser.add_argument("--matrix-ratios", type=float, nargs="+", default=list(EditEvalConfig().scope_ratios["matrix"]),
+                        help="ratios of the matrix scope (--ratios applies to the other scopes)")
     parser.add_argument("--prompts", type=int, default=EditEvalConfig.prompts)
     parser.add_argument("--seed", type=int, default=EditEvalConfig.seed)
     parser.add_argument("--random", action="store_true", help="also a random ablation of as many weights per setting")
@@ -197,7 +216,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     quiet_libraries()
     cfg = EditEvalConfig(concepts=tuple(args.concepts), ratios=tuple(args.ratios), prompts=args.prompts, seed=args.seed, scopes=tuple(args.scopes),
-                         variants=tuple(args.variants), random_baseline=args.random, amplify=args.full, suppression=args.full, prediction=args.full)
+                         variants=tuple(args.variants), anchor_sets=tuple(tuple(a.strip() for a in group.split(",") if a.strip()) for group in args.anchor_set or ()),
+                         scope_ratios={"matrix": tuple(args.matrix_ratios)}, random_baseline=args.random, amplify=args.full, suppression=args.full, prediction=args.full)
     report = evaluate_edit(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
