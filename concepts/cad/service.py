@@ -139,13 +139,16 @@ def contrasted(world: ModelWorld, pipe, spec: EditSpec, target: Scores, how: str
 def edit_plan(world: ModelWorld, pipe, spec: EditSpec, prompt: str, ratio: float) -> tuple[Scores, AblationPlan]:
     """The scores (contrasted with the concepts to keep) and the weights they say to zero."""
     scope = edit_scope(world, spec)
-    scores = contrasted(world, pipe, spec, scores_for(world, pipe, prompt, spec.action, spec.mode, anchor_prompts(world, spec)), how=spec.contrast)
-    min_per_row = world.defaults.edit_min_per_row if spec.min_per_row is None else spec.min_per_row
+    # The model's default applies to the per-row scope; an explicit value elsewhere is refused by
+    # plan_ablation. Checked before attribution, so a bad value costs no scoring.
+    default = world.defaults.edit_min_per_row if scope == "row" else 0
+    min_per_row = default if spec.min_per_row is None else spec.min_per_row
     if isinstance(min_per_row, bool) or not isinstance(min_per_row, int) or not 0 <= min_per_row <= 64:
         raise InvalidInputError("min_per_row", f"must be a whole number in 0..64, got {min_per_row!r}")
-    if scope != "row" and spec.min_per_row:
+    if scope != "row" and min_per_row:
         raise InvalidInputError("min_per_row", f"applies to the per-row scope only, not {scope!r}")
-    return scores, plan_ablation(pipe.unet, scores.scores, ratio, min_per_row=min_per_row if scope == "row" else 0, scope=scope)
+    scores = contrasted(world, pipe, spec, scores_for(world, pipe, prompt, spec.action, spec.mode, anchor_prompts(world, spec)), how=spec.contrast)
+    return scores, plan_ablation(pipe.unet, scores.scores, ratio, min_per_row=min_per_row, scope=scope)
 
 
 def edit_scope(world: ModelWorld, spec: EditSpec) -> str:
