@@ -16,9 +16,9 @@ from typing import Callable, Sequence
 
 from .errors import ConceptLabError, InvalidInputError, one_line
 from .quiet import quiet_libraries
+from .registry import EDIT_SCOPES
 
 EXIT_USAGE = 2
-SCOPE_CHOICES = ("row", "matrix", "model")  # concepts.cad.ablation.SCOPES, without importing torch for --help
 
 
 class CommandLineError(Exception):
@@ -386,7 +386,7 @@ def build_parser() -> _Parser:
     gen.add_argument("--erase", default=None, help="generate with this concept erased (CAD)")
     gen.add_argument("--amplify", default=None, help="generate with this concept amplified (CAD)")
     gen.add_argument("--ratio", type=float, default=None, help="share of the feed-forward weights zeroed, in each --scope (default: the model's)")
-    gen.add_argument("--scope", default=None, choices=SCOPE_CHOICES, help="take the top weights per row (CAD's), per matrix or over the whole model (default: the model's)")
+    gen.add_argument("--scope", default=None, choices=EDIT_SCOPES, help="take the top weights per row (CAD's), per matrix or over the whole model (default: the model's)")
     gen.add_argument("--mode", default="fast", choices=["fast", "faithful"], help="attribution mode")
     gen.add_argument("--keep", action="append", default=None, help="a concept to protect from the edit (repeatable)")
     gen.add_argument("--contrast", default="mean", choices=["mean", "max"], help="subtract the kept concepts' mean scores, or their max (spares more)")
@@ -396,7 +396,7 @@ def build_parser() -> _Parser:
         edit = sub.add_parser(action, help=f"{action} a concept by zeroing its top-attributed feed-forward weights (CAD); before/after images")
         edit.add_argument("--concept", required=True)
         edit.add_argument("--ratio", type=float, default=None, help="share of the feed-forward weights zeroed, in each --scope (default: the model's)")
-        edit.add_argument("--scope", default=None, choices=SCOPE_CHOICES, help="take the top weights per row (CAD's), per matrix or over the whole model (default: the model's)")
+        edit.add_argument("--scope", default=None, choices=EDIT_SCOPES, help="take the top weights per row (CAD's), per matrix or over the whole model (default: the model's)")
         edit.add_argument("--mode", default="fast", choices=["fast", "faithful"], help="attribution: one batched trajectory, or a fresh one per timestep")
         edit.add_argument("--keep", action="append", default=None, help="a concept to protect: its scores are subtracted (repeatable)")
         edit.add_argument("--contrast", default="mean", choices=["mean", "max"], help="subtract the kept concepts' mean scores, or their max (spares more)")

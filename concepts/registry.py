@@ -29,6 +29,9 @@ CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_REGISTRY = CHECKPOINTS_DIR / "registry.json"
 SAE_FORMATS = ("native", "unbox")
 WINDOWS = (*STAGES, "all")
+EDIT_SCOPES = ("row", "matrix", "model")
+"""Where erase / amplify take the top weights (see `concepts.cad.ablation`); kept here, torch-free,
+so the registry, the CLI's --help and the ablation code share one list."""
 _ENV_REPO = re.compile(r"^\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}$")
 
 
@@ -63,8 +66,8 @@ class Defaults:
             raise InvalidInputError("defaults.concept_template", f"{self.concept_template!r} has no {{concept}} slot")
         if not (isinstance(self.edit_ratio, (int, float)) and 0 < self.edit_ratio <= 0.5):
             raise InvalidInputError("defaults.edit_ratio", f"must be in (0, 0.5], got {self.edit_ratio!r}")
-        if self.edit_scope not in ("row", "matrix", "model"):
-            raise InvalidInputError("defaults.edit_scope", f"{self.edit_scope!r} is not row, matrix or model")
+        if self.edit_scope not in EDIT_SCOPES:
+            raise InvalidInputError("defaults.edit_scope", f"{self.edit_scope!r} is not one of {', '.join(EDIT_SCOPES)}")
         if isinstance(self.edit_keep, str) or not all(isinstance(k, str) and k.strip() for k in self.edit_keep):
             raise InvalidInputError("defaults.edit_keep", f"must be a list of concept names, got {self.edit_keep!r}")
         object.__setattr__(self, "edit_keep", tuple(self.edit_keep))

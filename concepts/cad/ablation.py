@@ -26,10 +26,11 @@ from torch import nn
 
 from ..errors import InvalidInputError
 from ..hooks import ScopedHooks
+from ..registry import EDIT_SCOPES
 from .components import block_of, ff_layers
 
 MAX_RATIO = 0.5
-SCOPES = ("row", "matrix", "model")
+SCOPES = EDIT_SCOPES
 SCOPE_LABELS = {"row": "per row", "matrix": "per matrix", "model": "whole model"}
 
 
