@@ -101,3 +101,26 @@ def test_random_plan_matches_a_plans_counts(tiny_pipe, tiny_scores):
     plan = plan_ablation(tiny_pipe.unet, tiny_scores, 0.1)
     rand = random_plan(tiny_pipe.unet, plan.count, seed=3, like=plan)
     assert isinstance(rand, AblationPlan) and rand.zeroed == plan.zeroed
+
+
+@pytest.mark.parametrize("prediction_type", ["epsilon", "v_prediction"])
+def test_amplify_target_is_what_the_model_is_trained_to_predict(tiny_pipe, prediction_type):
+    """The amplify objective is the training loss: its target must be the noise for an ε model and
+    the velocity for a v model. Either way, the clean latents recovered from (x_t, target) are the
+    same at every timestep of one image (they are the image being denoised)."""
+    from diffusers import DDIMScheduler
+
+    from concepts.cad.attribution import _batches
+
+    pipe = copy.copy(tiny_pipe)  # shallow: shares the modules, has its own scheduler
+    pipe.scheduler = DDIMScheduler.from_config(tiny_pipe.scheduler.config, prediction_type=prediction_type, rescale_betas_zero_snr=prediction_type == "v_prediction", timestep_spacing="trailing")
+    cfg = AttributionConfig(objective="amplify", steps=4, guidance=5.0, height=32, width=32, images=1)
+    noisy, timesteps, target = next(_batches(pipe, "a red square", cfg))
+    a = pipe.scheduler.alphas_cumprod[timesteps].view(-1, 1, 1, 1)
+    if prediction_type == "v_prediction":
+        clean = a.sqrt() * noisy - (1 - a).sqrt() * target
+    else:
+        clean = (noisy - (1 - a).sqrt() * target) / a.sqrt()
+    assert len(timesteps) == 4
+    assert torch.allclose(clean, clean[:1].expand_as(clean), atol=1e-4)
+    assert clean.abs().max() > 0.1

@@ -27,6 +27,10 @@ def test_toy_train_exports_a_pipeline_and_resumes(tmp_path):
     assert json.loads(first.stdout.strip().splitlines()[-1])["done"] is True
     pipe = load_pipeline_from_folder(out, pick_device("cpu"))
     assert pipe.tokenizer.model_max_length == 24 and pipe.vae.config.scaling_factor != 0.18215
+    # The recipe's noise schedule is the saved one: zero terminal SNR, v-prediction, trailing steps.
+    scheduler = pipe.scheduler.config
+    assert (scheduler.prediction_type, scheduler.rescale_betas_zero_snr, scheduler.timestep_spacing) == ("v_prediction", True, "trailing")
+    assert float(pipe.scheduler.alphas_cumprod[-1]) == 0.0
     # More steps asked for: the UNet stage continues from its checkpoint instead of starting over.
     second = run_module("concepts.toy.train", "--run", str(run), "--out", str(out), *TINY_RECIPE, "--vae-steps", "2", "--unet-steps", "4")
     assert second.returncode == 0, second.stderr
@@ -34,6 +38,23 @@ def test_toy_train_exports_a_pipeline_and_resumes(tmp_path):
     log = (run / "train.log").read_text()
     assert "resuming unet at step 2" in log and "resuming vae" not in log  # the finished VAE is not retrained
     assert (run / "data.safetensors").is_file() and (run / "latents.safetensors").is_file()
+    # Exporting a run again keeps the recipe it was trained with (not the flags' defaults).
+    recipe = (run / "recipe.json").read_text()
+    export = run_module("concepts.toy.train", "--run", str(run), "--out", str(tmp_path / "again"), "--export-only")
+    assert export.returncode == 0, export.stderr
+    assert (run / "recipe.json").read_text() == recipe and json.loads(recipe)["unet_steps"] == 4
+
+
+def test_noise_schedules_are_named_and_sd_is_sd1s():
+    import pytest
+
+    from concepts.toy.model import build_scheduler
+
+    sd = build_scheduler("sd").config
+    assert (sd.prediction_type, sd.rescale_betas_zero_snr, sd.timestep_spacing, sd.steps_offset) == ("epsilon", False, "leading", 1)
+    assert build_scheduler().config.steps_offset == 1  # nothing for StableDiffusionPipeline to rewrite
+    with pytest.raises(ValueError, match="zero-snr-v"):
+        build_scheduler("cosine")
 
 
 def test_training_continues_from_a_saved_pipeline(tmp_path):

@@ -12,7 +12,8 @@ A positive score says zeroing that weight lowers J (first order). Objectives:
   stop-gradient), so its scores are exactly those of the sum divided by K (same ranking).
 - **amplify**: J = Σ_t ‖ε(x_t, c) − ε‖², the denoising loss on the model's own images of the concept
   (noised afresh at each timestep). Zeroing the top positive weights makes the model better at
-  drawing the concept.
+  drawing the concept. For a v-prediction model (toy-shapes, SD2) the target is the true velocity
+  instead of ε, as in its training loss; ε(·) above then stands for the model's output.
 
 Modes: **faithful** draws a fresh trajectory (its own seed) for every timestep, as the authors do;
 **fast** samples one trajectory and batches its timesteps through one backward per chunk.
@@ -99,11 +100,11 @@ def _anchor_embeddings(pipe: StableDiffusionPipeline, uncond: torch.Tensor, cfg:
     return [_embeddings(pipe, a)[1] for a in cfg.anchor] if cfg.anchor else [uncond]
 
 
-def _targets(pipe, latents: torch.Tensor, timesteps: torch.Tensor, anchors: list[torch.Tensor], cfg: AttributionConfig, noise: torch.Tensor | None) -> torch.Tensor:
+def _targets(pipe, latents: torch.Tensor, timesteps: torch.Tensor, anchors: list[torch.Tensor], cfg: AttributionConfig, denoising_target: torch.Tensor | None) -> torch.Tensor:
     """What the conditioned prediction is compared with: stopgrad ε(x_t, "") or the mean of
-    stopgrad ε(x_t, a) over the anchors (erase), or the true noise (amplify)."""
+    stopgrad ε(x_t, a) over the anchors (erase), or the true noise or velocity (amplify)."""
     if cfg.objective == "amplify":
-        return noise.float()
+        return denoising_target.float()
     with torch.no_grad():
         b = latents.shape[0]
         preds = [pipe.unet(latents, timesteps, encoder_hidden_states=e.expand(b, -1, -1), return_dict=False)[0].float() for e in anchors]
@@ -118,10 +119,11 @@ def _objective_terms(pipe, latents: torch.Tensor, timesteps: torch.Tensor, cond:
 
 
 def _batches(pipe, prompt: str, cfg: AttributionConfig):
-    """(latents, timesteps, noise) batches whose J terms sum to the objective."""
+    """(latents, timesteps, denoising target) batches whose J terms sum to the objective (the
+    target, the true noise or velocity, only for amplify)."""
     scheduler = fresh_scheduler(pipe)
     scheduler.set_timesteps(cfg.steps, device=pipe._execution_device)
-    alphas = scheduler.alphas_cumprod.to(pipe._execution_device)
+    predicts_velocity = scheduler.config.prediction_type == "v_prediction"
     dtype = pipe.unet.dtype
     for image in range(cfg.images):
         seed = cfg.seed + 1000 * image
@@ -130,9 +132,10 @@ def _batches(pipe, prompt: str, cfg: AttributionConfig):
             gen = torch.Generator("cpu").manual_seed(seed + 7)
             noise = torch.randn((len(timesteps), *x0.shape[1:]), generator=gen).to(x0.device, dtype)
             t = torch.tensor(timesteps, device=x0.device)
-            a = alphas[t].view(-1, 1, 1, 1).to(dtype)
-            noisy = a.sqrt() * x0.expand(len(timesteps), -1, -1, -1) + (1 - a).sqrt() * noise
-            items = [(noisy[i : i + 1], t[i : i + 1], noise[i : i + 1]) for i in range(len(timesteps))]
+            clean = x0.expand(len(timesteps), -1, -1, -1)
+            noisy = scheduler.add_noise(clean, noise, t).to(dtype)
+            target = scheduler.get_velocity(clean, noise, t).to(dtype) if predicts_velocity else noise
+            items = [(noisy[i : i + 1], t[i : i + 1], target[i : i + 1]) for i in range(len(timesteps))]
         elif cfg.mode == "fast":
             inputs, timesteps, _ = _trajectory(pipe, prompt, cfg, seed)
             items = [(x, torch.tensor([ts], device=x.device), None) for x, ts in zip(inputs, timesteps)]
@@ -144,8 +147,8 @@ def _batches(pipe, prompt: str, cfg: AttributionConfig):
         size = cfg.chunk if cfg.mode == "fast" else 1
         for start in range(0, len(items), size):
             part = items[start : start + size]
-            noise = torch.cat([p[2] for p in part]) if part[0][2] is not None else None
-            yield torch.cat([p[0] for p in part]), torch.cat([p[1] for p in part]), noise
+            target = torch.cat([p[2] for p in part]) if part[0][2] is not None else None
+            yield torch.cat([p[0] for p in part]), torch.cat([p[1] for p in part]), target
 
 
 def attribute(pipe: StableDiffusionPipeline, prompt: str, cfg: AttributionConfig = AttributionConfig()) -> dict[str, torch.Tensor]:
@@ -160,8 +163,8 @@ def attribute(pipe: StableDiffusionPipeline, prompt: str, cfg: AttributionConfig
         try:
             for w in weights:
                 w.requires_grad_(True)
-            for latents, timesteps, noise in _batches(pipe, prompt, cfg):
-                target = _targets(pipe, latents, timesteps, anchors, cfg, noise)
+            for latents, timesteps, denoising_target in _batches(pipe, prompt, cfg):
+                target = _targets(pipe, latents, timesteps, anchors, cfg, denoising_target)
                 with torch.enable_grad():
                     j = _objective_terms(pipe, latents, timesteps, cond, target)
                     for total, g in zip(grads, torch.autograd.grad(j, weights)):
@@ -181,8 +184,8 @@ def objective_value(pipe: StableDiffusionPipeline, prompt: str, cfg: Attribution
     uncond, cond = _embeddings(pipe, prompt)
     anchors = _anchor_embeddings(pipe, uncond, cfg)
     total = 0.0
-    for latents, timesteps, noise in list(_batches(pipe, prompt, cfg)):  # trajectories of the unedited model
-        target = _targets(pipe, latents, timesteps, anchors, cfg, noise)
+    for latents, timesteps, denoising_target in list(_batches(pipe, prompt, cfg)):  # trajectories of the unedited model
+        target = _targets(pipe, latents, timesteps, anchors, cfg, denoising_target)
         if ablation is None:
             total += float(_objective_terms(pipe, latents, timesteps, cond, target))
         else:

@@ -14,6 +14,13 @@ from pathlib import Path
 from . import TOY_DIR
 
 
+def _schedule_line(folder: Path) -> str:
+    """The scheduler settings that matter for what the model predicts and where sampling starts."""
+    config = json.loads((folder / "scheduler" / "scheduler_config.json").read_text())
+    zero_snr = "zero terminal SNR" if config.get("rescale_betas_zero_snr") else "SD1.x's terminal SNR"
+    predicts = {"epsilon": "ε-prediction", "v_prediction": "v-prediction"}.get(config.get("prediction_type", "epsilon"), config.get("prediction_type"))
+    return f"SD1.x's scaled-linear betas, {zero_snr}, {predicts}, \"{config.get('timestep_spacing', 'leading')}\" steps."
+
 
 def _table(rows: list[list[object]], header: list[str]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
@@ -56,6 +63,7 @@ instrument for its claims. It loads with `StableDiffusionPipeline.from_pretraine
 - Tokenizer: one token per toy word ({training["vocabulary"]} words), context {training["model"]["token_context"]}.
 - Folder size with judge and SAEs: {_size_mb(folder):.1f} MB.
 - Sampling defaults: {metrics["steps"]} DDIM steps, guidance {metrics["guidance"]}.
+- Noise schedule: {_schedule_line(folder)}
 
 ## Training
 

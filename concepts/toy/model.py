@@ -98,18 +98,35 @@ def build_unet(cfg: ToyModelConfig = ToyModelConfig()) -> UNet2DConditionModel:
     )
 
 
-def build_scheduler() -> DDIMScheduler:
-    """SD1.x's noise schedule, written out so the pipeline has nothing to rewrite (design.md §8)."""
-    return DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+NOISE_SCHEDULES = ("sd", "zero-snr-v")
 
 
-def assemble_pipeline(vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer, unet: UNet2DConditionModel) -> StableDiffusionPipeline:
+def build_scheduler(schedule: str = "zero-snr-v") -> DDIMScheduler:
+    """SD1.x's noise schedule, written out so the pipeline has nothing to rewrite (design.md §8).
+
+    "sd" is SD1.x exactly (ε-prediction, "leading" steps). Its last training step still leaves
+    √ᾱ ≈ 0.07 of the image in the input, enough for a 16×16 latent to show where the object is, so
+    a model trained on it reads position from that leak and never from the prompt, and sampling
+    (which starts from pure noise) puts objects anywhere. "zero-snr-v" rescales the same betas to
+    zero terminal SNR, predicts v and starts sampling at t = 999 ("trailing"), as Lin et al. (2024,
+    "Common diffusion noise schedules and sample steps are flawed") prescribe; the pipeline honours
+    all three settings from the saved scheduler config.
+    """
+    if schedule not in NOISE_SCHEDULES:
+        raise ValueError(f"noise schedule must be one of {NOISE_SCHEDULES}, not {schedule!r}")
+    common = dict(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
+    if schedule == "sd":
+        return DDIMScheduler(**common)
+    return DDIMScheduler(**common, prediction_type="v_prediction", rescale_betas_zero_snr=True, timestep_spacing="trailing")
+
+
+def assemble_pipeline(vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer: CLIPTokenizer, unet: UNet2DConditionModel, schedule: str = "zero-snr-v") -> StableDiffusionPipeline:
     return StableDiffusionPipeline(
         vae=vae,
         text_encoder=text_encoder,
         tokenizer=tokenizer,
         unet=unet,
-        scheduler=build_scheduler(),
+        scheduler=build_scheduler(schedule),
         safety_checker=None,
         feature_extractor=None,
         requires_safety_checker=False,

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 
 from . import TOY_DIR
 from .captions import random_caption, vocabulary
-from .model import ToyModelConfig, assemble_pipeline, build_scheduler, build_text_encoder, build_tokenizer_for_toy, build_unet, build_vae
+from .model import NOISE_SCHEDULES, ToyModelConfig, assemble_pipeline, build_scheduler, build_text_encoder, build_tokenizer_for_toy, build_unet, build_vae
 from .world import ATTRIBUTES, POSITIONS, Scene, random_scene, render
 
 log = logging.getLogger("concepts.toy.train")
@@ -56,6 +56,11 @@ class ToyRecipe:
     ema_decay: float = 0.999
     caption_drop: float = 0.2
     caption_empty: float = 0.1
+    noise_schedule: str = "zero-snr-v"
+    """`model.NOISE_SCHEDULES`: "zero-snr-v" (v-prediction, zero terminal SNR) or SD1.x's "sd"."""
+    high_noise_share: float = 0.0
+    """Share of each batch whose timesteps come from the noisiest quarter, where layout is decided
+    (useful when a model moves to a new schedule)."""
     seed: int = 0
     init_from: str = ""
     """A saved toy pipeline to continue from: its VAE is kept as trained, its UNet and text encoder
@@ -248,8 +253,8 @@ def train_unet(run: Path, recipe: ToyRecipe, latents: torch.Tensor, scenes: list
         for module, part in ((unet, "unet"), (text_encoder, "text_encoder"), (ema_unet, "unet"), (ema_text, "text_encoder")):
             module.load_state_dict(pipeline_weights(Path(recipe.init_from), part))
     scale = 1.0 / float(latents.std())
-    scheduler = build_scheduler()
-    alphas = scheduler.alphas_cumprod
+    scheduler = build_scheduler(recipe.noise_schedule)
+    top_quarter = scheduler.config.num_train_timesteps * 3 // 4
     rng = np.random.default_rng(recipe.seed + step)
     gen = torch.Generator().manual_seed(recipe.seed + step)
     token_cache: dict[str, torch.Tensor] = {}
@@ -269,11 +274,13 @@ def train_unet(run: Path, recipe: ToyRecipe, latents: torch.Tensor, scenes: list
         x0 = latents[idx] * scale
         ids = torch.stack([tokens(random_caption(scenes[i], rng, recipe.caption_drop, recipe.caption_empty)) for i in idx.tolist()])
         t = torch.randint(0, scheduler.config.num_train_timesteps, (recipe.unet_batch,), generator=gen)
+        high = torch.rand(recipe.unet_batch, generator=gen) < recipe.high_noise_share
+        t = torch.where(high, torch.randint(top_quarter, scheduler.config.num_train_timesteps, (recipe.unet_batch,), generator=gen), t)
         noise = torch.randn(x0.shape, generator=gen)
-        a = alphas[t].view(-1, 1, 1, 1)
-        noisy = a.sqrt() * x0 + (1 - a).sqrt() * noise
+        noisy = scheduler.add_noise(x0, noise, t)
+        target = scheduler.get_velocity(x0, noise, t) if scheduler.config.prediction_type == "v_prediction" else noise
         pred = unet(noisy, t, text_encoder(ids)[0]).sample
-        loss = F.mse_loss(pred, noise)
+        loss = F.mse_loss(pred, target)
         opt.zero_grad(set_to_none=True)
         loss.backward()
         torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -304,7 +311,7 @@ def export_pipeline(run: Path, out: Path) -> Path:
     text_encoder.load_state_dict(load_file(str(run / "unet" / "ema_text_encoder.safetensors")))
     vae = trained_vae(run)
     vae.register_to_config(scaling_factor=json.loads((run / "unet" / "state.json").read_text())["latent_scale"])
-    pipe = assemble_pipeline(vae, text_encoder, tokenizer, unet)
+    pipe = assemble_pipeline(vae, text_encoder, tokenizer, unet, json.loads((run / "recipe.json").read_text()).get("noise_schedule", "sd"))
     pipe.save_pretrained(out, safe_serialization=True)
     write_training_record(run, Path(out), pipe)
     return out
@@ -348,14 +355,18 @@ def main() -> None:
         parser.add_argument(f"--{name.replace('_', '-')}", type=type(value), default=value)
     args = parser.parse_args()
     recipe = ToyRecipe(**{name: getattr(args, name) for name in asdict(ToyRecipe())})
+    if recipe.noise_schedule not in NOISE_SCHEDULES:
+        parser.error(f"--noise-schedule must be one of {', '.join(NOISE_SCHEDULES)}")
+    if not 0.0 <= recipe.high_noise_share <= 1.0:
+        parser.error("--high-noise-share must be between 0 and 1")
     run = Path(args.run)
     run.mkdir(parents=True, exist_ok=True)
     logging.basicConfig(filename=run / "train.log", level=logging.INFO, format="%(asctime)s %(message)s")
-    (run / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1))
     torch.set_num_threads(max(1, torch.get_num_threads()))
-    if args.export_only:
+    if args.export_only:  # the run's recipe.json stays the one it was trained with
         print(json.dumps({"stage": "export", "out": str(export_pipeline(run, Path(args.out)))}))
         return
+    (run / "recipe.json").write_text(json.dumps(asdict(recipe), indent=1))
     deadline = time.time() + 60 * args.minutes
     images, scenes = load_or_render_data(run, recipe)
     if recipe.init_from:
