@@ -81,7 +81,14 @@ def test_prompts_condition_the_images(judged):
     assert hits >= 2 / 6, f"colour: {hits:.2f} of prompts followed"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: the shipped CPU-trained toy model is undertrained (see checkpoints/toy-shapes/README.md)")
+def test_position_words_place_the_object(judged):
+    """The object goes where the prompt says (chance is 1/9; the model on SD1.x's schedule scored
+    0.14 here, because it learned position from the leak of its noisiest training inputs)."""
+    hits = sum(j["position"] == w["position"] for j, w in judged) / len(judged)
+    assert hits >= 0.75, f"position: {hits:.2f} of prompts followed"
+
+
+@pytest.mark.xfail(strict=True, reason="issue 3: shape (0.61) and colour (0.85) of the shipped CPU-trained toy model are short of 0.9 (see checkpoints/toy-shapes/README.md)")
 def test_generated_images_meet_the_fidelity_targets(judged):
     for attribute in ("colour", "position", "background", "shape", "size", "texture"):
         hits = sum(j[attribute] == w[attribute] for j, w in judged)
