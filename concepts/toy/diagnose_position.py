@@ -104,7 +104,7 @@ def diagnose(pipe, cfg: PositionDiagnosis = PositionDiagnosis()) -> dict:
         for index, position in enumerate(POSITIONS):
             context, tokens = encode([cfg.prompt.format(position=POSITION_PHRASES[position])] * n)
             out = unet(noise, t, context).sample
-            x0[position] = torch.stack([scheduler.step(out[i : i + 1], t, noise[i : i + 1]).pred_original_sample[0] for i in range(n)]).mean(0)
+            x0[position] = scheduler.step(out, t, noise).pred_original_sample.mean(0)
             words = set(position.split())
             columns = [i for i, tok in enumerate(tokens[0]) if tok.replace("</w>", "") in words]
             for b in blocks:
