@@ -38,10 +38,12 @@ def test_explore_reads_the_mid_block_and_finds_labelled_features():
     out = run_explore(None, "a large red solid square at the top left on a white background", MID, "middle", seed=1, steps=10)
     assert out.stage == "middle" and out.maps.shape == (8, 8, 512)
     assert out.image.size == (64, 64) and len(out.top) == 12
-    assert any(row.label for row in out.top), "no top feature of a fully specified prompt has a dictionary label"
     assert [r.mean for r in out.top] == sorted((r.mean for r in out.top), reverse=True)
     found = dict(search_concepts(out.concepts, "LAR"))
     assert "large" in found and found["large"]
+    # The strongest features of the retrained model's SAEs are unlabelled (generic); what a user finds
+    # by searching a concept must still fire on an image that shows it.
+    assert out.maps[..., found["large"]].max() > 0, "no feature labelled 'large' fired on a large object"
     with pytest.raises(InvalidInputError, match="window"):
         run_explore(None, "a red square", MID, "8:30", steps=10)
 
