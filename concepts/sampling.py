@@ -110,6 +110,14 @@ def fresh_scheduler(pipe: StableDiffusionPipeline) -> DDIMScheduler:
     return DDIMScheduler.from_config(pipe.scheduler.config)
 
 
+def denoising_target(scheduler, clean: torch.Tensor, noise: torch.Tensor, timesteps: torch.Tensor) -> torch.Tensor:
+    """What the UNet is trained to output for `clean` noised with `noise` at `timesteps`: the noise
+    (ε-prediction) or the velocity (v-prediction), as the scheduler config says."""
+    if scheduler.config.prediction_type == "v_prediction":
+        return scheduler.get_velocity(clean, noise, timesteps)
+    return noise
+
+
 def conditioning(pipe, request: GenerationRequest) -> TextConditioning:
     """The UNet's text conditioning for a request (SD1.x or SDXL), [uncond; cond] under CFG."""
     return encode_conditioning(pipe, request.prompts, request.negative_prompt, request.images_per_prompt, request.cfg, request.height, request.width)

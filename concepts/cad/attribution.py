@@ -31,7 +31,7 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from ..errors import InvalidInputError
-from ..sampling import GenerationRequest, encode_text, fresh_scheduler, initial_latents, sample
+from ..sampling import GenerationRequest, denoising_target, encode_text, fresh_scheduler, initial_latents, sample
 from .components import ff_layers
 
 Objective = Literal["erase", "amplify"]
@@ -100,11 +100,11 @@ def _anchor_embeddings(pipe: StableDiffusionPipeline, uncond: torch.Tensor, cfg:
     return [_embeddings(pipe, a)[1] for a in cfg.anchor] if cfg.anchor else [uncond]
 
 
-def _targets(pipe, latents: torch.Tensor, timesteps: torch.Tensor, anchors: list[torch.Tensor], cfg: AttributionConfig, denoising_target: torch.Tensor | None) -> torch.Tensor:
+def _targets(pipe, latents: torch.Tensor, timesteps: torch.Tensor, anchors: list[torch.Tensor], cfg: AttributionConfig, true_target: torch.Tensor | None) -> torch.Tensor:
     """What the conditioned prediction is compared with: stopgrad ε(x_t, "") or the mean of
     stopgrad ε(x_t, a) over the anchors (erase), or the true noise or velocity (amplify)."""
     if cfg.objective == "amplify":
-        return denoising_target.float()
+        return true_target.float()
     with torch.no_grad():
         b = latents.shape[0]
         preds = [pipe.unet(latents, timesteps, encoder_hidden_states=e.expand(b, -1, -1), return_dict=False)[0].float() for e in anchors]
@@ -123,7 +123,6 @@ def _batches(pipe, prompt: str, cfg: AttributionConfig):
     target, the true noise or velocity, only for amplify)."""
     scheduler = fresh_scheduler(pipe)
     scheduler.set_timesteps(cfg.steps, device=pipe._execution_device)
-    predicts_velocity = scheduler.config.prediction_type == "v_prediction"
     dtype = pipe.unet.dtype
     for image in range(cfg.images):
         seed = cfg.seed + 1000 * image
@@ -134,7 +133,7 @@ def _batches(pipe, prompt: str, cfg: AttributionConfig):
             t = torch.tensor(timesteps, device=x0.device)
             clean = x0.expand(len(timesteps), -1, -1, -1)
             noisy = scheduler.add_noise(clean, noise, t).to(dtype)
-            target = scheduler.get_velocity(clean, noise, t).to(dtype) if predicts_velocity else noise
+            target = denoising_target(scheduler, clean, noise, t).to(dtype)
             items = [(noisy[i : i + 1], t[i : i + 1], target[i : i + 1]) for i in range(len(timesteps))]
         elif cfg.mode == "fast":
             inputs, timesteps, _ = _trajectory(pipe, prompt, cfg, seed)
@@ -163,8 +162,8 @@ def attribute(pipe: StableDiffusionPipeline, prompt: str, cfg: AttributionConfig
         try:
             for w in weights:
                 w.requires_grad_(True)
-            for latents, timesteps, denoising_target in _batches(pipe, prompt, cfg):
-                target = _targets(pipe, latents, timesteps, anchors, cfg, denoising_target)
+            for latents, timesteps, true_target in _batches(pipe, prompt, cfg):
+                target = _targets(pipe, latents, timesteps, anchors, cfg, true_target)
                 with torch.enable_grad():
                     j = _objective_terms(pipe, latents, timesteps, cond, target)
                     for total, g in zip(grads, torch.autograd.grad(j, weights)):
@@ -184,8 +183,8 @@ def objective_value(pipe: StableDiffusionPipeline, prompt: str, cfg: Attribution
     uncond, cond = _embeddings(pipe, prompt)
     anchors = _anchor_embeddings(pipe, uncond, cfg)
     total = 0.0
-    for latents, timesteps, denoising_target in list(_batches(pipe, prompt, cfg)):  # trajectories of the unedited model
-        target = _targets(pipe, latents, timesteps, anchors, cfg, denoising_target)
+    for latents, timesteps, true_target in list(_batches(pipe, prompt, cfg)):  # trajectories of the unedited model
+        target = _targets(pipe, latents, timesteps, anchors, cfg, true_target)
         if ablation is None:
             total += float(_objective_terms(pipe, latents, timesteps, cond, target))
         else:

@@ -28,6 +28,7 @@ from safetensors.torch import load_file, save_file
 from tqdm.auto import tqdm
 
 from . import TOY_DIR
+from ..sampling import denoising_target
 from .captions import random_caption, vocabulary
 from .model import NOISE_SCHEDULES, ToyModelConfig, assemble_pipeline, build_scheduler, build_text_encoder, build_tokenizer_for_toy, build_unet, build_vae
 from .world import ATTRIBUTES, POSITIONS, Scene, random_scene, render
@@ -278,7 +279,7 @@ def train_unet(run: Path, recipe: ToyRecipe, latents: torch.Tensor, scenes: list
         t = torch.where(high, torch.randint(top_quarter, scheduler.config.num_train_timesteps, (recipe.unet_batch,), generator=gen), t)
         noise = torch.randn(x0.shape, generator=gen)
         noisy = scheduler.add_noise(x0, noise, t)
-        target = scheduler.get_velocity(x0, noise, t) if scheduler.config.prediction_type == "v_prediction" else noise
+        target = denoising_target(scheduler, x0, noise, t)
         pred = unet(noisy, t, text_encoder(ids)[0]).sample
         loss = F.mse_loss(pred, target)
         opt.zero_grad(set_to_none=True)
