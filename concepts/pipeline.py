@@ -25,6 +25,7 @@ from diffusers import DDIMScheduler, StableDiffusionPipeline
 from .errors import CheckpointError, InvalidInputError
 from .hub import Source, resolve
 from .registry import ModelWorld
+from .thread_safe_tokenizer import shared_safely
 
 log = logging.getLogger(__name__)
 
@@ -97,6 +98,9 @@ def load_pipeline_from_folder(folder: Path, choice: DeviceChoice) -> Pipeline:
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"could not load the pipeline in {folder}: {type(exc).__name__}: {exc}") from None
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
+    for name in ("tokenizer", "tokenizer_2"):  # every request shares them (see PipelineCache)
+        if getattr(pipe, name, None) is not None:
+            shared_safely(getattr(pipe, name))
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(choice.device)
     if getattr(pipe.vae.config, "force_upcast", False) and choice.dtype == torch.float16:
@@ -120,7 +124,8 @@ class PipelineCache:
     """Pipelines loaded once and shared read-only by every request (loading is serialised by a lock).
 
     Sharing is safe because nothing per-user lives on the pipeline: samplers make their own
-    schedulers and hooks act only inside their own context (see `hooks.py`).
+    schedulers, hooks act only inside their own context (see `hooks.py`) and the tokenizers, whose
+    fast backends keep per-call padding settings, encode one call at a time (`thread_safe_tokenizer`).
     """
 
     def __init__(self) -> None:
