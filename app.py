@@ -215,8 +215,10 @@ def explore_image(model: str, prompt: str, seed: float, steps: float, guidance: 
     state = {"model": outcome.world.name, "block": outcome.block, "stage": outcome.stage, "image": outcome.image, "maps": outcome.maps}
     first = outcome.top[0].id if outcome.top else 0
     heat = heatmap_overlay(outcome.image, outcome.maps[..., first])
+    names = sorted({f.label for f in outcome.top if f.label})
     info = (f"{outcome.block} · SAE of the **{outcome.stage}** stage · window {outcome.window} · "
-            f"{outcome.maps.shape[0]}×{outcome.maps.shape[1]} grid · {outcome.seconds:.2f} s")
+            f"{outcome.maps.shape[0]}×{outcome.maps.shape[1]} grid · {outcome.seconds:.2f} s · "
+            + (f"named here: {', '.join(names)}" if names else "no named feature fires clearly here; search the concepts below"))
     editor = {"background": outcome.image, "layers": [], "composite": outcome.image}
     return outcome.image, rows, heat, first, state, info, editor
 
@@ -485,7 +487,8 @@ def build_app() -> gr.Blocks:
                         heat_feature = gr.Number(label="Feature", value=0, precision=0, minimum=0, elem_id="heat-feature")
                         show_heat = gr.Button("Show heatmap", elem_id="show-heatmap")
             top_table = gr.Dataframe(
-                headers=["feature", "label", "mean", "peak"], label="Top features (click a row for its heatmap)",
+                headers=["feature", "label", "mean", "peak"],
+                label="Top features: the strongest, plus up to half named ones that clearly fire (click a row for its heatmap)",
                 interactive=False, elem_id="top-features",
             )
             with gr.Row():

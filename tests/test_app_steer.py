@@ -28,6 +28,8 @@ def test_explore_shows_image_top_features_and_heatmap():
     image, rows, heat, first, state, info, editor = app.explore_image(MODEL, PROMPT, 2, 10, 4.0, MID, "middle")
     assert image.size == (64, 64) and heat.size == (256, 256)
     assert rows and first == rows[0][0] and "middle" in info
+    names = {label for _, label, _, _ in rows if label}
+    assert names and all(name in info for name in names)  # the info line says which concepts were named
     assert editor["background"] is image  # the painter shows the explored image
     other = app.feature_heatmap(state, rows[-1][0])
     assert not np.array_equal(np.asarray(heat), np.asarray(other))

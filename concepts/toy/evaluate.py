@@ -3,6 +3,7 @@
 `steer`: steering success per window (see `evaluate_steer`).
 `evolve`: the mean step at which each attribute is decided (see `evaluate_evolve`).
 `edit`: CAD erase / amplify of toy concepts, against a random ablation (see `evaluate_edit`).
+`names`: whether the names in the explore table are true of the image (see `evaluate_names`).
 
 `model` (the default): prompt fidelity per attribute (the judge reads images generated from fully
 specified prompts), the same on held-out colour/shape pairs, each SAE's explained variance on fresh
@@ -31,6 +32,7 @@ from ..sampling import GenerationRequest, decode_latents, sample
 from ..steps import StepWindow
 from .evaluate_edit import EditEvalConfig, evaluate_edit
 from .evaluate_evolve import EvolveEvalConfig, evaluate_evolution
+from .evaluate_names import NamesEvalConfig, evaluate_names
 from .evaluate_steer import SteerEvalConfig, evaluate_steering
 from .judge import accuracy, load_judge, render_dataset
 from .prompts import labelled_prompts
@@ -160,7 +162,7 @@ def evaluate_model(cfg: ModelEvalConfig = ModelEvalConfig(), model: str = TOY_MO
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m concepts.toy.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", default="model", choices=["model", "steer", "evolve", "edit"], help="what to measure")
+    parser.add_argument("what", nargs="?", default="model", choices=["model", "steer", "evolve", "edit", "names"], help="what to measure")
     parser.add_argument("--prompts", type=int, default=None, help=f"prompts (default: {ModelEvalConfig.prompts} for model, {SteerEvalConfig.prompts} for steer, {EvolveEvalConfig.prompts} for evolve)")
     parser.add_argument("--block", default=SteerEvalConfig.block, help="steer, evolve: the block whose SAEs steer or are read")
     parser.add_argument("--spatial-strengths", type=float, nargs="+", default=list(SteerEvalConfig.spatial_strengths), help="steer: β values of the spatial edit")
@@ -179,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if (args.prompts is not None and args.prompts < 1) or args.held_out_prompts < 1:
             raise ConceptLabError("--prompts and --held-out-prompts must be at least 1")
-        if args.what == "edit":
+        if args.what == "names":
+            report = evaluate_names(NamesEvalConfig(prompts=args.prompts or NamesEvalConfig.prompts, seed=NamesEvalConfig.seed if args.seed is None else args.seed))
+        elif args.what == "edit":
             report = evaluate_edit(EditEvalConfig(prompts=args.prompts or EditEvalConfig.prompts, concepts=tuple(args.concepts),
                                                   ratios=tuple(args.ratios), seed=EditEvalConfig.seed if args.seed is None else args.seed))
         elif args.what == "evolve":
