@@ -120,3 +120,17 @@ def test_the_max_contrast_spares_what_any_kept_concept_needs():
     assert differ > 0 and all(torch.all(s <= mean.attribution.scores[n] + 1e-6) for n, s in most.attribution.scores.items())
     with pytest.raises(InvalidInputError, match="contrast"):
         run_edit(None, EditSpec("red", keep=keep, contrast="median"), prompts=["a red shape"], kept_prompts=[])
+
+
+def test_erasing_red_at_the_models_default_takes_red_away_and_random_weights_do_not():
+    from concepts.registry import load_registry
+    from concepts.toy.evaluate_edit import EditEvalConfig, evaluate_edit
+
+    d = load_registry().get().defaults  # the Erase tab's defaults: scope, ratio, the other colours kept (mean)
+    cfg = EditEvalConfig(concepts=("red",), prompts=8, scopes=(d.edit_scope,), ratios=(d.edit_ratio,), scope_ratios={}, variants=("mean",),
+                         random_baseline=True, amplify=False, suppression=False, prediction=False)
+    red = evaluate_edit(cfg)["concepts"]["red"]["erase"]
+    (row,) = red["by_ratio"]
+    assert red["before"]["concept_rate_on_its_prompts"] >= 0.75
+    assert row["after"]["concept_rate_on_its_prompts"] <= 0.5, row
+    assert row["random_same_count"]["concept_rate_on_its_prompts"] >= 0.75, row  # as many random weights leave red

@@ -58,13 +58,13 @@ ANCHORED = ("anchored", "anchored-max")
 @dataclass
 class EditEvalConfig:
     concepts: tuple[str, ...] = ("red", "striped")
-    ratios: tuple[float, ...] = (0.01, 0.02)
+    ratios: tuple[float, ...] = (0.02,)
     prompts: int = 24
     seed: int = 555
     scopes: tuple[str, ...] = ("row", "matrix")
     """Where the top weights are taken (`plan_ablation`'s scope): every scope is run at `ratios`,
     unless `scope_ratios` names its own (the matrix scope: toy-shapes' default edit)."""
-    scope_ratios: dict[str, tuple[float, ...]] = field(default_factory=lambda: {"matrix": (0.004,)})
+    scope_ratios: dict[str, tuple[float, ...]] = field(default_factory=lambda: {"matrix": (0.008, 0.012)})
     variants: tuple[str, ...] = ("plain", "mean", "max")
     """Scores: plain CAD ("plain"), minus the mean ("mean"), the max ("max") or twice the max ("max2") of the other values' scores;
     the erase objective anchored on other values ("anchored"), and that minus the other values' max ("anchored-max")."""
@@ -169,6 +169,7 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
                 rows.append(row)
                 log(f"{concept} erase {scope} {ratio:g} {variant}: {row}")
         entry = {"attribute": attribute, "concept_prompt": concept_prompt, "attribution_seconds": {"erase": round(erase_scores.seconds, 2)},
+                 "attribution_read_from_cache": {"erase": erase_scores.cached},
                  "kept_values": list(keep), "erase": {"before": before, "by_ratio": rows}}
         if cfg.suppression:
             edits = suppression(concept)
@@ -176,6 +177,7 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
         if cfg.amplify:
             amplify_scores, amplify_variants = variants("amplify")
             entry["attribution_seconds"]["amplify"] = round(amplify_scores.seconds, 2)
+            entry["attribution_read_from_cache"]["amplify"] = amplify_scores.cached
             amplify = []
             base_unspecified = float(np.mean([r[attribute] == concept for r in judged(unspecified)]))
             for scope, ratio in settings:
