@@ -134,3 +134,12 @@ def test_erasing_red_at_the_models_default_takes_red_away_and_random_weights_do_
     assert red["before"]["concept_rate_on_its_prompts"] >= 0.75
     assert row["after"]["concept_rate_on_its_prompts"] <= 0.5, row
     assert row["random_same_count"]["concept_rate_on_its_prompts"] >= 0.75, row  # as many random weights leave red
+
+
+@pytest.mark.parametrize("args,message", [(["--concept", "teal"], "teal"), (["--images", "0"], "--images")])
+def test_erase_by_prompt_length_refuses_bad_input_in_one_line(capsys, args, message):
+    from concepts.toy.erase_prompt_length import main as erase_by_prompt_main
+
+    assert erase_by_prompt_main(args) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error:") and message in err and "Traceback" not in err
