@@ -12,15 +12,14 @@ import argparse
 import json
 import sys
 
-from ..cad import AblationHooks, plan_ablation
+from ..cad import plan_ablation
 from ..cad.service import EditSpec, contrasted, scores_for
 from ..errors import ConceptLabError
 from ..quiet import quiet_libraries
 from ..readers import world_reader
 from ..registry import load_registry
-from ..sampling import GenerationRequest, generate
 from ..service import SHARED_PIPELINES
-from .evaluate_edit import attribute_of
+from .evaluate_edit import attribute_of, judged_images
 from .world import ATTRIBUTES
 
 PROMPTS = ("a {c} shape", "a {c} square", "a small {c} circle", "a large {c} solid square at the top left on a white background")
@@ -35,12 +34,7 @@ def erase_by_prompt(concept: str, ratios: tuple[float, ...], images: int, seed: 
     variants = {"plain": plain, "contrasted (mean)": contrasted(world, pipe, EditSpec(concept, "erase", keep=keep), plain, "mean", 1.0)}
 
     def rate(prompt: str, plan=None) -> float:
-        request = GenerationRequest([prompt] * images, seed=seed, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width)
-        if plan is None:
-            reads = judge(generate(pipe, request).pixels)
-        else:
-            with AblationHooks(pipe.unet, plan):
-                reads = judge(generate(pipe, request).pixels)
+        reads = judged_images(pipe, judge, world, [prompt] * images, seed, plan)
         return round(sum(r[attribute] == concept for r in reads) / images, 3)
 
     rows = []

@@ -94,6 +94,18 @@ def attribute_of(value: str) -> str:
     raise ValueError(f"{value!r} is not a toy attribute value")
 
 
+def judged_images(pipe, judge, world, prompts: list[str], seed: int, plan=None) -> list[dict[str, str]]:
+    """The judge's reading of each prompt's image at the world's defaults, unedited (`plan` None),
+    with an `AblationPlan` or with a list of `BlockEdit`s (SAE suppression) applied."""
+    d = world.defaults
+    request = GenerationRequest(prompts, seed=seed, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width)
+    if plan is None:
+        return judge(generate(pipe, request).pixels)
+    hooks = BlockHooks(pipe.unet, edits=plan) if isinstance(plan, list) else AblationHooks(pipe.unet, plan)
+    with hooks as active:
+        return judge(generate(pipe, request, active if isinstance(plan, list) else ()).pixels)
+
+
 def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL, log=lambda line: None) -> dict:
     started = time.time()
     settings = cfg.settings()
@@ -103,12 +115,7 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
     d = world.defaults
 
     def judged(prompts: list[str], plan=None) -> list[dict[str, str]]:
-        request = GenerationRequest(prompts, seed=cfg.seed, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width)
-        if plan is None:
-            return judge(generate(pipe, request).pixels)
-        hooks = BlockHooks(pipe.unet, edits=plan) if isinstance(plan, list) else AblationHooks(pipe.unet, plan)
-        with hooks as active:
-            return judge(generate(pipe, request, active if isinstance(plan, list) else ()).pixels)
+        return judged_images(pipe, judge, world, prompts, cfg.seed, plan)
 
     def suppression(concept: str) -> list[BlockEdit]:
         """Edits that switch the concept's labelled features off wherever a cond SAE labels it."""
