@@ -405,9 +405,11 @@ def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str,
     keep = tuple(k.strip() for k in (keep_text or "").split(",") if k.strip())
     spec = EditSpec(concept=concept or "", action=action, ratio=as_float(ratio, "ratio"), mode=mode, concept_prompt=concept_prompt_text or None, keep=keep, scope=scope or None)
     prompt = concept_prompt(world, spec)
-    outcome = run_edit(model, spec, prompts=[prompt] * count, kept_prompts=prompt_lines(kept_text) or None,
+    outcome = run_edit(model, spec, images=count, kept_prompts=prompt_lines(kept_text) or None,
                        seed=as_int(seed, "seed"), device=DEVICE, registry=REGISTRY, progress=progress_callback(progress))
-    concept_gallery = [(i, f"before · {prompt}") for i in outcome.concept_before] + [(i, f"after · {prompt}") for i in outcome.concept_after]
+    shown = outcome.concept_prompts
+    concept_gallery = ([(i, f"before · {p}") for i, p in zip(outcome.concept_before, shown)]
+                       + [(i, f"after · {p}") for i, p in zip(outcome.concept_after, shown)])
     kept_gallery = [x for b, a, p in zip(outcome.kept_before, outcome.kept_after, outcome.kept_prompts) for x in ((b, f"before · {p}"), (a, f"after · {p}"))]
     plan = outcome.plan
     figure = block_mass_figure(block_mass(outcome.attribution.scores), plan.by_block(), f"Attribution of '{prompt}' ({action} objective, {mode})")
@@ -565,7 +567,9 @@ def build_app() -> gr.Blocks:
                 "removing it would weaken (erase) or strengthen (amplify) a concept. Zeroing the top-scored weights at "
                 "inference time erases or amplifies the concept; prompts of other concepts show what is kept. Nothing in the "
                 "shared model changes: the edit lives in your request. Tip: list the concepts to keep (to erase *red* on the "
-                "toy model, keep *orange, yellow, green, blue, purple*): their weights are spared and other colours survive better."
+                "toy model, keep *orange, yellow, green, blue, purple*): their weights are spared and other colours survive better. "
+                "On toy-shapes the concept's images come from fully specified prompts that name it (a short prompt such as "
+                "*a red shape* holds on to red longer); a concept prompt of your own is shown as typed."
             )
             with gr.Row():
                 with gr.Column():

@@ -105,7 +105,7 @@ def _generation_edit(args: argparse.Namespace, registry):
 
 def cmd_edit(args: argparse.Namespace) -> dict:
     """`erase` / `amplify`: scores (cached), the ablation, before/after images and measured rates."""
-    from .cad.service import EditSpec, block_mass, concept_prompt, run_edit, top_components
+    from .cad.service import EditSpec, block_mass, run_edit, top_components
     from .readers import edit_rates, world_reader
     from .registry import load_registry
 
@@ -117,8 +117,7 @@ def cmd_edit(args: argparse.Namespace) -> dict:
                     anchor=tuple(getattr(args, "anchor", None) or ()))
     if args.images < 1 or args.images > 8:
         raise InvalidInputError("images", f"must be in 1..8, got {args.images}")
-    prompts = args.prompt or [concept_prompt(world, spec)] * args.images
-    outcome = run_edit(world.name, spec, prompts=prompts, kept_prompts=args.kept_prompt, seed=args.seed, steps=args.steps,
+    outcome = run_edit(world.name, spec, prompts=args.prompt or None, images=args.images, kept_prompts=args.kept_prompt, seed=args.seed, steps=args.steps,
                        guidance=args.guidance, device=args.device, registry=registry)
     paths: dict[str, list[str]] = {}
     for kind, images in (("before", outcome.concept_before), ("after", outcome.concept_after), ("kept_before", outcome.kept_before), ("kept_after", outcome.kept_after)):
@@ -405,9 +404,10 @@ def build_parser() -> _Parser:
                               help="a neighbouring concept to anchor the erase objective on: score what tells the concept from it, not from \"\" (repeatable: their mean prediction)")
         edit.add_argument("--min-per-row", type=int, default=None, help="weights zeroed per row at least (default: the model's)")
         edit.add_argument("--concept-prompt", default=None, help="the prompt attribution runs on (default: the model's template)")
-        edit.add_argument("--prompt", action="append", default=None, help="a prompt to show before/after (repeatable; default: the concept prompt)")
+        edit.add_argument("--prompt", action="append", default=None, help="a prompt to show before/after (repeatable; default: the model's prompts of the concept, "
+                          "fully specified ones on toy-shapes, else the concept prompt)")
         edit.add_argument("--kept-prompt", action="append", default=None, help="a prompt of another concept, to see what is kept (repeatable; default: the model's examples)")
-        edit.add_argument("--images", type=int, default=4, help="images of the concept prompt when no --prompt is given")
+        edit.add_argument("--images", type=int, default=4, help="images of the concept when no --prompt is given (one prompt each)")
         edit.add_argument("--seed", type=int, default=0)
         edit.add_argument("--steps", type=int, default=None)
         edit.add_argument("--guidance", type=float, default=None)

@@ -65,8 +65,8 @@ def feature_labels(concepts: dict | None) -> dict[int, str]:
 NAMED_FIRE_SHARE = 0.3
 """A named feature counts as firing on an image when its peak there reaches this share of its peak
 over the dictionary's images. The dictionary's own rule (0.1) serves its precision estimate; for
-the names a table shows, 0.3 makes them true of the toy images 89% of the time (0.1: 77%, 0.5: 95%
-but half as many names; `python -m concepts.toy.evaluate names`)."""
+the names a table shows, 0.3 made them true of the toy images 89% of the time (0.1: 77%, 0.5: 95%
+but half as many names; `python -m concepts.toy.evaluate names`, on the toy's previous weights)."""
 
 
 def named_features_firing(maps: np.ndarray, concepts: dict | None, share: float = NAMED_FIRE_SHARE) -> list[int]:

@@ -30,6 +30,7 @@ DEFAULT_REGISTRY = CHECKPOINTS_DIR / "registry.json"
 SAE_FORMATS = ("native", "unbox")
 WINDOWS = (*STAGES, "all")
 EDIT_SCOPES = ("row", "matrix", "model")
+CONCEPT_IMAGE_SOURCES = ("template", "toy-world")
 """Where erase / amplify take the top weights (see `concepts.cad.ablation`); kept here, torch-free,
 so the registry, the CLI's --help and the ablation code share one list."""
 _ENV_REPO = re.compile(r"^\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}$")
@@ -57,6 +58,10 @@ class Defaults:
     edit_keep: tuple[str, ...] = ()
     """Concepts the Erase tab offers to keep, pre-filled (toy-shapes: the colours other than its
     example concept, red): kept concepts' weights are spared, so the rest survives better."""
+    concept_images: str = "template"
+    """Where the Erase tab's images of the concept come from: "template" (the concept prompt, one
+    seed per image) or "toy-world" (fully specified toy captions with the concept's value: on toy-shapes
+    "a red shape" keeps red under an erase that takes it from every fully specified prompt)."""
     closed_vocabulary: bool = False
     """The text encoder knows only the words its tokenizer holds whole (toy-shapes): other words
     are warned about in prompts and refused as concept names."""
@@ -71,6 +76,8 @@ class Defaults:
         if isinstance(self.edit_keep, str) or not all(isinstance(k, str) and k.strip() for k in self.edit_keep):
             raise InvalidInputError("defaults.edit_keep", f"must be a list of concept names, got {self.edit_keep!r}")
         object.__setattr__(self, "edit_keep", tuple(self.edit_keep))
+        if self.concept_images not in CONCEPT_IMAGE_SOURCES:
+            raise InvalidInputError("defaults.concept_images", f"{self.concept_images!r} is not one of {', '.join(CONCEPT_IMAGE_SOURCES)}")
         if self.strengths is None:
             return
         for mode in ("spatial", "global"):

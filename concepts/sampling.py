@@ -51,12 +51,12 @@ class GenerationRequest:
         prompts = [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
         if not prompts or not all(isinstance(p, str) for p in prompts):
             raise InvalidInputError("prompt", "must be a string or a non-empty list of strings")
-        _check_int("seed", self.seed, 0, MAX_SEED)
-        _check_int("steps", self.steps, 1, self.max_steps)
-        _check_int("images_per_prompt", self.images_per_prompt, 1, 64)
+        check_int("seed", self.seed, 0, MAX_SEED)
+        check_int("steps", self.steps, 1, self.max_steps)
+        check_int("images_per_prompt", self.images_per_prompt, 1, 64)
         for name in ("height", "width"):
             value = getattr(self, name)
-            _check_int(name, value, 8, 4096)
+            check_int(name, value, 8, 4096)
             if value % 8:
                 raise InvalidInputError(name, f"must be a multiple of 8, got {value}")
         if isinstance(self.guidance, bool) or not isinstance(self.guidance, (int, float)):
@@ -74,7 +74,7 @@ class GenerationRequest:
         return self.guidance > 1.0
 
 
-def _check_int(name: str, value: object, low: int, high: int) -> None:
+def check_int(name: str, value: object, low: int, high: int) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, np.integer)):
         raise InvalidInputError(name, f"must be an integer, got {repr(value)[:40]}")
     if not low <= int(value) <= high:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import re
 
 import gradio as gr
 import pytest
@@ -48,3 +49,20 @@ def test_the_scope_radio_reaches_the_plan():
     ratio, _, scope, keep = app.model_edit_defaults("toy-shapes")
     assert scope["value"] == app.REGISTRY.get("toy-shapes").defaults.edit_scope
     assert keep["value"] == "orange, yellow, green, blue, purple"  # erasing red spares the other colours' weights
+
+
+def test_the_default_erase_shows_fully_specified_prompts_of_the_concept_and_red_goes():
+    """The tab's images of "red" are fully specified toy prompts: "a red shape" keeps red under the
+    default erase (`python -m concepts.toy.erase_prompt_length`), which would hide the edit."""
+    ratio, _, scope, keep = app.model_edit_defaults("toy-shapes")
+    concept, _, _, _, info = app.edit_concept("toy-shapes", "red", "erase", ratio["value"], "fast", "", "", 0, 4, keep["value"], scope["value"])
+    prompts = [c.split(" · ")[1] for _, c in concept]
+    assert prompts[:4] == prompts[4:] and len(set(prompts[:4])) == 4
+    assert all(" red " in p and p.endswith("background") for p in prompts)
+    rates = re.search(r"judge sees \*\*red\*\* in (\d+)% of the images before and (\d+)% after", info)
+    assert rates and int(rates[1]) >= 75 and int(rates[2]) <= 50, info
+
+
+def test_a_concept_prompt_of_your_own_is_what_the_images_show():
+    concept, *_ = app.edit_concept("toy-shapes", "red", "erase", 0.004, "fast", "a red circle", "", 0, 2)
+    assert {c for _, c in concept} == {"before · a red circle", "after · a red circle"}

@@ -125,3 +125,11 @@ def test_a_models_default_scope_is_checked():
     assert Defaults(edit_scope="matrix").edit_scope == "matrix"
     with pytest.raises(InvalidInputError, match="edit_scope"):
         Defaults(edit_scope="diagonal")
+
+
+def test_a_models_source_of_concept_images_is_checked():
+    from concepts.registry import Defaults
+
+    assert Defaults().concept_images == "template"
+    with pytest.raises(InvalidInputError, match="concept_images"):
+        Defaults(concept_images="photos")

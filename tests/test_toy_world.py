@@ -105,3 +105,22 @@ def test_every_caption_word_is_one_token_of_the_toy_tokenizer():
     tokenizer = build_tokenizer(vocabulary())
     text = caption(scene(shape="triangle", position="bottom right", background="white", texture="outlined", colour="purple"))
     assert len(tokenizer(text).input_ids) == len(text.split()) + 2
+
+
+def test_prompts_showing_a_concept_name_it_and_every_other_attribute():
+    from concepts.toy.prompts import attribute_of, prompts_showing
+
+    for concept, attribute in (("red", "colour"), ("star", "shape"), ("top left", "position"), ("black background", "background"), ("Striped ", "texture")):
+        prompts = prompts_showing(concept, 12, seed=3)
+        assert len(prompts) == 12 and len(set(prompts)) > 1, concept
+        for prompt in prompts:
+            assert concept.strip().lower() in prompt and " shape " not in f"{prompt} ", prompt  # every attribute named
+            assert "on a" in prompt and any(s in prompt for s in ATTRIBUTES["shape"])
+        assert attribute_of(concept) == (attribute, concept.strip().lower().removesuffix(" background"))
+    held_out = {(c, s) for c, s in HELD_OUT}
+    for prompt in prompts_showing("red", 40, 0) + prompts_showing("triangle", 40, 0):  # never a held-out pair
+        words = prompt.split()
+        assert not any(c in words and s in words for c, s in held_out), prompt
+    assert prompts_showing("red", 4, 1) == prompts_showing("red", 4, 1) != prompts_showing("red", 4, 2)  # seeded
+    for unknown in ("dog", "red star", "", "backgrounds"):
+        assert prompts_showing(unknown, 4, 0) is None and attribute_of(unknown) is None

@@ -20,7 +20,7 @@ from ..pipeline import PipelineCache
 from ..progress import ProgressFn, report
 from ..prompts import check_prompt, known_words_message, unknown_words
 from ..registry import ModelWorld, Registry, load_registry
-from ..sampling import GenerationRequest, generate
+from ..sampling import MAX_SEED, GenerationRequest, check_int, generate
 from ..service import SHARED_PIPELINES
 from .ablation import AblationHooks, AblationPlan, check_ratio, check_scope, plan_ablation
 from .attribution import AttributionConfig, attribute
@@ -81,6 +81,24 @@ def concept_prompt(world: ModelWorld, spec: EditSpec) -> str:
         raise InvalidInputError("concept", "is empty: name the concept to erase or amplify")
     text = spec.concept_prompt.strip() if spec.concept_prompt and spec.concept_prompt.strip() else world.defaults.concept_template.format(concept=concept)
     return check_prompt(text, field="concept").text
+
+
+def concept_image_prompts(world: ModelWorld, spec: EditSpec, prompt: str, count: int, seed: int) -> list[str]:
+    """The prompts of the concept's before/after images: the user's concept prompt when given;
+    else, on a toy world, fully specified captions with the concept (its template prompt, "a red
+    shape", keeps red under an erase that takes red from every fuller prompt, so the images would hide
+    the edit); else the template prompt. One prompt per image."""
+    if not (isinstance(count, int) and 1 <= count <= MAX_PROMPTS):
+        raise InvalidInputError("images", f"must be in 1..{MAX_PROMPTS}, got {count!r}")
+    if world.defaults.concept_images == "toy-world" and not (spec.concept_prompt and spec.concept_prompt.strip()):
+        from ..toy.prompts import prompts_showing
+
+        check_int("seed", seed, 0, MAX_SEED)  # it seeds the scenes too: named here, before numpy sees it
+
+        shown = prompts_showing(spec.concept, count, seed)
+        if shown is not None:
+            return shown
+    return [prompt] * count
 
 
 def anchor_prompts(world: ModelWorld, spec: EditSpec) -> tuple[str, ...]:
@@ -211,6 +229,7 @@ def run_edit(
     *,
     prompts: list[str] | None = None,
     kept_prompts: list[str] | None = None,
+    images: int = 1,
     seed: int = 0,
     steps: int | None = None,
     guidance: float | None = None,
@@ -230,7 +249,7 @@ def run_edit(
         raise InvalidInputError("contrast", f"{spec.contrast!r} is not one of {', '.join(CONTRASTS)}")
     prompt = concept_prompt(world, spec)
     anchor_prompts(world, spec)
-    shown = check_prompts(prompts if prompts is not None else [prompt], "prompts")
+    shown = check_prompts(prompts if prompts is not None else concept_image_prompts(world, spec, prompt, images, seed), "prompts")
     others = [e for e in world.examples if spec.concept.strip().lower() not in e.lower()]  # examples without the concept
     kept = check_prompts(kept_prompts if kept_prompts is not None else others[:2], "kept_prompts")
     pipe = (cache or SHARED_PIPELINES).get(world, device)

@@ -64,7 +64,7 @@ class EditEvalConfig:
     scopes: tuple[str, ...] = ("row", "matrix")
     """Where the top weights are taken (`plan_ablation`'s scope): every scope is run at `ratios`,
     unless `scope_ratios` names its own (the matrix scope: toy-shapes' default edit)."""
-    scope_ratios: dict[str, tuple[float, ...]] = field(default_factory=lambda: {"matrix": (0.008, 0.012)})
+    scope_ratios: dict[str, tuple[float, ...]] = field(default_factory=lambda: {"matrix": (0.012, 0.024)})
     variants: tuple[str, ...] = ("plain", "mean", "max")
     """Scores: plain CAD ("plain"), minus the mean ("mean"), the max ("max") or twice the max ("max2") of the other values' scores;
     the erase objective anchored on other values ("anchored"), and that minus the other values' max ("anchored-max")."""

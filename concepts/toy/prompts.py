@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 
 from .captions import caption, random_caption
-from .world import Scene, random_scene
+from .world import ATTRIBUTES, Scene, random_scene
 
 
 def labelled_prompts(n: int, seed: int, split: str = "train") -> list[tuple[Scene, str]]:
@@ -14,6 +14,32 @@ def labelled_prompts(n: int, seed: int, split: str = "train") -> list[tuple[Scen
     rng = np.random.default_rng(seed)
     scenes = [random_scene(rng, split) for _ in range(n)]
     return [(scene, caption(scene)) for scene in scenes]
+
+
+def attribute_of(concept: str) -> tuple[str, str] | None:
+    """(attribute, value) for a toy concept name: "red", "top left", "striped", "black background"
+    (or plain "black"); None for anything else (a phrase, an unknown word)."""
+    text = " ".join(concept.lower().split())
+    text = text[: -len(" background")] if text.endswith(" background") else text
+    matches = [(name, text) for name, values in ATTRIBUTES.items() if text in values]
+    return matches[0] if len(matches) == 1 else None
+
+
+def prompts_showing(concept: str, n: int, seed: int) -> list[str] | None:
+    """`n` fully specified training-split captions whose scene has the concept's value (the rest
+    drawn at random): the images where the model draws the concept most surely. None when the
+    concept is not one toy attribute value."""
+    found = attribute_of(concept)
+    if found is None:
+        return None
+    name, value = found
+    rng = np.random.default_rng(seed)
+    scenes: list[Scene] = []
+    while len(scenes) < n:
+        scene = Scene(**{**random_scene(rng, "any").as_dict(), name: value})
+        if not scene.held_out:
+            scenes.append(scene)
+    return [caption(scene) for scene in scenes]
 
 
 def varied_prompts(n: int, seed: int, drop_prob: float = 0.2) -> list[str]:
