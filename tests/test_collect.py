@@ -73,3 +73,20 @@ def test_bad_collect_config_names_the_field(kwargs, field):
     with pytest.raises(InvalidInputError) as info:
         config(**kwargs)
     assert info.value.field == field
+
+
+def test_activations_of_other_weights_in_the_same_folder_are_refused(tmp_path, tiny_pipe):
+    """A retrained model must not reuse (or resume into) the old model's activations."""
+    cfg = config(blocks=(MID,), windows=("early",), branches=("cond",))
+    collect_activations(tiny_pipe, PROMPTS[:2], tmp_path, cfg, progress=False)
+    collect_activations(tiny_pipe, PROMPTS[:2], tmp_path, cfg, progress=False)  # same weights: reused
+    weight = next(tiny_pipe.unet.parameters())
+    saved = weight.detach().clone()
+    try:
+        with torch.no_grad():
+            weight.add_(0.01)
+        with pytest.raises(InvalidInputError, match="other model weights"):
+            collect_activations(tiny_pipe, PROMPTS[:2], tmp_path, cfg, progress=False)
+    finally:
+        with torch.no_grad():
+            weight.copy_(saved)

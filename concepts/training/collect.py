@@ -100,13 +100,28 @@ def _prompt_digest(prompts: Sequence[str]) -> str:
     return hashlib.sha256("\n".join(prompts).encode()).hexdigest()[:16]
 
 
-def _rewind(folder: Path, digest: str) -> int:
+def _weights_digest(pipe: StableDiffusionPipeline) -> str:
+    """A cheap digest of the UNet's and text encoder's weights: activations of a retrained model must
+    not be resumed into (or silently reused from) a folder collected from the old one."""
+    digest = hashlib.sha1()
+    for part in (pipe.unet, pipe.text_encoder):
+        for name, param in part.named_parameters():
+            w = param.detach().float().cpu().flatten()
+            digest.update(name.encode())
+            digest.update(w[:64].numpy().tobytes())
+            digest.update(repr(float(w.double().sum())).encode())
+    return digest.hexdigest()[:16]
+
+
+def _rewind(folder: Path, digest: str, weights: str) -> int:
     """Prompts already done in `folder`, after dropping shards written past the last checkpoint."""
     if not (folder / MANIFEST).exists():
         return 0
     meta = read_manifest(folder)["meta"]
     if meta.get("prompt_digest") not in (None, digest):
         raise InvalidInputError("prompts", f"{folder} was collected from another prompt list; use a new output folder")
+    if meta.get("weights_digest") not in (None, weights):
+        raise InvalidInputError("model", f"{folder} was collected from other model weights (the model changed); use a new output folder")
     truncate_shards(folder, int(meta.get("closed_shards", 0)))
     return int(meta.get("prompts_done", 0))
 
@@ -127,10 +142,11 @@ def collect_activations(
     digest = _prompt_digest(prompts)
     keys = [(b, w, br) for b in cfg.blocks for w in cfg.windows for br in cfg.branches]
     folders = {key: shard_folder(out_dir, *key) for key in keys}
-    done = min(_rewind(folder, digest) for folder in folders.values())
+    weights = _weights_digest(pipe)
+    done = min(_rewind(folder, digest, weights) for folder in folders.values())
     window_steps = cfg.window_steps()
     dtype = getattr(torch, cfg.dtype)
-    meta_base = {"prompt_digest": digest, "config": asdict(cfg), "prompts_total": len(prompts)}
+    meta_base = {"prompt_digest": digest, "weights_digest": weights, "config": asdict(cfg), "prompts_total": len(prompts)}
 
     def open_writers() -> dict[tuple[str, str, str], ShardWriter]:
         return {
