@@ -30,9 +30,9 @@ DEFAULT_REGISTRY = CHECKPOINTS_DIR / "registry.json"
 SAE_FORMATS = ("native", "unbox")
 WINDOWS = (*STAGES, "all")
 EDIT_SCOPES = ("row", "matrix", "model")
-CONCEPT_IMAGE_SOURCES = ("template", "toy-world")
 """Where erase / amplify take the top weights (see `concepts.cad.ablation`); kept here, torch-free,
 so the registry, the CLI's --help and the ablation code share one list."""
+CONCEPT_IMAGE_SOURCES = ("template", "toy-world")
 _ENV_REPO = re.compile(r"^\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}$")
 
 

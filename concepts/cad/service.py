@@ -94,7 +94,6 @@ def concept_image_prompts(world: ModelWorld, spec: EditSpec, prompt: str, count:
         from ..toy.prompts import prompts_showing
 
         check_int("seed", seed, 0, MAX_SEED)  # it seeds the scenes too: named here, before numpy sees it
-
         shown = prompts_showing(spec.concept, count, seed)
         if shown is not None:
             return shown

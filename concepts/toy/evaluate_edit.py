@@ -40,7 +40,7 @@ from ..registry import load_registry
 from ..sampling import GenerationRequest, generate
 from ..service import SHARED_PIPELINES
 from .captions import caption
-from .prompts import labelled_prompts
+from .prompts import attribute_of as attribute_and_value, labelled_prompts
 from .world import ATTRIBUTES
 
 TOY_MODEL = "toy-shapes"
@@ -88,10 +88,10 @@ class EditEvalConfig:
 
 
 def attribute_of(value: str) -> str:
-    for name, values in ATTRIBUTES.items():
-        if value in values:
-            return name
-    raise ValueError(f"{value!r} is not a toy attribute value")
+    found = attribute_and_value(value)
+    if found is None:
+        raise ValueError(f"{value!r} is not a toy attribute value")
+    return found[0]
 
 
 def judged_images(pipe, judge, world, prompts: list[str], seed: int, plan=None) -> list[dict[str, str]]:
