@@ -16,6 +16,7 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..registry import ModelWorld
+from ..weights_digest import weights_digest
 from .attribution import AttributionConfig
 from .components import ff_layers
 
@@ -29,14 +30,8 @@ def cache_root() -> Path:
 
 
 def weights_fingerprint(unet) -> str:
-    """A cheap digest of the scored weights, so scores of a retrained model are never reused."""
-    digest = hashlib.sha1()
-    for name, layer in ff_layers(unet).items():
-        w = layer.weight.detach().float().cpu()
-        digest.update(name.encode())
-        digest.update(w.flatten()[:256].numpy().tobytes())
-        digest.update(repr(float(w.double().sum())).encode())
-    return digest.hexdigest()[:16]
+    """A digest of the scored weights, so scores of a retrained model are never reused."""
+    return weights_digest(((name, layer.weight) for name, layer in ff_layers(unet).items()), head=256)
 
 
 def score_key(world: ModelWorld, unet, prompt: str, cfg: AttributionConfig) -> dict:

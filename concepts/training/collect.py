@@ -11,6 +11,7 @@ last finished chunk, dropping any shard written past it, so no row is stored twi
 from __future__ import annotations
 
 import hashlib
+import itertools
 import logging
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -24,6 +25,7 @@ from ..errors import InvalidInputError
 from ..hooks import BlockHooks, Capture, block_width, resolve_blocks
 from ..sampling import GenerationRequest, sample
 from ..steps import BRANCHES, READS, STAGE_SAE_T, STAGES, StepWindow, nearest_step
+from ..weights_digest import weights_digest
 from .shards import MANIFEST, ShardWriter, read_manifest, truncate_shards
 
 log = logging.getLogger(__name__)
@@ -101,16 +103,9 @@ def _prompt_digest(prompts: Sequence[str]) -> str:
 
 
 def _weights_digest(pipe: StableDiffusionPipeline) -> str:
-    """A cheap digest of the UNet's and text encoder's weights: activations of a retrained model must
+    """A digest of the UNet's and text encoder's weights: activations of a retrained model must
     not be resumed into (or silently reused from) a folder collected from the old one."""
-    digest = hashlib.sha1()
-    for part in (pipe.unet, pipe.text_encoder):
-        for name, param in part.named_parameters():
-            w = param.detach().float().cpu().flatten()
-            digest.update(name.encode())
-            digest.update(w[:64].numpy().tobytes())
-            digest.update(repr(float(w.double().sum())).encode())
-    return digest.hexdigest()[:16]
+    return weights_digest(itertools.chain(pipe.unet.named_parameters(), pipe.text_encoder.named_parameters()), head=64)
 
 
 def _rewind(folder: Path, digest: str, weights: str) -> int:
