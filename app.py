@@ -396,14 +396,15 @@ def judged_summary(world, concept: str, outcome) -> str:
 @gpu
 @user_errors
 def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str, concept_prompt_text: str, kept_text: str, seed: float, images: float, keep_text: str = "",
-                 scope: str | None = None, progress: gr.Progress = gr.Progress()):
+                 scope: str | None = None, scenes: float | None = None, progress: gr.Progress = gr.Progress()):
     """Erase or amplify: before/after galleries for the concept and for other prompts, where, and how much."""
     world = REGISTRY.get(model)
     count = as_int(images, "images")
     if not 1 <= count <= 8:
         raise InvalidInputError("images", f"must be in 1..8, got {count}")
     keep = tuple(k.strip() for k in (keep_text or "").split(",") if k.strip())
-    spec = EditSpec(concept=concept or "", action=action, ratio=as_float(ratio, "ratio"), mode=mode, concept_prompt=concept_prompt_text or None, keep=keep, scope=scope or None)
+    spec = EditSpec(concept=concept or "", action=action, ratio=as_float(ratio, "ratio"), mode=mode, concept_prompt=concept_prompt_text or None, keep=keep, scope=scope or None,
+                    scenes=None if scenes is None else as_int(scenes, "scenes"))
     prompt = concept_prompt(world, spec)
     outcome = run_edit(model, spec, images=count, kept_prompts=prompt_lines(kept_text) or None,
                        seed=as_int(seed, "seed"), device=DEVICE, registry=REGISTRY, progress=progress_callback(progress))
@@ -412,7 +413,8 @@ def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str,
                        + [(i, f"after · {p}") for i, p in zip(outcome.concept_after, shown)])
     kept_gallery = [x for b, a, p in zip(outcome.kept_before, outcome.kept_after, outcome.kept_prompts) for x in ((b, f"before · {p}"), (a, f"after · {p}"))]
     plan = outcome.plan
-    figure = block_mass_figure(block_mass(outcome.attribution.scores), plan.by_block(), f"Attribution of '{prompt}' ({action} objective, {mode})")
+    attributed = f"{outcome.spec.scenes} scenes of {concept}" if outcome.spec.scenes else f"'{prompt}'"
+    figure = block_mass_figure(block_mass(outcome.attribution.scores), plan.by_block(), f"Attribution of {attributed} ({action} objective, {mode})")
     rows = [[layer, r, c, round(v, 6)] for layer, r, c, v in top_components(outcome.attribution.scores, 10)]
     source = "cached scores" if outcome.attribution.cached else f"scores computed in {outcome.attribution.seconds:.1f} s"
     info = (f"{action.capitalize()}d **{concept}**: zeroed {plan.count:,} of {plan.total_weights:,} feed-forward weights "
@@ -426,7 +428,8 @@ def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str,
 def model_edit_defaults(model: str):
     world = REGISTRY.get(model)
     return (gr.update(value=world.defaults.edit_ratio), gr.update(value="\n".join(world.examples[1:3])), gr.update(value=world.defaults.edit_scope),
-            gr.update(value=", ".join(world.defaults.edit_keep)))
+            gr.update(value=", ".join(world.defaults.edit_keep)),
+            gr.update(value=world.defaults.edit_scenes, visible=world.defaults.concept_images == "toy-world"))
 
 
 def sampling_inputs(world, example: str, prefix: str = ""):
@@ -583,6 +586,9 @@ def build_app() -> gr.Blocks:
                         c_scope = gr.Radio([(label, scope) for scope, label in SCOPE_LABELS.items()], value=default.defaults.edit_scope,
                                            label="Top weights taken", elem_id="edit-scope", scale=1)
                     c_keep = gr.Textbox(label="Concepts to keep, comma-separated (their weights are spared)", placeholder="blue, green", value=", ".join(default.defaults.edit_keep), elem_id="edit-keep")
+                    c_scenes = gr.Slider(0, 8, value=default.defaults.edit_scenes, step=1, label="Scenes to attribute over (0: the concept prompt alone)",
+                                         info="Toy worlds: the mean scores over fully specified scenes of the concept, kept concepts on the same scenes",
+                                         visible=default.defaults.concept_images == "toy-world", elem_id="edit-scenes")
                     c_prompt = gr.Textbox(label="Concept prompt (empty: the model's template)", placeholder=default.defaults.concept_template, elem_id="edit-prompt")
                     c_kept = gr.Textbox(label="Prompts of other concepts, one per line (what should be kept)",
                                         value="\n".join(default.examples[1:3]), lines=3, elem_id="edit-kept")
@@ -636,9 +642,9 @@ def build_app() -> gr.Blocks:
             api_name="evolve",
         )
         step.change(scrub_evolution, inputs=[evolution, step], outputs=[step_preview, step_composition, step_legend, step_top], api_visibility="private")
-        model.change(model_edit_defaults, inputs=model, outputs=[c_ratio, c_kept, c_scope, c_keep], api_visibility="private")
+        model.change(model_edit_defaults, inputs=model, outputs=[c_ratio, c_kept, c_scope, c_keep, c_scenes], api_visibility="private")
         c_run.click(
-            edit_concept, inputs=[model, c_concept, c_action, c_ratio, c_mode, c_prompt, c_kept, c_seed, c_images, c_keep, c_scope],
+            edit_concept, inputs=[model, c_concept, c_action, c_ratio, c_mode, c_prompt, c_kept, c_seed, c_images, c_keep, c_scope, c_scenes],
             outputs=[c_concept_gallery, c_kept_gallery, c_plot, c_top, c_info], api_name="edit",
         )
     return demo

@@ -62,6 +62,9 @@ class Defaults:
     """Where the Erase tab's images of the concept come from: "template" (the concept prompt, one
     seed per image) or "toy-world" (fully specified toy captions with the concept's value: on toy-shapes
     "a red shape" keeps red under an erase that takes it from every fully specified prompt)."""
+    edit_scenes: int = 0
+    """Toy worlds: erase / amplify attribute over this many fully specified scenes of the concept
+    (`cad.scenes`); 0: over the concept prompt alone, as CAD does."""
     closed_vocabulary: bool = False
     """The text encoder knows only the words its tokenizer holds whole (toy-shapes): other words
     are warned about in prompts and refused as concept names."""
@@ -78,6 +81,10 @@ class Defaults:
         object.__setattr__(self, "edit_keep", tuple(self.edit_keep))
         if self.concept_images not in CONCEPT_IMAGE_SOURCES:
             raise InvalidInputError("defaults.concept_images", f"{self.concept_images!r} is not one of {', '.join(CONCEPT_IMAGE_SOURCES)}")
+        if isinstance(self.edit_scenes, bool) or not isinstance(self.edit_scenes, int) or not 0 <= self.edit_scenes <= 8:
+            raise InvalidInputError("defaults.edit_scenes", f"must be a whole number in 0..8, got {self.edit_scenes!r}")
+        if self.edit_scenes and self.concept_images != "toy-world":
+            raise InvalidInputError("defaults.edit_scenes", "needs a toy world (concept_images \"toy-world\"): only there are scenes known")
         if self.strengths is None:
             return
         for mode in ("spatial", "global"):

@@ -66,6 +66,10 @@ def test_generate_with_erase_differs_from_plain(tmp_path):
         (["generate", "--prompt", "a red circle", "--erase", "red", "--amplify", "blue"], "erase"),
         (["erase", "--concept", "red", "--scope", "rows"], "scope"),
         (["generate", "--prompt", "a red circle", "--erase", "red", "--scope", "everything"], "scope"),
+        (["erase", "--concept", "red", "--scenes", "9"], "scenes"),
+        (["erase", "--concept", "red circle", "--scenes", "2"], "scenes"),
+        (["generate", "--prompt", "a red circle", "--erase", "red", "--scenes", "-1"], "scenes"),
+        (["erase", "--concept", "red", "--scenes", "2", "--keep", "circle shape"], "keep"),
     ],
 )
 def test_bad_edit_input_is_one_line(tmp_path, args, field):
@@ -134,6 +138,10 @@ def test_erasing_red_at_the_models_default_takes_red_away_and_random_weights_do_
     assert red["before"]["concept_rate_on_its_prompts"] >= 0.75
     assert row["after"]["concept_rate_on_its_prompts"] <= 0.5, row
     assert row["random_same_count"]["concept_rate_on_its_prompts"] >= 0.75, row  # as many random weights leave red
+    read_as = row["after"]["concept_prompts_read_as"]  # what the red prompts' objects became instead
+    assert sum(read_as.values()) == 8 and round(read_as.get("red", 0) / 8, 3) == row["after"]["concept_rate_on_its_prompts"]
+    kept = row["after"]["others_right_by_value"]
+    assert "red" not in kept and sum(int(v.split("/")[1]) for v in kept.values()) == 8
 
 
 @pytest.mark.parametrize("args,message", [(["--concept", "teal"], "teal"), (["--images", "0"], "--images")])

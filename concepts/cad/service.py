@@ -9,7 +9,7 @@ ablation lives in this call's hooks.
 from __future__ import annotations
 
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import NamedTuple
 
 import torch
@@ -26,6 +26,7 @@ from .ablation import AblationHooks, AblationPlan, check_ratio, check_scope, pla
 from .attribution import AttributionConfig, attribute
 from .cache import load_scores, lock_for, save_scores, score_key, score_path
 from .components import block_of
+from .scenes import check_scenes, kept_scene_prompts, scene_prompts
 
 ACTIONS = ("erase", "amplify")
 MAX_PROMPTS = 8
@@ -51,6 +52,10 @@ class EditSpec:
     anchor: tuple[str, ...] = ()
     """Erase only: concepts whose prompts anchor the objective (the concept's prediction is compared
     with their mean prediction instead of the unconditional one); () is CAD's objective."""
+    scenes: int | None = None
+    """Toy worlds: attribute over this many fully specified scenes that show the concept (their mean
+    scores; kept concepts on the same scenes with their value swapped in); 0: the concept prompt;
+    None: the model's default."""
 
 
 class Scores(NamedTuple):
@@ -131,6 +136,34 @@ def scores_for(world: ModelWorld, pipe, prompt: str, objective: str, mode: str, 
         return Scores(scores, prompt, False, time.perf_counter() - started)
 
 
+def mean_scores(parts: list[Scores], prompt: str) -> Scores:
+    """The mean of several prompts' scores (one prompt: its own)."""
+    if len(parts) == 1:
+        return parts[0]
+    scores = {name: torch.stack([p.scores[name] for p in parts]).mean(0) for name in parts[0].scores}
+    return Scores(scores, prompt, all(p.cached for p in parts), sum(p.seconds for p in parts))
+
+
+def target_scores(world: ModelWorld, pipe, spec: EditSpec, prompt: str) -> Scores:
+    """The concept's scores: on its prompt, or the mean over `spec.scenes` scenes that show it."""
+    spec = with_scenes(world, spec)
+    anchor = anchor_prompts(world, spec)
+    if not spec.scenes:
+        return scores_for(world, pipe, prompt, spec.action, spec.mode, anchor)
+    prompts = scene_prompts(spec.concept, spec.scenes)
+    return mean_scores([scores_for(world, pipe, p, spec.action, spec.mode, anchor) for p in prompts], f"{spec.scenes} scenes of {spec.concept.strip()}")
+
+
+def kept_scores(world: ModelWorld, pipe, spec: EditSpec, kept: str) -> Scores:
+    """What a kept concept needs: its template prompt's scores, or with scenes, the mean over the
+    concept's scenes with the kept value in (CAD's unanchored objective either way)."""
+    if not spec.scenes:
+        prompt = check_prompt(world.defaults.concept_template.format(concept=kept), field="keep").text
+        return scores_for(world, pipe, prompt, spec.action, spec.mode)
+    prompts = kept_scene_prompts(spec.concept, kept, spec.scenes)
+    return mean_scores([scores_for(world, pipe, p, spec.action, spec.mode) for p in prompts], f"{spec.scenes} scenes of {kept}")
+
+
 CONTRASTS = ("mean", "max")
 
 
@@ -142,19 +175,32 @@ def contrasted(world: ModelWorld, pipe, spec: EditSpec, target: Scores, how: str
         raise InvalidInputError("contrast", f"{how!r} is not one of {', '.join(CONTRASTS)}")
     if not (isinstance(weight, (int, float)) and 0 <= weight <= 100):
         raise InvalidInputError("contrast", f"weight must be in [0, 100], got {weight!r}")
+    spec = with_scenes(world, spec)
     keep = [k.strip() for k in spec.keep if k and k.strip()]
     if not keep:
         return target
     if len(keep) > MAX_PROMPTS:
         raise InvalidInputError("keep", f"at most {MAX_PROMPTS} concepts to keep, got {len(keep)}")
-    others = [scores_for(world, pipe, check_prompt(world.defaults.concept_template.format(concept=k), field="keep").text, spec.action, spec.mode) for k in keep]
+    others = [kept_scores(world, pipe, spec, k) for k in keep]
     reduce = (lambda t: t.mean(0)) if how == "mean" else (lambda t: t.amax(0))
     scores = {name: s - weight * reduce(torch.stack([o.scores[name] for o in others])) for name, s in target.scores.items()}
     return Scores(scores, target.prompt, target.cached and all(o.cached for o in others), target.seconds + sum(o.seconds for o in others))
 
 
+def with_scenes(world: ModelWorld, spec: EditSpec) -> EditSpec:
+    """The spec with its number of scenes settled and checked: the model's default when None, but
+    none when the user gave a concept prompt of their own (attribution runs on what they typed)."""
+    own_prompt = bool(spec.concept_prompt and spec.concept_prompt.strip())
+    scenes = (0 if own_prompt else world.defaults.edit_scenes) if spec.scenes is None else spec.scenes
+    check_scenes(world, scenes)
+    if scenes and own_prompt:
+        raise InvalidInputError("scenes", "attribution runs over your concept prompt or over scenes, not both: set scenes to 0 or clear the concept prompt")
+    return replace(spec, scenes=scenes)
+
+
 def edit_plan(world: ModelWorld, pipe, spec: EditSpec, prompt: str, ratio: float) -> tuple[Scores, AblationPlan]:
     """The scores (contrasted with the concepts to keep) and the weights they say to zero."""
+    spec = with_scenes(world, spec)
     scope = edit_scope(world, spec)
     # The model's default applies to the per-row scope; an explicit value elsewhere is refused by
     # plan_ablation. Checked before attribution, so a bad value costs no scoring.
@@ -164,7 +210,7 @@ def edit_plan(world: ModelWorld, pipe, spec: EditSpec, prompt: str, ratio: float
         raise InvalidInputError("min_per_row", f"must be a whole number in 0..64, got {min_per_row!r}")
     if scope != "row" and min_per_row:
         raise InvalidInputError("min_per_row", f"applies to the per-row scope only, not {scope!r}")
-    scores = contrasted(world, pipe, spec, scores_for(world, pipe, prompt, spec.action, spec.mode, anchor_prompts(world, spec)), how=spec.contrast)
+    scores = contrasted(world, pipe, spec, target_scores(world, pipe, spec, prompt), how=spec.contrast)
     return scores, plan_ablation(pipe.unet, scores.scores, ratio, min_per_row=min_per_row, scope=scope)
 
 
@@ -248,13 +294,19 @@ def run_edit(
         raise InvalidInputError("contrast", f"{spec.contrast!r} is not one of {', '.join(CONTRASTS)}")
     prompt = concept_prompt(world, spec)
     anchor_prompts(world, spec)
+    spec = with_scenes(world, spec)
+    if spec.scenes:  # a concept (or kept concept) no scene can show is named before the model loads
+        scene_prompts(spec.concept, spec.scenes)
+        for kept in (k for k in spec.keep if k and k.strip()):
+            kept_scene_prompts(spec.concept, kept, spec.scenes)
     shown = check_prompts(prompts if prompts is not None else concept_image_prompts(world, spec, prompt, images, seed), "prompts")
     others = [e for e in world.examples if spec.concept.strip().lower() not in e.lower()]  # examples without the concept
     kept = check_prompts(kept_prompts if kept_prompts is not None else others[:2], "kept_prompts")
     pipe = (cache or SHARED_PIPELINES).get(world, device)
     check_known_concepts(world, pipe, spec)
     started = time.perf_counter()
-    report(progress, 0.0, f"attribution scores for '{prompt}' (cached after the first time)")
+    what = f"{spec.scenes} scenes of {spec.concept.strip()}" if spec.scenes else f"'{prompt}'"
+    report(progress, 0.0, f"attribution scores for {what} (cached after the first time)")
     scores, plan = edit_plan(world, pipe, spec, prompt, ratio)
     report(progress, 0.5, "the concept's images, before and after")
     before, after = _generate(pipe, shown, seed, world, steps, guidance, None), _generate(pipe, shown, seed, world, steps, guidance, plan)

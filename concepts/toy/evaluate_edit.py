@@ -19,6 +19,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -27,7 +28,7 @@ import numpy as np
 from ..cad import AblationHooks, AttributionConfig, plan_ablation
 from ..cad.checks import prediction_check, random_plan
 from ..cad.ablation import SCOPES
-from ..cad.service import EditSpec, contrasted, scores_for
+from ..cad.service import EditSpec, contrasted, scores_for, target_scores
 from ..dictionary import concept_features
 from ..errors import UnknownNameError
 from ..hooks import BlockEdit, BlockHooks
@@ -49,8 +50,11 @@ TARGET = {"erase_rate_before_at_least": 0.9, "erase_rate_after_at_most": 0.2, "o
 
 VARIANTS = {"plain": "CAD scores", "mean": "contrasted with the other values", "max": "contrasted with the other values' max",
             "max2": "contrasted with twice the other values' max",
-            "anchored": "anchored", "anchored-max": "anchored, contrasted with the other values' max"}
+            "anchored": "anchored", "anchored-max": "anchored, contrasted with the other values' max",
+            "scenes": "CAD scores over scenes of the concept", "scenes-mean": "over scenes, contrasted with the same scenes in the other values"}
 CONTRAST = {"mean": ("mean", 1.0), "max": ("max", 1.0), "max2": ("max", 2.0), "anchored-max": ("max", 1.0)}
+SCENE_VARIANTS = ("scenes", "scenes-mean")
+"""Erase only: attribution over `EditEvalConfig.scenes` fully specified scenes (`cad.scenes`)."""
 ANCHORED = ("anchored", "anchored-max")
 """Erase objective anchored on neighbouring values (J = Σ‖ε(x,c) − stopgrad mean_a ε(x,a)‖²), once per anchor set."""
 
@@ -65,12 +69,14 @@ class EditEvalConfig:
     """Where the top weights are taken (`plan_ablation`'s scope): every scope is run at `ratios`,
     unless `scope_ratios` names its own (the matrix scope: toy-shapes' default edit)."""
     scope_ratios: dict[str, tuple[float, ...]] = field(default_factory=lambda: {"matrix": (0.012, 0.024)})
-    variants: tuple[str, ...] = ("plain", "mean", "max")
+    variants: tuple[str, ...] = ("plain", "mean", "max", "scenes", "scenes-mean")
     """Scores: plain CAD ("plain"), minus the mean ("mean"), the max ("max") or twice the max ("max2") of the other values' scores;
     the erase objective anchored on other values ("anchored"), and that minus the other values' max ("anchored-max")."""
     anchor_sets: tuple[tuple[str, ...], ...] = ()
     """The anchor sets the anchored variants run with, each a tuple of values (several: their mean
     prediction); () means one set, all the other values of the concept's attribute. Erase only."""
+    scenes: int = 8
+    """Scenes the scene variants attribute over."""
     random_baseline: bool = True
     amplify: bool = True
     suppression: bool = True
@@ -147,14 +153,28 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
                 "concept_rate_on_its_prompts": round(float(np.mean([r[attribute] == concept for r in t])), 3),
                 "others_attribute_accuracy": round(float(np.mean([r[attribute] == getattr(s, attribute) for r, (s, _) in zip(o, others)])), 3),
                 "others_all_attributes_accuracy": round(float(np.mean([np.mean([r[a] == getattr(s, a) for a in ATTRIBUTES]) for r, (s, _) in zip(o, others)])), 3),
+                "concept_prompts_read_as": dict(Counter(r[attribute] for r in t).most_common()),
+                "others_right_by_value": by_value(o),
             }
+
+        def by_value(judged_others: list[dict[str, str]]) -> dict[str, str]:
+            """Per kept value, "right/asked": which neighbours an edit hurts (red's loss may be all orange)."""
+            asked, right = Counter(getattr(s, attribute) for s, _ in others), Counter()
+            for r, (s, _) in zip(judged_others, others):
+                right[getattr(s, attribute)] += r[attribute] == getattr(s, attribute)
+            return {value: f"{right[value]}/{n}" for value, n in sorted(asked.items())}
 
         keep = tuple(v for v in ATTRIBUTES[attribute] if v != concept)
 
         def variants(action: str):
             plain = scores_for(world, pipe, concept_prompt, action, "fast")
-            spec = EditSpec(concept, action, keep=keep)
-            out = [(VARIANTS[v], plain if v == "plain" else contrasted(world, pipe, spec, plain, *CONTRAST[v])) for v in cfg.variants if v not in ANCHORED]
+            spec = EditSpec(concept, action, keep=keep, scenes=0)
+            out = [(VARIANTS[v], plain if v == "plain" else contrasted(world, pipe, spec, plain, *CONTRAST[v])) for v in cfg.variants if v not in ANCHORED + SCENE_VARIANTS]
+            if action == "erase" and any(v in SCENE_VARIANTS for v in cfg.variants):
+                scened_spec = EditSpec(concept, action, keep=keep, scenes=cfg.scenes)
+                scened = target_scores(world, pipe, scened_spec, concept_prompt)
+                out += [(f"{VARIANTS[v]} ({cfg.scenes})", scened if v == "scenes" else contrasted(world, pipe, scened_spec, scened, "mean", 1.0))
+                        for v in cfg.variants if v in SCENE_VARIANTS]
             if action == "erase":
                 for anchors in cfg.anchor_sets or (keep,):
                     prompts = tuple(d.concept_template.format(concept=a) for a in anchors)
@@ -218,13 +238,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--matrix-ratios", type=float, nargs="+", default=list(EditEvalConfig().scope_ratios["matrix"]),
                         help="ratios of the matrix scope (--ratios applies to the other scopes)")
     parser.add_argument("--prompts", type=int, default=EditEvalConfig.prompts)
+    parser.add_argument("--scenes", type=int, default=EditEvalConfig.scenes, help="scenes the scene variants attribute over")
     parser.add_argument("--seed", type=int, default=EditEvalConfig.seed)
     parser.add_argument("--random", action="store_true", help="also a random ablation of as many weights per setting")
     parser.add_argument("--full", action="store_true", help="also amplify, SAE suppression and the prediction check")
     parser.add_argument("--out", help="also write the JSON to this file")
     args = parser.parse_args(argv)
     quiet_libraries()
-    cfg = EditEvalConfig(concepts=tuple(args.concepts), ratios=tuple(args.ratios), prompts=args.prompts, seed=args.seed, scopes=tuple(args.scopes),
+    cfg = EditEvalConfig(concepts=tuple(args.concepts), ratios=tuple(args.ratios), prompts=args.prompts, seed=args.seed, scopes=tuple(args.scopes), scenes=args.scenes,
                          variants=tuple(args.variants), anchor_sets=tuple(tuple(a.strip() for a in group.split(",") if a.strip()) for group in args.anchor_set or ()),
                          scope_ratios={"matrix": tuple(args.matrix_ratios)}, random_baseline=args.random, amplify=args.full, suppression=args.full, prediction=args.full)
     report = evaluate_edit(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))

@@ -25,10 +25,9 @@ def attribute_of(concept: str) -> tuple[str, str] | None:
     return matches[0] if len(matches) == 1 else None
 
 
-def prompts_showing(concept: str, n: int, seed: int) -> list[str] | None:
-    """`n` fully specified training-split captions whose scene has the concept's value (the rest
-    drawn at random): the images where the model draws the concept most surely. None when the
-    concept is not one toy attribute value."""
+def scenes_showing(concept: str, n: int, seed: int) -> list[Scene] | None:
+    """`n` training-split scenes with the concept's value (the rest drawn at random): the images
+    where the model draws the concept most surely. None when the concept is not one toy attribute value."""
     found = attribute_of(concept)
     if found is None:
         return None
@@ -39,7 +38,20 @@ def prompts_showing(concept: str, n: int, seed: int) -> list[str] | None:
         scene = Scene(**{**random_scene(rng, "any").as_dict(), name: value})
         if not scene.held_out:
             scenes.append(scene)
-    return [caption(scene) for scene in scenes]
+    return scenes
+
+
+def prompts_showing(concept: str, n: int, seed: int) -> list[str] | None:
+    """The full captions of `scenes_showing`: every attribute named, the concept's among them."""
+    scenes = scenes_showing(concept, n, seed)
+    return None if scenes is None else [caption(scene) for scene in scenes]
+
+
+def with_value(scene: Scene, concept: str) -> Scene | None:
+    """The scene with the concept's attribute set to the concept ("blue" turns a red scene blue);
+    None when the concept is not one toy attribute value."""
+    found = attribute_of(concept)
+    return None if found is None else Scene(**{**scene.as_dict(), found[0]: found[1]})
 
 
 def varied_prompts(n: int, seed: int, drop_prob: float = 0.2) -> list[str]:
