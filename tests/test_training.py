@@ -267,6 +267,26 @@ def test_resume_refuses_a_changed_recipe(sparse_shards, tmp_path):
         train_sae(sparse_shards, tmp_path, _cfg(epochs=1, lr=1e-3), progress=False, max_steps=3)
 
 
+def test_resume_refuses_a_checkpoint_trained_on_other_activations(sparse_shards, tmp_path):
+    """A retrained model's fresh activations must not resume (and so silently return) the SAE
+    trained on the old model's: the same rows from other weights, or an older unrecorded checkpoint."""
+    other = tmp_path / "other-weights"
+    x = torch.cat([b for b in ShardReader(sparse_shards).iter_batches(8192, seed=0, epoch=0)])
+    _write(other, x, rows_per_shard=2048, chunk=4096, dtype=torch.float32, meta={"weights_digest": "retrained"})
+    out = tmp_path / "sae"
+    train_sae(sparse_shards, out, _cfg(epochs=1), progress=False, max_steps=2)
+    with pytest.raises(InvalidInputError, match="other activations") as error:
+        train_sae(other, out, _cfg(epochs=1), progress=False, max_steps=3)
+    assert error.value.field == "shards"
+    state_path = out / "checkpoint" / "trainer_state.json"
+    state = json.loads(state_path.read_text())
+    state.pop("activations")
+    state_path.write_text(json.dumps(state))
+    with pytest.raises(InvalidInputError, match="unrecorded activations"):
+        train_sae(sparse_shards, out, _cfg(epochs=1), progress=False, max_steps=3)
+    assert train_sae(other, tmp_path / "fresh", _cfg(epochs=1), progress=False, max_steps=3).steps == 3
+
+
 def test_bad_config_and_empty_folder_are_refused(tmp_path):
     with pytest.raises(InvalidInputError, match="batch_size"):
         TrainConfig(batch_size=0)

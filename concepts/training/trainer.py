@@ -131,8 +131,15 @@ def _build_sae(d: int, cfg: TrainConfig, sae_fields: dict[str, Any]) -> TopKSAE:
     return sae.to(cfg.device)
 
 
+def activations_identity(reader: ShardReader) -> dict[str, Any]:
+    """What a checkpoint was trained on: the shard folder's rows and, where the collector recorded
+    them, its prompt list's and model weights' digests. A checkpoint resumed on other activations
+    would be returned as if trained on these (a retrained model's SAEs silently kept the old ones)."""
+    return {"rows": reader.rows, "prompt_digest": reader.meta.get("prompt_digest"), "weights_digest": reader.meta.get("weights_digest")}
+
+
 def _write_checkpoint(out_dir: Path, sae: TopKSAE, opt: torch.optim.Adam, since_fired: torch.Tensor,
-                      state: _State, cfg: TrainConfig) -> None:
+                      state: _State, cfg: TrainConfig, activations: dict[str, Any]) -> None:
     """Write out_dir/checkpoint/ atomically: build it in a temp folder, then swap it in by rename."""
     final, tmp, old = out_dir / CHECKPOINT, out_dir / f"{CHECKPOINT}.tmp", out_dir / f"{CHECKPOINT}.old"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -143,7 +150,7 @@ def _write_checkpoint(out_dir: Path, sae: TopKSAE, opt: torch.optim.Adam, since_
         for name, value in param_state.items():
             tensors[f"optim.{index}.{name}"] = torch.as_tensor(value).detach().cpu().contiguous()
     save_file(tensors, str(tmp / STATE_TENSORS))
-    (tmp / STATE_JSON).write_text(json.dumps({**state._asdict(), "config": dataclasses.asdict(cfg)}, indent=1))
+    (tmp / STATE_JSON).write_text(json.dumps({**state._asdict(), "config": dataclasses.asdict(cfg), "activations": activations}, indent=1))
     shutil.rmtree(old, ignore_errors=True)
     if final.exists():
         os.replace(final, old)
@@ -158,13 +165,17 @@ def _find_checkpoint(out_dir: Path) -> Path | None:
     return None
 
 
-def _load_checkpoint(folder: Path, cfg: TrainConfig, d: int) -> tuple[TopKSAE, dict[str, torch.Tensor], _State]:
+def _load_checkpoint(folder: Path, cfg: TrainConfig, d: int, activations: dict[str, Any]) -> tuple[TopKSAE, dict[str, torch.Tensor], _State]:
     try:
         saved = json.loads((folder / STATE_JSON).read_text())
         state = _State(*(int(saved[f]) for f in _State._fields))
         saved_cfg = dict(saved["config"])
     except (ValueError, KeyError, TypeError) as exc:
         raise CheckpointError(f"{folder / STATE_JSON}: corrupt trainer state ({exc}); delete {folder} to restart") from exc
+    if saved.get("activations") != activations:
+        what = "unrecorded activations (an older checkpoint)" if saved.get("activations") is None else "other activations"
+        raise InvalidInputError("shards", f"the checkpoint in {folder} was trained on {what}, not on these; "
+                                "use a new out_dir or delete that checkpoint to start over")
     changed = sorted(f for f, v in dataclasses.asdict(cfg).items()
                      if f not in _RESUMABLE_CHANGES and saved_cfg.get(f) != v)
     if changed:
@@ -242,8 +253,9 @@ def train_sae(
     out_dir.mkdir(parents=True, exist_ok=True)
 
     checkpoint = _find_checkpoint(out_dir)
+    activations = activations_identity(reader)
     if checkpoint is not None:
-        sae, tensors, state = _load_checkpoint(checkpoint, cfg, reader.d)
+        sae, tensors, state = _load_checkpoint(checkpoint, cfg, reader.d, activations)
         since_fired = tensors["since_fired"].to(cfg.device)
         log.info("resuming %s at step %d (epoch %d, batch %d)", out_dir, state.step, state.epoch, state.batch_in_epoch)
     else:
@@ -292,7 +304,7 @@ def train_sae(
                 if step % 100 == 0 or step == 1:
                     log.info("step %d fvu %.4f auxk %.4f dead %.2f%%", step, fvu, auxk, 100 * float(dead.float().mean()))
                 if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
-                    _write_checkpoint(out_dir, sae, opt, since_fired, _State(step, epoch, batch_in_epoch, tokens), cfg)
+                    _write_checkpoint(out_dir, sae, opt, since_fired, _State(step, epoch, batch_in_epoch, tokens), cfg, activations)
                     saved_at = step
             if step == start:  # the epoch yielded nothing: a manifest/position mismatch, never loop forever
                 raise CheckpointError(f"{reader.folder}: no batches at epoch {epoch}, batch {batch_in_epoch}; "
@@ -300,7 +312,7 @@ def train_sae(
     finally:
         bar.close()
     if saved_at != step or _find_checkpoint(out_dir) is None:
-        _write_checkpoint(out_dir, sae, opt, since_fired, _State(step, epoch, batch_in_epoch, tokens), cfg)
+        _write_checkpoint(out_dir, sae, opt, since_fired, _State(step, epoch, batch_in_epoch, tokens), cfg, activations)
 
     sae.eval()
     ev, dead_fraction, eval_tokens = evaluate(sae, reader, cfg.batch_size, cfg.eval_batches, cfg.seed, cfg.device)
