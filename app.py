@@ -569,10 +569,11 @@ def build_app() -> gr.Blocks:
                 "Component attribution (CAD) scores every feed-forward weight of the UNet's transformer blocks by how much "
                 "removing it would weaken (erase) or strengthen (amplify) a concept. Zeroing the top-scored weights at "
                 "inference time erases or amplifies the concept; prompts of other concepts show what is kept. Nothing in the "
-                "shared model changes: the edit lives in your request. Tip: list the concepts to keep (to erase *red* on the "
-                "toy model, keep *orange, yellow, green, blue, purple*): their weights are spared and other colours survive better. "
-                "On toy-shapes the concept's images come from fully specified prompts that name it (a short prompt such as "
-                "*a red shape* holds on to red longer); a concept prompt of your own is shown as typed."
+                "shared model changes: the edit lives in your request. Concepts to keep have their scores subtracted, so weights "
+                "they need are spared: on the toy model that makes amplify work (amplify *red*, keep the other colours); "
+                "for erase, plain scores do as well or better there. "
+                "On toy-shapes the concept's images come from fully specified prompts that name it, the harder case (a short "
+                "prompt such as *a red shape* loses red sooner); a concept prompt of your own is shown as typed."
             )
             with gr.Row():
                 with gr.Column():

@@ -61,7 +61,8 @@ class Defaults:
     concept_images: str = "template"
     """Where the Erase tab's images of the concept come from: "template" (the concept prompt, one
     seed per image) or "toy-world" (fully specified toy captions with the concept's value: on toy-shapes
-    "a red shape" keeps red under an erase that takes it from every fully specified prompt)."""
+    an erase fares differently on "a red shape", the prompt it is attributed on, than on full captions,
+    and the full captions are what its measured tables use)."""
     edit_scenes: int = 0
     """Toy worlds: erase / amplify attribute over this many fully specified scenes of the concept
     (`cad.scenes`); 0: over the concept prompt alone, as CAD does."""

@@ -130,8 +130,8 @@ def test_erasing_red_at_the_models_default_takes_red_away_and_random_weights_do_
     from concepts.registry import load_registry
     from concepts.toy.evaluate_edit import EditEvalConfig, evaluate_edit
 
-    d = load_registry().get().defaults  # the Erase tab's defaults: scope, ratio, the other colours kept (mean)
-    cfg = EditEvalConfig(concepts=("red",), prompts=8, scopes=(d.edit_scope,), ratios=(d.edit_ratio,), scope_ratios={}, variants=("mean",),
+    d = load_registry().get().defaults  # the Erase tab's defaults: scope, ratio, and the kept concepts' mean subtracted if it lists any
+    cfg = EditEvalConfig(concepts=("red",), prompts=8, scopes=(d.edit_scope,), ratios=(d.edit_ratio,), scope_ratios={}, variants=("mean" if d.edit_keep else "plain",),
                          random_baseline=True, amplify=False, suppression=False, prediction=False)
     red = evaluate_edit(cfg)["concepts"]["red"]["erase"]
     (row,) = red["by_ratio"]

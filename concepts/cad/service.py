@@ -90,9 +90,10 @@ def concept_prompt(world: ModelWorld, spec: EditSpec) -> str:
 
 def concept_image_prompts(world: ModelWorld, spec: EditSpec, prompt: str, count: int, seed: int) -> list[str]:
     """The prompts of the concept's before/after images: the user's concept prompt when given;
-    else, on a toy world, fully specified captions with the concept (its template prompt, "a red
-    shape", keeps red under an erase that takes red from every fuller prompt, so the images would hide
-    the edit); else the template prompt. One prompt per image."""
+    else, on a toy world, fully specified captions with the concept (the template prompt, "a red
+    shape", is what attribution runs on, and how an erase fares on it differs from full prompts, in
+    either direction from one retraining to the next: the full captions are what the judge's
+    tables measure); else the template prompt. One prompt per image."""
     if not (isinstance(count, int) and 1 <= count <= MAX_PROMPTS):
         raise InvalidInputError("images", f"must be in 1..{MAX_PROMPTS}, got {count!r}")
     if world.defaults.concept_images == "toy-world" and not (spec.concept_prompt and spec.concept_prompt.strip()):

@@ -3,8 +3,9 @@
 The same CAD erase (the concept's fast-mode scores, plain or contrasted with the other values'
 mean, per matrix) is applied while generating a short and a fully specified prompt of the concept,
 `--images` seeds each; the judge's rate of the concept is printed before and after, as one JSON object.
-On toy-shapes, fully specified prompts lose red at ratios where "a red shape" keeps it.
-"""
+The scores are attributed on the short template prompt, so how far the erase reaches fuller prompts
+is a question of the weights: on one toy model full prompts lost red first, on its retrained
+successor "a red shape" did (README, "What falls short")."""
 
 from __future__ import annotations
 
