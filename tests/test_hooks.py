@@ -183,8 +183,12 @@ def test_concurrent_runs_do_not_see_each_others_hooks(tiny_pipe):
         t.start()
     for t in threads:
         t.join()
-    assert torch.equal(results["plain"], reference)
-    assert not torch.equal(results["edited"], reference)
+    # Two threads share the CPU's BLAS pool, so float sums may differ in the last bits (a CI run
+    # saw it); a leaked +10 edit would move pixels by far more than this tolerance.
+    leaked = (results["plain"] - reference).abs().max()
+    applied = (results["edited"] - reference).abs().max()
+    assert leaked < 1e-4, f"the plain run moved by {leaked:.2e}: it saw the other thread's edit"
+    assert applied > 1e-2, f"the edited run moved by {applied:.2e} only"
 
 
 def test_unet_call_without_step_is_refused(tiny_pipe):
