@@ -26,7 +26,7 @@ from PIL import Image  # noqa: E402
 
 from concepts.cad.ablation import SCOPE_LABELS  # noqa: E402
 from concepts.cad.figures import block_mass_figure  # noqa: E402
-from concepts.cad.service import EditSpec, block_mass, concept_prompt, run_edit, top_components  # noqa: E402
+from concepts.cad.service import EditSpec, attributed_on, block_mass, concept_prompt, run_edit, top_components  # noqa: E402
 from concepts.errors import ConceptLabError, InvalidInputError, UnknownNameError, one_line  # noqa: E402
 from concepts.evolution import run_evolution  # noqa: E402
 from concepts.evolution_figures import (  # noqa: E402
@@ -413,8 +413,7 @@ def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str,
                        + [(i, f"after · {p}") for i, p in zip(outcome.concept_after, shown)])
     kept_gallery = [x for b, a, p in zip(outcome.kept_before, outcome.kept_after, outcome.kept_prompts) for x in ((b, f"before · {p}"), (a, f"after · {p}"))]
     plan = outcome.plan
-    attributed = f"{outcome.spec.scenes} scenes of {concept}" if outcome.spec.scenes else f"'{prompt}'"
-    figure = block_mass_figure(block_mass(outcome.attribution.scores), plan.by_block(), f"Attribution of {attributed} ({action} objective, {mode})")
+    figure = block_mass_figure(block_mass(outcome.attribution.scores), plan.by_block(), f"Attribution of {attributed_on(outcome.spec, prompt)} ({action} objective, {mode})")
     rows = [[layer, r, c, round(v, 6)] for layer, r, c, v in top_components(outcome.attribution.scores, 10)]
     source = "cached scores" if outcome.attribution.cached else f"scores computed in {outcome.attribution.seconds:.1f} s"
     info = (f"{action.capitalize()}d **{concept}**: zeroed {plan.count:,} of {plan.total_weights:,} feed-forward weights "
@@ -429,7 +428,7 @@ def model_edit_defaults(model: str):
     world = REGISTRY.get(model)
     return (gr.update(value=world.defaults.edit_ratio), gr.update(value="\n".join(world.examples[1:3])), gr.update(value=world.defaults.edit_scope),
             gr.update(value=", ".join(world.defaults.edit_keep)),
-            gr.update(value=world.defaults.edit_scenes, visible=world.defaults.concept_images == "toy-world"))
+            gr.update(value=world.defaults.edit_scenes, visible=world.defaults.toy_scenes))
 
 
 def sampling_inputs(world, example: str, prefix: str = ""):
@@ -589,7 +588,7 @@ def build_app() -> gr.Blocks:
                     c_keep = gr.Textbox(label="Concepts to keep, comma-separated (their weights are spared)", placeholder="blue, green", value=", ".join(default.defaults.edit_keep), elem_id="edit-keep")
                     c_scenes = gr.Slider(0, 8, value=default.defaults.edit_scenes, step=1, label="Scenes to attribute over (0: the concept prompt alone)",
                                          info="Toy worlds: the mean scores over fully specified scenes of the concept, kept concepts on the same scenes",
-                                         visible=default.defaults.concept_images == "toy-world", elem_id="edit-scenes")
+                                         visible=default.defaults.toy_scenes, elem_id="edit-scenes")
                     c_prompt = gr.Textbox(label="Concept prompt (empty: the model's template)", placeholder=default.defaults.concept_template, elem_id="edit-prompt")
                     c_kept = gr.Textbox(label="Prompts of other concepts, one per line (what should be kept)",
                                         value="\n".join(default.examples[1:3]), lines=3, elem_id="edit-kept")

@@ -70,6 +70,12 @@ class Defaults:
     """The text encoder knows only the words its tokenizer holds whole (toy-shapes): other words
     are warned about in prompts and refused as concept names."""
 
+    @property
+    def toy_scenes(self) -> bool:
+        """Whether the world's scenes are known (a toy world): the Erase tab's fully specified
+        images of a concept, and attribution over scenes, need them."""
+        return self.concept_images == "toy-world"
+
     def __post_init__(self) -> None:
         if "{concept}" not in self.concept_template:
             raise InvalidInputError("defaults.concept_template", f"{self.concept_template!r} has no {{concept}} slot")
@@ -84,7 +90,7 @@ class Defaults:
             raise InvalidInputError("defaults.concept_images", f"{self.concept_images!r} is not one of {', '.join(CONCEPT_IMAGE_SOURCES)}")
         if isinstance(self.edit_scenes, bool) or not isinstance(self.edit_scenes, int) or not 0 <= self.edit_scenes <= 8:
             raise InvalidInputError("defaults.edit_scenes", f"must be a whole number in 0..8, got {self.edit_scenes!r}")
-        if self.edit_scenes and self.concept_images != "toy-world":
+        if self.edit_scenes and not self.toy_scenes:
             raise InvalidInputError("defaults.edit_scenes", "needs a toy world (concept_images \"toy-world\"): only there are scenes known")
         if self.strengths is None:
             return

@@ -18,11 +18,16 @@ SCENE_SEED = 7
 so their scores are cached once per concept."""
 
 
+def scenes_label(concept: str, scenes: int) -> str:
+    """How scores attributed over scenes are named in messages and reports: "8 scenes of red"."""
+    return f"{scenes} scenes of {concept.strip()}"
+
+
 def check_scenes(world: ModelWorld, scenes: int) -> int:
     """The number of scenes, checked: 0 (the concept prompt) or 1..MAX_SCENES on a toy world."""
     if isinstance(scenes, bool) or not isinstance(scenes, int) or not 0 <= scenes <= MAX_SCENES:
         raise InvalidInputError("scenes", f"must be a whole number in 0..{MAX_SCENES}, got {scenes!r}")
-    if scenes and world.defaults.concept_images != "toy-world":
+    if scenes and not world.defaults.toy_scenes:
         raise InvalidInputError("scenes", f"attribution over scenes needs a toy world with known scenes; {world.name} has none (use 0)")
     return scenes
 

@@ -26,7 +26,7 @@ from .ablation import AblationHooks, AblationPlan, check_ratio, check_scope, pla
 from .attribution import AttributionConfig, attribute
 from .cache import load_scores, lock_for, save_scores, score_key, score_path
 from .components import block_of
-from .scenes import check_scenes, kept_scene_prompts, scene_prompts
+from .scenes import check_scenes, kept_scene_prompts, scene_prompts, scenes_label
 
 ACTIONS = ("erase", "amplify")
 MAX_PROMPTS = 8
@@ -96,7 +96,7 @@ def concept_image_prompts(world: ModelWorld, spec: EditSpec, prompt: str, count:
     tables measure); else the template prompt. One prompt per image."""
     if not (isinstance(count, int) and 1 <= count <= MAX_PROMPTS):
         raise InvalidInputError("images", f"must be in 1..{MAX_PROMPTS}, got {count!r}")
-    if world.defaults.concept_images == "toy-world" and not (spec.concept_prompt and spec.concept_prompt.strip()):
+    if world.defaults.toy_scenes and not (spec.concept_prompt and spec.concept_prompt.strip()):
         from ..toy.prompts import prompts_showing
 
         check_int("seed", seed, 0, MAX_SEED)  # it seeds the scenes too: named here, before numpy sees it
@@ -152,7 +152,7 @@ def target_scores(world: ModelWorld, pipe, spec: EditSpec, prompt: str) -> Score
     if not spec.scenes:
         return scores_for(world, pipe, prompt, spec.action, spec.mode, anchor)
     prompts = scene_prompts(spec.concept, spec.scenes)
-    return mean_scores([scores_for(world, pipe, p, spec.action, spec.mode, anchor) for p in prompts], f"{spec.scenes} scenes of {spec.concept.strip()}")
+    return mean_scores([scores_for(world, pipe, p, spec.action, spec.mode, anchor) for p in prompts], scenes_label(spec.concept, spec.scenes))
 
 
 def kept_scores(world: ModelWorld, pipe, spec: EditSpec, kept: str) -> Scores:
@@ -162,7 +162,7 @@ def kept_scores(world: ModelWorld, pipe, spec: EditSpec, kept: str) -> Scores:
         prompt = check_prompt(world.defaults.concept_template.format(concept=kept), field="keep").text
         return scores_for(world, pipe, prompt, spec.action, spec.mode)
     prompts = kept_scene_prompts(spec.concept, kept, spec.scenes)
-    return mean_scores([scores_for(world, pipe, p, spec.action, spec.mode) for p in prompts], f"{spec.scenes} scenes of {kept}")
+    return mean_scores([scores_for(world, pipe, p, spec.action, spec.mode) for p in prompts], scenes_label(kept, spec.scenes))
 
 
 CONTRASTS = ("mean", "max")
@@ -186,6 +186,11 @@ def contrasted(world: ModelWorld, pipe, spec: EditSpec, target: Scores, how: str
     reduce = (lambda t: t.mean(0)) if how == "mean" else (lambda t: t.amax(0))
     scores = {name: s - weight * reduce(torch.stack([o.scores[name] for o in others])) for name, s in target.scores.items()}
     return Scores(scores, target.prompt, target.cached and all(o.cached for o in others), target.seconds + sum(o.seconds for o in others))
+
+
+def attributed_on(spec: EditSpec, prompt: str) -> str:
+    """What a settled spec's scores are attributed on, for messages: "'a red shape'" or "8 scenes of red"."""
+    return scenes_label(spec.concept, spec.scenes) if spec.scenes else f"'{prompt}'"
 
 
 def with_scenes(world: ModelWorld, spec: EditSpec) -> EditSpec:
@@ -306,8 +311,7 @@ def run_edit(
     pipe = (cache or SHARED_PIPELINES).get(world, device)
     check_known_concepts(world, pipe, spec)
     started = time.perf_counter()
-    what = f"{spec.scenes} scenes of {spec.concept.strip()}" if spec.scenes else f"'{prompt}'"
-    report(progress, 0.0, f"attribution scores for {what} (cached after the first time)")
+    report(progress, 0.0, f"attribution scores for {attributed_on(spec, prompt)} (cached after the first time)")
     scores, plan = edit_plan(world, pipe, spec, prompt, ratio)
     report(progress, 0.5, "the concept's images, before and after")
     before, after = _generate(pipe, shown, seed, world, steps, guidance, None), _generate(pipe, shown, seed, world, steps, guidance, plan)
