@@ -69,9 +69,22 @@ def shown_image(page, elem_id: str) -> np.ndarray:
 
 
 def set_slider(page, elem_id: str, value: int) -> None:
+    """Type the value, then wait until the slider's track shows it and leave the box (which commits
+    it), as a user does. Once in CI a Follow clicked at once ran with the old 25 steps."""
+    from playwright.sync_api import TimeoutError as PlaywrightTimeout
+
     box = page.locator(f"#{elem_id} input[type=number]")
-    box.fill(str(value))
-    box.press("Enter")
+    track = page.locator(f"#{elem_id} input[type=range]")
+    for _ in range(3):
+        box.fill(str(value))
+        box.press("Enter")
+        try:
+            page.wait_for_function("([el, v]) => el.value === v", arg=[track.element_handle(), str(value)], timeout=5_000)
+            break
+        except PlaywrightTimeout:
+            continue
+    box.press("Tab")
+    assert track.input_value() == box.input_value() == str(value), f"slider {elem_id} did not take {value}"
 
 
 def test_generate_then_steer_in_a_browser(page):
@@ -132,6 +145,7 @@ def test_evolution_tab_shows_previews_and_plots(page):
     set_slider(page, "evolve-steps", 8)
     page.locator("#follow").click()
     page.locator("#evolve-info").get_by_text("Decided").wait_for()
+    assert page.locator("#evolve-info").inner_text().startswith("8 steps in"), page.locator("#evolve-info").inner_text()
     assert shown_image(page, "step-preview").shape == (256, 256, 3)
     page.wait_for_function("() => document.querySelectorAll('#previews img').length >= 8")
     assert page.locator("#previews img").count() == 8
