@@ -19,7 +19,7 @@ from concepts.sampling import GenerationRequest, generate
 from concepts.steps import STAGES
 from concepts.toy.judge import load_judge
 from concepts.toy.model import HOOK_BLOCKS
-from concepts.toy.world import ATTRIBUTES
+from concepts.toy.world import ATTRIBUTES, HELD_OUT
 
 TOY = CHECKPOINTS_DIR / "toy-shapes"
 
@@ -131,6 +131,9 @@ def test_evaluate_prints_one_json_object_with_every_measure():
     assert len(report["saes"]) == 18 and all(0.0 < row["explained_variance"] <= 1.0 for row in report["saes"])
     assert 0.0 <= report["labelled_share"]["share_of_alive_features"] <= 1.0
     assert report["held_out"]["prompts"] == 2
+    drawn = report["held_out"]["shapes_drawn_by_pair"]
+    assert sum(n for shapes in drawn.values() for n in shapes.values()) == 2
+    assert {tuple(pair.split(" ")) for pair in drawn} <= HELD_OUT
 
 
 def run_cli(*args: str) -> subprocess.CompletedProcess:

@@ -28,6 +28,15 @@ def _table(rows: list[list[object]], header: list[str]) -> str:
     return "\n".join(lines)
 
 
+def _shapes_drawn(held: dict) -> str:
+    """Where the held-out shape misses go, pair by pair (absent from metrics written before it)."""
+    by_pair = held.get("shapes_drawn_by_pair")
+    if not by_pair:
+        return ""
+    rows = [[pair, sum(drawn.values()), ", ".join(f"{shape} {n}" for shape, n in drawn.items())] for pair, drawn in by_pair.items()]
+    return "\n\nShapes the judge sees on each held-out pair:\n\n" + _table(rows, ["pair asked", "images", "shapes drawn"])
+
+
 def _size_mb(folder: Path) -> float:
     return sum(f.stat().st_size for f in folder.rglob("*") if f.is_file()) / 2**20
 
@@ -92,7 +101,7 @@ images passed through this VAE: no generated image can do better.
 
 All six right at once: {fidelity["accuracy"]["all"]}. Held-out colour/shape pairs ({held["prompts"]} prompts):
 colour and shape both right {held["accuracy"]["colour_and_shape"]} (target ≥ {held["target"]}), colour
-{held["accuracy"]["colour"]}, shape {held["accuracy"]["shape"]}.
+{held["accuracy"]["colour"]}, shape {held["accuracy"]["shape"]}.{_shapes_drawn(held)}
 
 ## SAEs (`saes/<block>/<window>/<branch>/`)
 

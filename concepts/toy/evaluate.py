@@ -17,6 +17,7 @@ import argparse
 import json
 import sys
 import time
+from collections import Counter
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -77,8 +78,10 @@ class ReconstructionTally:
         return 1.0 - self.sse / total if total > 0 else 0.0
 
 
-def generate_and_judge(world: ModelWorld, pipe, judge, saes: dict[tuple[str, str, str], LoadedSAE], scenes_prompts, cfg: ModelEvalConfig, tallies: dict | None) -> dict[str, float]:
-    """Judge accuracy per attribute (and all six at once) over `scenes_prompts`; feeds `tallies`."""
+def generate_and_judge(world: ModelWorld, pipe, judge, saes: dict[tuple[str, str, str], LoadedSAE], scenes_prompts, cfg: ModelEvalConfig,
+                       tallies: dict | None, drawn_shapes: dict[str, Counter] | None = None) -> dict[str, float]:
+    """Judge accuracy per attribute (and all six at once) over `scenes_prompts`; feeds `tallies`,
+    and `drawn_shapes` ("colour shape" asked → shapes the judge saw), which says where a miss goes."""
     steps = world.defaults.steps
     guidance = world.defaults.guidance if cfg.guidance is None else cfg.guidance
     windows = {key: StepWindow.parse(key[1], steps) for key in saes}
@@ -106,6 +109,8 @@ def generate_and_judge(world: ModelWorld, pipe, judge, saes: dict[tuple[str, str
                 correct[name] += hit
             correct["all"] += all(hits.values())
             correct["colour_and_shape"] += hits["colour"] and hits["shape"]
+            if drawn_shapes is not None:
+                drawn_shapes.setdefault(f"{truth['colour']} {truth['shape']}", Counter())[guess["shape"]] += 1
     return {name: round(value / len(scenes_prompts), 4) for name, value in correct.items()}
 
 
@@ -133,7 +138,8 @@ def evaluate_model(cfg: ModelEvalConfig = ModelEvalConfig(), model: str = TOY_MO
     tallies = {key: ReconstructionTally(loaded.sae.cfg.d_in) for key, loaded in saes.items()}
     fidelity = generate_and_judge(world, pipe, judge, saes, labelled_prompts(cfg.prompts, cfg.seed, "train"), cfg, tallies if saes else None)
     ceiling = vae_ceiling(pipe, judge, cfg.prompts, cfg.seed + 2)
-    held_out = generate_and_judge(world, pipe, judge, {}, labelled_prompts(cfg.held_out_prompts, cfg.seed + 1, "held_out"), cfg, None)
+    held_out_shapes: dict[str, Counter] = {}
+    held_out = generate_and_judge(world, pipe, judge, {}, labelled_prompts(cfg.held_out_prompts, cfg.seed + 1, "held_out"), cfg, None, held_out_shapes)
     sae_rows = []
     labelled_total = alive_total = 0
     for key, loaded in saes.items():
@@ -153,7 +159,8 @@ def evaluate_model(cfg: ModelEvalConfig = ModelEvalConfig(), model: str = TOY_MO
         "guidance": world.defaults.guidance if cfg.guidance is None else cfg.guidance,
         "prompt_fidelity": {"prompts": cfg.prompts, "accuracy": fidelity, "targets": FIDELITY_TARGETS, "meets": fidelity_meets},
         "vae_ceiling": {"images": cfg.prompts, "accuracy": ceiling, "what": "judge accuracy on rendered images after VAE encode/decode"},
-        "held_out": {"prompts": cfg.held_out_prompts, "pairs": "colour/shape pairs never seen in training", "accuracy": held_out, "target": HELD_OUT_TARGET, "meets": held_out["colour_and_shape"] >= HELD_OUT_TARGET},
+        "held_out": {"prompts": cfg.held_out_prompts, "pairs": "colour/shape pairs never seen in training", "accuracy": held_out, "target": HELD_OUT_TARGET, "meets": held_out["colour_and_shape"] >= HELD_OUT_TARGET,
+                     "shapes_drawn_by_pair": {pair: dict(drawn.most_common()) for pair, drawn in sorted(held_out_shapes.items())}},
         "saes": sae_rows,
         "labelled_share": {"precision_at_least": LABEL_PRECISION, "share_of_alive_features": round(labelled_total / alive_total, 4) if alive_total else 0.0, "labelled": labelled_total, "alive": alive_total},
         "seconds": round(time.time() - started, 1),
