@@ -570,8 +570,8 @@ def build_app() -> gr.Blocks:
                 "inference time erases or amplifies the concept; prompts of other concepts show what is kept. Nothing in the "
                 "shared model changes: the edit lives in your request. Concepts to keep have their scores subtracted, so weights "
                 "they need are spared: on the toy model that makes amplify work (amplify *red*, keep the other colours); "
-                "for erase, plain scores do as well or better there. "
-                "On toy-shapes the concept's images come from fully specified prompts that name it, the harder case (a short "
+                "for erase there, they take more of the concept off at the same ratio but cost the other colours more. "
+                "On toy-shapes the concept's images come from fully specified prompts that name it (at small ratios a short "
                 "prompt such as *a red shape* loses red sooner); a concept prompt of your own is shown as typed."
             )
             with gr.Row():
