@@ -396,7 +396,7 @@ def judged_summary(world, concept: str, outcome) -> str:
 @gpu
 @user_errors
 def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str, concept_prompt_text: str, kept_text: str, seed: float, images: float, keep_text: str = "",
-                 scope: str | None = None, scenes: float | None = None, progress: gr.Progress = gr.Progress()):
+                 scope: str | None = None, scenes: float | None = None, contrast: str = "mean", protect: str = "presence", progress: gr.Progress = gr.Progress()):
     """Erase or amplify: before/after galleries for the concept and for other prompts, where, and how much."""
     world = REGISTRY.get(model)
     count = as_int(images, "images")
@@ -404,7 +404,7 @@ def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str,
         raise InvalidInputError("images", f"must be in 1..8, got {count}")
     keep = tuple(k.strip() for k in (keep_text or "").split(",") if k.strip())
     spec = EditSpec(concept=concept or "", action=action, ratio=as_float(ratio, "ratio"), mode=mode, concept_prompt=concept_prompt_text or None, keep=keep, scope=scope or None,
-                    scenes=None if scenes is None else as_int(scenes, "scenes"))
+                    scenes=None if scenes is None else as_int(scenes, "scenes"), contrast=contrast or "mean", protect=protect or "presence")
     prompt = concept_prompt(world, spec)
     outcome = run_edit(model, spec, images=count, kept_prompts=prompt_lines(kept_text) or None,
                        seed=as_int(seed, "seed"), device=DEVICE, registry=REGISTRY, progress=progress_callback(progress))
@@ -418,9 +418,17 @@ def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str,
     source = "cached scores" if outcome.attribution.cached else f"scores computed in {outcome.attribution.seconds:.1f} s"
     info = (f"{action.capitalize()}d **{concept}**: zeroed {plan.count:,} of {plan.total_weights:,} feed-forward weights "
             f"({plan.count / plan.total_weights:.2%}; ratio {outcome.ratio:g} {SCOPE_LABELS[plan.scope]})"
-            + (f", sparing what {', '.join(keep)} need" if keep else "") + f", {source}, {outcome.seconds:.1f} s in all."
+            + (kept_clause(keep, outcome.spec) if keep else "") + f", {source}, {outcome.seconds:.1f} s in all."
             + judged_summary(world, concept, outcome))
     return concept_gallery, kept_gallery, figure, rows, info
+
+
+def kept_clause(keep: tuple[str, ...], spec: EditSpec) -> str:
+    """How the info line says what the kept concepts' scores spared."""
+    names, how = ", ".join(keep), "the max of their" if spec.contrast == "max" else "their mean"
+    if spec.protect == "identity":
+        return f", sparing what tells {names} apart ({how} identity scores)"
+    return f", sparing what {names} need ({how} scores)"
 
 
 @user_errors
@@ -569,8 +577,10 @@ def build_app() -> gr.Blocks:
                 "removing it would weaken (erase) or strengthen (amplify) a concept. Zeroing the top-scored weights at "
                 "inference time erases or amplifies the concept; prompts of other concepts show what is kept. Nothing in the "
                 "shared model changes: the edit lives in your request. Concepts to keep have their scores subtracted, so weights "
-                "they need are spared: on the toy model that makes amplify work (amplify *red*, keep the other colours); "
-                "for erase there, they take more of the concept off at the same ratio but cost the other colours more. "
+                "they need are spared: on the toy model that makes amplify work (amplify *red*, keep the other colours). "
+                "For erase, spare their *identity* instead (what tells each kept concept from the others), with the *max*: "
+                "erasing red there moves red towards orange, and sparing presence alone lets orange drift to yellow "
+                "(identity keeps orange, but erases less red). "
                 "On toy-shapes the concept's images come from fully specified prompts that name it (at small ratios a short "
                 "prompt such as *a red shape* loses red sooner); a concept prompt of your own is shown as typed."
             )
@@ -586,6 +596,10 @@ def build_app() -> gr.Blocks:
                         c_scope = gr.Radio([(label, scope) for scope, label in SCOPE_LABELS.items()], value=default.defaults.edit_scope,
                                            label="Top weights taken", elem_id="edit-scope", scale=1)
                     c_keep = gr.Textbox(label="Concepts to keep, comma-separated (their weights are spared)", placeholder="blue, green", value=", ".join(default.defaults.edit_keep), elem_id="edit-keep")
+                    with gr.Row():
+                        c_protect = gr.Radio([("presence (what each needs)", "presence"), ("identity (what tells them apart; erase)", "identity")], value="presence",
+                                             label="What of the kept concepts to spare", elem_id="edit-protect")
+                        c_contrast = gr.Radio([("mean", "mean"), ("max (spares more)", "max")], value="mean", label="Subtract the kept concepts' scores", elem_id="edit-contrast")
                     c_scenes = gr.Slider(0, 8, value=default.defaults.edit_scenes, step=1, label="Scenes to attribute over (0: the concept prompt alone)",
                                          info="Toy worlds: the mean scores over fully specified scenes of the concept, kept concepts on the same scenes",
                                          visible=default.defaults.toy_scenes, elem_id="edit-scenes")
@@ -644,7 +658,7 @@ def build_app() -> gr.Blocks:
         step.change(scrub_evolution, inputs=[evolution, step], outputs=[step_preview, step_composition, step_legend, step_top], api_visibility="private")
         model.change(model_edit_defaults, inputs=model, outputs=[c_ratio, c_kept, c_scope, c_keep, c_scenes], api_visibility="private")
         c_run.click(
-            edit_concept, inputs=[model, c_concept, c_action, c_ratio, c_mode, c_prompt, c_kept, c_seed, c_images, c_keep, c_scope, c_scenes],
+            edit_concept, inputs=[model, c_concept, c_action, c_ratio, c_mode, c_prompt, c_kept, c_seed, c_images, c_keep, c_scope, c_scenes, c_contrast, c_protect],
             outputs=[c_concept_gallery, c_kept_gallery, c_plot, c_top, c_info], api_name="edit",
         )
     return demo

@@ -16,9 +16,11 @@ from typing import Callable, Sequence
 
 from .errors import ConceptLabError, InvalidInputError, one_line
 from .quiet import quiet_libraries
-from .registry import EDIT_SCOPES
+from .registry import EDIT_PROTECTS as PROTECTS, EDIT_SCOPES
 
 EXIT_USAGE = 2
+PROTECT_HELP = ("what of the --keep concepts to spare: presence (CAD's objective: the weights each needs to be drawn) or identity "
+                "(erase, two or more kept: each anchored on the others, the weights that tell them apart)")
 SCENES_HELP = "toy worlds: attribute over this many fully specified scenes of the concept (mean scores), 1..8; 0: the concept prompt; default: the model's"
 
 
@@ -95,7 +97,8 @@ def _generation_edit(args: argparse.Namespace, registry):
     from .service import SHARED_PIPELINES
 
     world = registry.get(args.model)
-    spec = EditSpec(concept=concept, action=action, ratio=args.ratio, mode=args.mode, keep=tuple(args.keep or ()), scope=args.scope, contrast=args.contrast, scenes=args.scenes)
+    spec = EditSpec(concept=concept, action=action, ratio=args.ratio, mode=args.mode, keep=tuple(args.keep or ()), scope=args.scope, contrast=args.contrast, scenes=args.scenes,
+                    protect=args.protect)
     ratio = check_ratio(world.defaults.edit_ratio if args.ratio is None else args.ratio)
     pipe = SHARED_PIPELINES.get(world, args.device)
     scores, plan = edit_plan(world, pipe, spec, concept_prompt(world, spec), ratio)
@@ -115,7 +118,7 @@ def cmd_edit(args: argparse.Namespace) -> dict:
     world = registry.get(args.model)
     spec = EditSpec(concept=args.concept, action=args.action, ratio=args.ratio, mode=args.mode, concept_prompt=args.concept_prompt,
                     keep=tuple(args.keep or ()), min_per_row=args.min_per_row, scope=args.scope, contrast=args.contrast,
-                    anchor=tuple(getattr(args, "anchor", None) or ()), scenes=args.scenes)
+                    anchor=tuple(getattr(args, "anchor", None) or ()), scenes=args.scenes, protect=getattr(args, "protect", "presence"))
     if args.images < 1 or args.images > 8:
         raise InvalidInputError("images", f"must be in 1..8, got {args.images}")
     outcome = run_edit(world.name, spec, prompts=args.prompt or None, images=args.images, kept_prompts=args.kept_prompt, seed=args.seed, steps=args.steps,
@@ -129,7 +132,7 @@ def cmd_edit(args: argparse.Namespace) -> dict:
             paths[kind].append(str(path))
     result = {
         "model": world.name, "action": args.action, "concept": args.concept, "concept_prompt": outcome.attribution.prompt,
-        "mode": args.mode, "ratio": outcome.ratio, "scope": outcome.plan.scope, "keep": list(spec.keep), "contrast": spec.contrast, "anchor": list(spec.anchor), "scenes": outcome.spec.scenes, "seed": args.seed, "prompts": outcome.concept_prompts, "kept_prompts": outcome.kept_prompts,
+        "mode": args.mode, "ratio": outcome.ratio, "scope": outcome.plan.scope, "keep": list(spec.keep), "contrast": spec.contrast, "protect": spec.protect, "anchor": list(spec.anchor), "scenes": outcome.spec.scenes, "seed": args.seed, "prompts": outcome.concept_prompts, "kept_prompts": outcome.kept_prompts,
         **paths,
         "zeroed_weights": outcome.plan.count, "of_weights": outcome.plan.total_weights, "zeroed_by_block": outcome.plan.by_block(),
         "attribution_mass_by_block": {b: {"positive": round(p, 6), "negative": round(n, 6)} for b, (p, n) in block_mass(outcome.attribution.scores).items()},
@@ -390,6 +393,7 @@ def build_parser() -> _Parser:
     gen.add_argument("--mode", default="fast", choices=["fast", "faithful"], help="attribution mode")
     gen.add_argument("--keep", action="append", default=None, help="a concept to protect from the edit (repeatable)")
     gen.add_argument("--contrast", default="mean", choices=["mean", "max"], help="subtract the kept concepts' mean scores, or their max (spares more)")
+    gen.add_argument("--protect", default="presence", choices=PROTECTS, help=PROTECT_HELP)
     gen.add_argument("--scenes", type=int, default=None, help=SCENES_HELP)
     gen.set_defaults(run=cmd_generate)
 
@@ -403,6 +407,7 @@ def build_parser() -> _Parser:
         edit.add_argument("--contrast", default="mean", choices=["mean", "max"], help="subtract the kept concepts' mean scores, or their max (spares more)")
         edit.add_argument("--scenes", type=int, default=None, help=SCENES_HELP)
         if action == "erase":
+            edit.add_argument("--protect", default="presence", choices=PROTECTS, help=PROTECT_HELP)
             edit.add_argument("--anchor", action="append", default=None,
                               help="a neighbouring concept to anchor the erase objective on: score what tells the concept from it, not from \"\" (repeatable: their mean prediction)")
         edit.add_argument("--min-per-row", type=int, default=None, help="weights zeroed per row at least (default: the model's)")

@@ -32,6 +32,8 @@ WINDOWS = (*STAGES, "all")
 EDIT_SCOPES = ("row", "matrix", "model")
 """Where erase / amplify take the top weights (see `concepts.cad.ablation`); kept here, torch-free,
 so the registry, the CLI's --help and the ablation code share one list."""
+EDIT_PROTECTS = ("presence", "identity")
+"""What of a kept concept erase spares (see `concepts.cad.service.EditSpec.protect`); torch-free for the CLI."""
 CONCEPT_IMAGE_SOURCES = ("template", "toy-world")
 _ENV_REPO = re.compile(r"^\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}$")
 

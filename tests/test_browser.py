@@ -167,6 +167,11 @@ def test_erase_tab_shows_before_after_and_a_chart(page, tmp_path_factory, monkey
     assert page.locator("#edit-concept-gallery img").count() == 4
     page.locator("#edit-mass img, #edit-mass svg, #edit-mass canvas").first.wait_for(state="visible")
     page.screenshot(path=str(ARTIFACTS / "erase.png"), full_page=True)
+    page.locator("#edit-keep textarea, #edit-keep input").first.fill("orange, yellow, green, blue, purple")
+    page.locator("#edit-protect").get_by_text("identity").click()
+    page.locator("#edit-contrast").get_by_text("max").click()
+    page.locator("#edit-run").click()
+    page.locator("#edit-info").get_by_text("sparing what tells orange, yellow, green, blue, purple apart (the max of their identity scores)").wait_for()
     concept = page.locator("#edit-concept textarea, #edit-concept input").first
     concept.fill("")
     page.locator("#edit-run").click()

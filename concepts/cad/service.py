@@ -19,7 +19,7 @@ from ..errors import InvalidInputError
 from ..pipeline import PipelineCache
 from ..progress import ProgressFn, report
 from ..prompts import check_prompt, known_words_message, unknown_words
-from ..registry import ModelWorld, Registry, load_registry
+from ..registry import EDIT_PROTECTS, ModelWorld, Registry, load_registry
 from ..sampling import MAX_SEED, GenerationRequest, check_int, generate
 from ..service import SHARED_PIPELINES
 from .ablation import AblationHooks, AblationPlan, check_ratio, check_scope, plan_ablation
@@ -30,6 +30,7 @@ from .scenes import check_scenes, kept_scene_prompts, scene_prompts, scenes_labe
 
 ACTIONS = ("erase", "amplify")
 MAX_PROMPTS = 8
+PROTECTS = EDIT_PROTECTS
 
 
 @dataclass(frozen=True)
@@ -49,6 +50,12 @@ class EditSpec:
     """Where the top weights are taken: per "row", per "matrix" or over the whole "model" (None: the model's default)."""
     contrast: str = "mean"
     """How the kept concepts' scores are subtracted: their "mean", or their "max" (spares more)."""
+    protect: str = "presence"
+    """What of each kept concept is spared. "presence": CAD's objective for it, the weights it needs
+    to be drawn at all. "identity" (erase only, two or more kept concepts): its objective anchored on
+    the other kept concepts, the weights that tell it from them. Why: on the toy, erasing red moves
+    red towards orange and orange towards yellow; orange is still drawn strongly (its presence scores
+    do not object) but as the wrong colour, which only the identity scores see."""
     anchor: tuple[str, ...] = ()
     """Erase only: concepts whose prompts anchor the objective (the concept's prediction is compared
     with their mean prediction instead of the unconditional one); () is CAD's objective."""
@@ -155,14 +162,31 @@ def target_scores(world: ModelWorld, pipe, spec: EditSpec, prompt: str) -> Score
     return mean_scores([scores_for(world, pipe, p, spec.action, spec.mode, anchor) for p in prompts], scenes_label(spec.concept, spec.scenes))
 
 
-def kept_scores(world: ModelWorld, pipe, spec: EditSpec, kept: str) -> Scores:
+def kept_scores(world: ModelWorld, pipe, spec: EditSpec, kept: str, keep: list[str] | None = None) -> Scores:
     """What a kept concept needs: its template prompt's scores, or with scenes, the mean over the
-    concept's scenes with the kept value in (CAD's unanchored objective either way)."""
+    concept's scenes with the kept value in. With `spec.protect` "presence" that is CAD's unanchored
+    objective; with "identity" the objective is anchored on the other kept concepts (`keep`) on the
+    same prompt (scene by scene), so the scores are what tells this one from them."""
+    others = [k for k in (keep or []) if k.lower() != kept.lower()] if spec.protect == "identity" else []
     if not spec.scenes:
-        prompt = check_prompt(world.defaults.concept_template.format(concept=kept), field="keep").text
-        return scores_for(world, pipe, prompt, spec.action, spec.mode)
+        def template(name: str) -> str:
+            return check_prompt(world.defaults.concept_template.format(concept=name), field="keep").text
+        return scores_for(world, pipe, template(kept), spec.action, spec.mode, tuple(template(o) for o in others))
     prompts = kept_scene_prompts(spec.concept, kept, spec.scenes)
-    return mean_scores([scores_for(world, pipe, p, spec.action, spec.mode) for p in prompts], scenes_label(kept, spec.scenes))
+    anchors = list(zip(*[kept_scene_prompts(spec.concept, o, spec.scenes) for o in others])) if others else [()] * len(prompts)
+    return mean_scores([scores_for(world, pipe, p, spec.action, spec.mode, tuple(a)) for p, a in zip(prompts, anchors)], scenes_label(kept, spec.scenes))
+
+
+def check_protect(spec: EditSpec) -> None:
+    """`spec.protect` is known, and "identity" has an erase and other kept concepts to anchor on."""
+    if spec.protect not in PROTECTS:
+        raise InvalidInputError("protect", f"{spec.protect!r} is not one of {', '.join(PROTECTS)}")
+    if spec.protect == "identity":
+        keep = {k.strip().lower() for k in spec.keep if k and k.strip()}
+        if spec.action != "erase":
+            raise InvalidInputError("protect", "identity applies to erase only (it anchors the erase objective); use presence for amplify")
+        if len(keep) < 2:
+            raise InvalidInputError("protect", f"identity tells each kept concept from the other kept ones: name two or more concepts to keep, got {len(keep)}")
 
 
 CONTRASTS = ("mean", "max")
@@ -171,18 +195,19 @@ CONTRASTS = ("mean", "max")
 def contrasted(world: ModelWorld, pipe, spec: EditSpec, target: Scores, how: str = "mean", weight: float = 1.0) -> Scores:
     """Target scores minus `weight` × the mean (or, stronger, the max) scores of the concepts to keep
     (our addition to CAD: it spares weights that every concept of the kind needs, which plain scores zero too).
-    The kept concepts' scores are always CAD's unanchored ones (what each needs), whatever the target's anchor."""
+    The kept concepts' scores follow `spec.protect` (presence or identity), whatever the target's anchor."""
     if how not in CONTRASTS:
         raise InvalidInputError("contrast", f"{how!r} is not one of {', '.join(CONTRASTS)}")
     if not (isinstance(weight, (int, float)) and 0 <= weight <= 100):
         raise InvalidInputError("contrast", f"weight must be in [0, 100], got {weight!r}")
     spec = with_scenes(world, spec)
-    keep = [k.strip() for k in spec.keep if k and k.strip()]
+    keep = list(dict.fromkeys(k.strip() for k in spec.keep if k and k.strip()))
     if not keep:
         return target
     if len(keep) > MAX_PROMPTS:
         raise InvalidInputError("keep", f"at most {MAX_PROMPTS} concepts to keep, got {len(keep)}")
-    others = [kept_scores(world, pipe, spec, k) for k in keep]
+    check_protect(spec)
+    others = [kept_scores(world, pipe, spec, k, keep) for k in keep]
     reduce = (lambda t: t.mean(0)) if how == "mean" else (lambda t: t.amax(0))
     scores = {name: s - weight * reduce(torch.stack([o.scores[name] for o in others])) for name, s in target.scores.items()}
     return Scores(scores, target.prompt, target.cached and all(o.cached for o in others), target.seconds + sum(o.seconds for o in others))
@@ -207,6 +232,7 @@ def with_scenes(world: ModelWorld, spec: EditSpec) -> EditSpec:
 def edit_plan(world: ModelWorld, pipe, spec: EditSpec, prompt: str, ratio: float) -> tuple[Scores, AblationPlan]:
     """The scores (contrasted with the concepts to keep) and the weights they say to zero."""
     spec = with_scenes(world, spec)
+    check_protect(spec)
     scope = edit_scope(world, spec)
     # The model's default applies to the per-row scope; an explicit value elsewhere is refused by
     # plan_ablation. Checked before attribution, so a bad value costs no scoring.
@@ -298,6 +324,7 @@ def run_edit(
     edit_scope(world, spec)
     if spec.contrast not in CONTRASTS:
         raise InvalidInputError("contrast", f"{spec.contrast!r} is not one of {', '.join(CONTRASTS)}")
+    check_protect(spec)
     prompt = concept_prompt(world, spec)
     anchor_prompts(world, spec)
     spec = with_scenes(world, spec)

@@ -20,7 +20,7 @@ import json
 import sys
 import time
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -51,9 +51,13 @@ TARGET = {"erase_rate_before_at_least": 0.9, "erase_rate_after_at_most": 0.2, "o
 VARIANTS = {"plain": "CAD scores", "mean": "contrasted with the other values", "max": "contrasted with the other values' max",
             "max2": "contrasted with twice the other values' max",
             "anchored": "anchored", "anchored-max": "anchored, contrasted with the other values' max",
-            "scenes": "CAD scores over scenes of the concept", "scenes-mean": "over scenes, contrasted with the same scenes in the other values"}
-CONTRAST = {"mean": ("mean", 1.0), "max": ("max", 1.0), "max2": ("max", 2.0), "anchored-max": ("max", 1.0)}
-SCENE_VARIANTS = ("scenes", "scenes-mean")
+            "scenes": "CAD scores over scenes of the concept", "scenes-mean": "over scenes, contrasted with the same scenes in the other values",
+            "identity": "contrasted with the other values' max, each value's objective anchored on the rest (identity)",
+            "scenes-identity": "over scenes, contrasted with the other values' max on the same scenes, each anchored on the rest (identity)"}
+CONTRAST = {"mean": ("mean", 1.0), "max": ("max", 1.0), "max2": ("max", 2.0), "anchored-max": ("max", 1.0), "identity": ("max", 1.0), "scenes-identity": ("max", 1.0)}
+IDENTITY = ("identity", "scenes-identity")
+"""Erase only: the kept values' scores are their identity (`EditSpec.protect`), not their presence."""
+SCENE_VARIANTS = ("scenes", "scenes-mean", "scenes-identity")
 """Erase only: attribution over `EditEvalConfig.scenes` fully specified scenes (`cad.scenes`)."""
 ANCHORED = ("anchored", "anchored-max")
 """Erase objective anchored on neighbouring values (J = Σ‖ε(x,c) − stopgrad mean_a ε(x,a)‖²), once per anchor set."""
@@ -71,7 +75,8 @@ class EditEvalConfig:
     scope_ratios: dict[str, tuple[float, ...]] = field(default_factory=lambda: {"matrix": (0.012, 0.024)})
     variants: tuple[str, ...] = ("plain", "mean", "max", "scenes", "scenes-mean")
     """Scores: plain CAD ("plain"), minus the mean ("mean"), the max ("max") or twice the max ("max2") of the other values' scores;
-    the erase objective anchored on other values ("anchored"), and that minus the other values' max ("anchored-max")."""
+    the erase objective anchored on other values ("anchored"), and that minus the other values' max ("anchored-max");
+    minus the max of the other values' identity scores ("identity", and over scenes "scenes-identity": `EditSpec.protect`)."""
     anchor_sets: tuple[tuple[str, ...], ...] = ()
     """The anchor sets the anchored variants run with, each a tuple of values (several: their mean
     prediction); () means one set, all the other values of the concept's attribute. Erase only."""
@@ -169,11 +174,15 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
         def variants(action: str):
             plain = scores_for(world, pipe, concept_prompt, action, "fast")
             spec = EditSpec(concept, action, keep=keep, scenes=0)
-            out = [(VARIANTS[v], plain if v == "plain" else contrasted(world, pipe, spec, plain, *CONTRAST[v])) for v in cfg.variants if v not in ANCHORED + SCENE_VARIANTS]
+            def protected(spec: EditSpec, variant: str) -> EditSpec:
+                return replace(spec, protect="identity") if variant in IDENTITY else spec
+
+            out = [(VARIANTS[v], plain if v == "plain" else contrasted(world, pipe, protected(spec, v), plain, *CONTRAST[v]))
+                   for v in cfg.variants if v not in ANCHORED + SCENE_VARIANTS and (action == "erase" or v not in IDENTITY)]
             if action == "erase" and any(v in SCENE_VARIANTS for v in cfg.variants):
                 scened_spec = EditSpec(concept, action, keep=keep, scenes=cfg.scenes)
                 scened = target_scores(world, pipe, scened_spec, concept_prompt)
-                out += [(f"{VARIANTS[v]} ({cfg.scenes})", scened if v == "scenes" else contrasted(world, pipe, scened_spec, scened, "mean", 1.0))
+                out += [(f"{VARIANTS[v]} ({cfg.scenes})", scened if v == "scenes" else contrasted(world, pipe, protected(scened_spec, v), scened, *CONTRAST.get(v, ("mean", 1.0))))
                         for v in cfg.variants if v in SCENE_VARIANTS]
             if action == "erase":
                 for anchors in cfg.anchor_sets or (keep,):
