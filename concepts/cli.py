@@ -16,7 +16,7 @@ from typing import Callable, Sequence
 
 from .errors import ConceptLabError, InvalidInputError, one_line
 from .quiet import quiet_libraries
-from .registry import EDIT_PROTECTS as PROTECTS, EDIT_SCOPES
+from .registry import EDIT_PROTECTS, EDIT_SCOPES
 
 EXIT_USAGE = 2
 PROTECT_HELP = ("what of the --keep concepts to spare: presence (CAD's objective: the weights each needs to be drawn) or identity "
@@ -393,7 +393,7 @@ def build_parser() -> _Parser:
     gen.add_argument("--mode", default="fast", choices=["fast", "faithful"], help="attribution mode")
     gen.add_argument("--keep", action="append", default=None, help="a concept to protect from the edit (repeatable)")
     gen.add_argument("--contrast", default="mean", choices=["mean", "max"], help="subtract the kept concepts' mean scores, or their max (spares more)")
-    gen.add_argument("--protect", default="presence", choices=PROTECTS, help=PROTECT_HELP)
+    gen.add_argument("--protect", default="presence", choices=EDIT_PROTECTS, help=PROTECT_HELP)
     gen.add_argument("--scenes", type=int, default=None, help=SCENES_HELP)
     gen.set_defaults(run=cmd_generate)
 
@@ -407,7 +407,7 @@ def build_parser() -> _Parser:
         edit.add_argument("--contrast", default="mean", choices=["mean", "max"], help="subtract the kept concepts' mean scores, or their max (spares more)")
         edit.add_argument("--scenes", type=int, default=None, help=SCENES_HELP)
         if action == "erase":
-            edit.add_argument("--protect", default="presence", choices=PROTECTS, help=PROTECT_HELP)
+            edit.add_argument("--protect", default="presence", choices=EDIT_PROTECTS, help=PROTECT_HELP)
             edit.add_argument("--anchor", action="append", default=None,
                               help="a neighbouring concept to anchor the erase objective on: score what tells the concept from it, not from \"\" (repeatable: their mean prediction)")
         edit.add_argument("--min-per-row", type=int, default=None, help="weights zeroed per row at least (default: the model's)")

@@ -46,6 +46,15 @@ def test_identity_changes_the_contrasted_scores(world, tiny_pipe):
     assert any(not torch.allclose(by_presence.scores[n], by_identity.scores[n]) for n in target.scores)
 
 
+def test_a_kept_concept_named_twice_in_other_case_counts_once(world, tiny_pipe):
+    """"orange, Orange" is one kept concept: the contrast equals keeping it once (the mean would
+    otherwise weigh it double against yellow)."""
+    target = scores_for(world, tiny_pipe, "a red square", "erase", "fast")
+    once = contrasted(world, tiny_pipe, EditSpec("red", keep=("orange", "yellow"), scenes=0), target, "mean")
+    twice = contrasted(world, tiny_pipe, EditSpec("red", keep=("orange", " Orange", "yellow"), scenes=0), target, "mean")
+    assert all(torch.equal(once.scores[n], twice.scores[n]) for n in target.scores)
+
+
 @pytest.mark.parametrize(
     "spec,message",
     [

@@ -30,7 +30,6 @@ from .scenes import check_scenes, kept_scene_prompts, scene_prompts, scenes_labe
 
 ACTIONS = ("erase", "amplify")
 MAX_PROMPTS = 8
-PROTECTS = EDIT_PROTECTS
 
 
 @dataclass(frozen=True)
@@ -179,10 +178,10 @@ def kept_scores(world: ModelWorld, pipe, spec: EditSpec, kept: str, keep: list[s
 
 def check_protect(spec: EditSpec) -> None:
     """`spec.protect` is known, and "identity" has an erase and other kept concepts to anchor on."""
-    if spec.protect not in PROTECTS:
-        raise InvalidInputError("protect", f"{spec.protect!r} is not one of {', '.join(PROTECTS)}")
+    if spec.protect not in EDIT_PROTECTS:
+        raise InvalidInputError("protect", f"{spec.protect!r} is not one of {', '.join(EDIT_PROTECTS)}")
     if spec.protect == "identity":
-        keep = {k.strip().lower() for k in spec.keep if k and k.strip()}
+        keep = distinct_concepts(spec.keep)
         if spec.action != "erase":
             raise InvalidInputError("protect", "identity applies to erase only (it anchors the erase objective); use presence for amplify")
         if len(keep) < 2:
@@ -190,6 +189,16 @@ def check_protect(spec: EditSpec) -> None:
 
 
 CONTRASTS = ("mean", "max")
+
+
+def distinct_concepts(names) -> list[str]:
+    """The kept concepts once each, in order, blanks dropped and case ignored ("Orange" is "orange"),
+    so no concept is scored twice."""
+    seen: dict[str, str] = {}
+    for name in names:
+        if name and name.strip():
+            seen.setdefault(name.strip().lower(), name.strip())
+    return list(seen.values())
 
 
 def contrasted(world: ModelWorld, pipe, spec: EditSpec, target: Scores, how: str = "mean", weight: float = 1.0) -> Scores:
@@ -201,7 +210,7 @@ def contrasted(world: ModelWorld, pipe, spec: EditSpec, target: Scores, how: str
     if not (isinstance(weight, (int, float)) and 0 <= weight <= 100):
         raise InvalidInputError("contrast", f"weight must be in [0, 100], got {weight!r}")
     spec = with_scenes(world, spec)
-    keep = list(dict.fromkeys(k.strip() for k in spec.keep if k and k.strip()))
+    keep = distinct_concepts(spec.keep)
     if not keep:
         return target
     if len(keep) > MAX_PROMPTS:
