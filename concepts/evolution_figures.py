@@ -114,9 +114,11 @@ def composition_legend(trace: BlockTrace, step: int) -> list[tuple[str, str]]:
 
 
 def decided_figure(decisions: dict[str, dict[str, float | None]], steps: int, title: str = "When is it decided?") -> Figure:
-    """Horizontal bars: per attribute, the step from which each source reads its final value."""
+    """Horizontal bars: per attribute, the step from which each source reads its final value. Rows run
+    top-down in the first source's decision order (layout before texture reads off the figure); what
+    that source never settled goes last, alphabetically."""
     sources = list(decisions)
-    attributes = sorted({a for d in decisions.values() for a in d})
+    attributes = decision_order(decisions)
     fig, ax = plt.subplots(figsize=(6.0, 0.45 * max(3, len(attributes)) + 1.2))
     offset = 0.6 / max(1, len(sources))
     for k, source in enumerate(sources):
@@ -136,6 +138,13 @@ def decided_figure(decisions: dict[str, dict[str, float | None]], steps: int, ti
     ax.legend(fontsize=7, loc="lower left", bbox_to_anchor=(0.0, 1.0), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
+
+
+def decision_order(decisions: dict[str, dict[str, float | None]]) -> list[str]:
+    """Every attribute any source read, earliest first by the first source's step; unsettled ones last."""
+    first = next(iter(decisions.values()), {})
+    names = sorted({a for d in decisions.values() for a in d})
+    return sorted(names, key=lambda a: (first.get(a) is None, first.get(a) or 0.0))
 
 
 def decisions(evo: Evolution, block: str) -> dict[str, dict[str, int | None]]:

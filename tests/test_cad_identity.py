@@ -80,10 +80,10 @@ def test_bad_protect_is_one_line_in_the_cli(tmp_path):
 
 
 def test_sparing_identity_keeps_orange_where_sparing_presence_turns_it_yellow():
-    """The toy's measured case: erase red, keep the other five colours, the max contrast, 2.4 % per
-    matrix. Sparing presence erases red, but orange objects come out yellow; sparing identity keeps
-    most orange objects orange and still takes red off some red prompts (it erases less: a trade-off
-    the README tables)."""
+    """The toy's measured case: erase red, keep the other five colours, the max contrast, 3.6 % per
+    matrix. Sparing presence takes red off most red prompts, but orange objects come out yellow
+    (9 of these 12 on the shipped weights); sparing identity keeps most orange objects orange (9 of 12)
+    and takes red off only a few red prompts (2 of 12): a trade-off the README tables."""
     from concepts.readers import world_reader
     from concepts.registry import load_registry
     from concepts.service import SHARED_PIPELINES
@@ -104,11 +104,12 @@ def test_sparing_identity_keeps_orange_where_sparing_presence_turns_it_yellow():
     plans = {}
     for protect in ("presence", "identity"):
         spec = EditSpec("red", keep=keep, contrast="max", protect=protect, scope="matrix", scenes=0)
-        _, plans[protect] = edit_plan(world, pipe, spec, "a red shape", 0.024)
+        _, plans[protect] = edit_plan(world, pipe, spec, "a red shape", 0.036)
     by_presence, by_identity = colours(orange, plans["presence"]), colours(orange, plans["identity"])
     assert by_presence.count("orange") <= 3 and by_presence.count("yellow") >= 8, by_presence
     assert by_identity.count("orange") >= by_presence.count("orange") + 5, by_identity
-    assert colours(red, plans["identity"]).count("red") <= 9
+    assert colours(red, plans["presence"]).count("red") <= 6
+    assert colours(red, plans["identity"]).count("red") <= 11
 
 
 def test_the_erase_tab_passes_protect_and_contrast_through():

@@ -75,8 +75,8 @@ def judged(toy):
 
 
 def test_prompts_condition_the_images(judged):
-    """Colour follows the prompt far above chance (1/6): the text reaches the UNet. (The shipped model
-    is undertrained; its other attributes are measured by `python -m concepts.toy.evaluate`.)"""
+    """Colour follows the prompt far above chance (1/6): the text reaches the UNet (a floor that
+    holds for any usable model, the first thing to fail if the text encoder is not wired in)."""
     hits = sum(j["colour"] == w["colour"] for j, w in judged) / len(judged)
     assert hits >= 2 / 6, f"colour: {hits:.2f} of prompts followed"
 
@@ -88,8 +88,8 @@ def test_position_words_place_the_object(judged):
     assert hits >= 0.75, f"position: {hits:.2f} of prompts followed"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 3: colour of the shipped CPU-trained toy model sits at the 0.9 edge (0.900 over 300 prompts, 10 of these 12 images; see checkpoints/toy-shapes/README.md)")
 def test_generated_images_meet_the_fidelity_targets(judged):
+    """Issue 3's fidelity target (0.9 per attribute) on these images; `evaluate` measures it on 300 prompts."""
     for attribute in ("colour", "position", "background", "shape", "size", "texture"):
         hits = sum(j[attribute] == w[attribute] for j, w in judged)
         assert hits >= 0.9 * len(judged), f"{attribute}: {hits}/{len(judged)} right"

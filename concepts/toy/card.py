@@ -80,7 +80,8 @@ Hardware: {training["hardware"]}. {training["note"]}
 
 Data: {recipe["images"]:,} rendered scenes of the training split (the colour/shape pairs
 red star, blue triangle, yellow cross and purple circle never appear), captions drawn afresh each
-step with each attribute dropped with p = {recipe["caption_drop"]} and {recipe["caption_empty"]:.0%} empty captions.
+step with each attribute dropped with p = {recipe["caption_drop"]} and {recipe["caption_empty"]:.0%} empty captions
+in the last leg (the recipe below; the history gives the earlier legs' settings).
 
 {_table([[k, v] for k, v in recipe.items()], ["recipe field", "value"])}
 
@@ -95,7 +96,9 @@ recipe flags), then `python -m concepts.toy.saes`, then
 
 The judge (`judge/`, a CNN with ≥ 0.999 accuracy per attribute on rendered images) reads images
 generated from {fidelity["prompts"]} fully specified prompts. "VAE ceiling" is its accuracy on rendered
-images passed through this VAE: no generated image can do better.
+images passed through this VAE's encode and decode: what the VAE alone loses of a rendering. A generated
+image is not a rendering's round trip, so it can score above it (where the model draws a cleaner outline or
+texture than the VAE gives back).
 
 {_table(fidelity_rows, ["attribute", "accuracy", "VAE ceiling", "target", "met"])}
 
