@@ -99,3 +99,5 @@ def test_toy_saes_train_and_get_dictionaries(tmp_path):
     assert (sae.cfg.block, sae.cfg.window, sae.cfg.branch, sae.cfg.d_in) == (HOOK_BLOCKS["mid"], "middle", "cond", 64)
     concepts = load_concepts(folder)
     assert concepts["summary"]["images"] == 12 and len(concepts["features"]) == sae.num_latents
+    assert not (folder / "checkpoint").exists()  # the trainer's resumable state stays in the run folder
+    assert (tmp_path / "run" / "saes" / HOOK_BLOCKS["mid"] / "middle" / "cond" / "checkpoint").is_dir()

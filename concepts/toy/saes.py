@@ -16,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -65,10 +66,21 @@ def train_all(pipe: StableDiffusionPipeline, run: Path, out: Path, recipe: ToySA
     )
     collected = collect_activations(pipe, prompts, run / "activations", collect_cfg, progress=progress)
     train_cfg = TrainConfig(k=recipe.k, expansion_factor=recipe.expansion_factor, batch_size=recipe.batch_size, lr=recipe.lr, epochs=recipe.epochs, seed=recipe.seed, k_aux=64, dead_after_tokens=200_000)
-    rows = train_collected(collected, out / "saes", train_cfg, base_model="toy-shapes", progress=progress)
+    trained = run / "saes"  # the trainer's resumable checkpoints stay in the run folder, out of the shipped one
+    rows = train_collected(collected, trained, train_cfg, base_model="toy-shapes", progress=progress)
     for row in rows:  # the report ships beside the SAEs: paths relative to them, not to this machine
-        row["folder"] = str(Path(row["folder"]).relative_to(out / "saes"))
+        row["folder"] = str(Path(row["folder"]).relative_to(trained))
+        ship_sae(trained / row["folder"], out / "saes" / row["folder"])
     return rows
+
+
+def ship_sae(trained: Path, shipped: Path) -> None:
+    """Copy a trained SAE's files (weights, config) to where it ships; its `checkpoint/` folder is only
+    for resuming, so it stays behind (shipping it once made the toy folder half as big again)."""
+    shipped.mkdir(parents=True, exist_ok=True)
+    for file in trained.iterdir():
+        if file.is_file():
+            shutil.copy2(file, shipped / file.name)
 
 
 def label_all(pipe: StableDiffusionPipeline, out: Path, recipe: ToySAERecipe, progress: bool) -> dict[str, dict]:
