@@ -577,7 +577,7 @@ def build_app() -> gr.Blocks:
                 "removing it would weaken (erase) or strengthen (amplify) a concept. Zeroing the top-scored weights at "
                 "inference time erases or amplifies the concept; prompts of other concepts show what is kept. Nothing in the "
                 "shared model changes: the edit lives in your request. Concepts to keep have their scores subtracted, so weights "
-                "they need are spared: on the toy model that makes amplify work (amplify *red*, keep the other colours). "
+                "they need are spared: on the toy model that helps amplify (amplify *striped*, keep the other textures). "
                 "For erase, spare their *identity* instead (what tells each kept concept from the others), with the *max*: "
                 "erasing red there moves red towards orange, and sparing presence alone lets orange drift to yellow "
                 "(identity keeps orange, but erases less red). "
