@@ -339,7 +339,7 @@ def run_edit(
     spec = with_scenes(world, spec)
     if spec.scenes:  # a concept (or kept concept) no scene can show is named before the model loads
         scene_prompts(spec.concept, spec.scenes)
-        for kept in (k for k in spec.keep if k and k.strip()):
+        for kept in distinct_concepts(spec.keep):
             kept_scene_prompts(spec.concept, kept, spec.scenes)
     shown = check_prompts(prompts if prompts is not None else concept_image_prompts(world, spec, prompt, images, seed), "prompts")
     others = [e for e in world.examples if spec.concept.strip().lower() not in e.lower()]  # examples without the concept
