@@ -25,8 +25,10 @@ import torch  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from concepts.cad.ablation import SCOPE_LABELS  # noqa: E402
-from concepts.cad.figures import block_mass_figure  # noqa: E402
-from concepts.cad.service import EditSpec, attributed_on, block_mass, concept_prompt, run_edit, top_components  # noqa: E402
+from concepts.cad.figures import block_mass_figure, edit_size_figure  # noqa: E402
+from concepts.cad.service import EditSpec, attributed_on, block_mass, concept_prompt, default_scenes, run_edit, top_components  # noqa: E402
+from concepts.cad.uce import change_by_block  # noqa: E402
+from concepts.cad.uce_prompts import attribute_peers  # noqa: E402
 from concepts.errors import ConceptLabError, InvalidInputError, UnknownNameError, one_line  # noqa: E402
 from concepts.evolution import run_evolution  # noqa: E402
 from concepts.evolution_figures import (  # noqa: E402
@@ -396,7 +398,8 @@ def judged_summary(world, concept: str, outcome) -> str:
 @gpu
 @user_errors
 def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str, concept_prompt_text: str, kept_text: str, seed: float, images: float, keep_text: str = "",
-                 scope: str | None = None, scenes: float | None = None, contrast: str = "mean", protect: str = "presence", progress: gr.Progress = gr.Progress()):
+                 scope: str | None = None, scenes: float | None = None, contrast: str = "mean", protect: str = "presence", method: str = "cad",
+                 progress: gr.Progress = gr.Progress()):
     """Erase or amplify: before/after galleries for the concept and for other prompts, where, and how much."""
     world = REGISTRY.get(model)
     count = as_int(images, "images")
@@ -404,7 +407,8 @@ def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str,
         raise InvalidInputError("images", f"must be in 1..8, got {count}")
     keep = tuple(k.strip() for k in (keep_text or "").split(",") if k.strip())
     spec = EditSpec(concept=concept or "", action=action, ratio=as_float(ratio, "ratio"), mode=mode, concept_prompt=concept_prompt_text or None, keep=keep, scope=scope or None,
-                    scenes=None if scenes is None else as_int(scenes, "scenes"), contrast=contrast or "mean", protect=protect or "presence")
+                    scenes=None if scenes is None else as_int(scenes, "scenes"), contrast=contrast or "mean", protect=protect or "presence",
+                    method=method or "cad")
     prompt = concept_prompt(world, spec)
     outcome = run_edit(model, spec, images=count, kept_prompts=prompt_lines(kept_text) or None,
                        seed=as_int(seed, "seed"), device=DEVICE, registry=REGISTRY, progress=progress_callback(progress))
@@ -413,6 +417,8 @@ def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str,
                        + [(i, f"after · {p}") for i, p in zip(outcome.concept_after, shown)])
     kept_gallery = [x for b, a, p in zip(outcome.kept_before, outcome.kept_after, outcome.kept_prompts) for x in ((b, f"before · {p}"), (a, f"after · {p}"))]
     plan = outcome.plan
+    if plan.method == "uce":
+        return concept_gallery, kept_gallery, *uce_summary(world, concept, keep, outcome)
     figure = block_mass_figure(block_mass(outcome.attribution.scores), plan.by_block(), f"Attribution of {attributed_on(outcome.spec, prompt)} ({action} objective, {mode})")
     rows = [[layer, r, c, round(v, 6)] for layer, r, c, v in top_components(outcome.attribution.scores, 10)]
     source = "cached scores" if outcome.attribution.cached else f"scores computed in {outcome.attribution.seconds:.1f} s"
@@ -421,6 +427,26 @@ def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str,
             + (kept_clause(keep, outcome.spec) if keep else "") + f", {source}, {outcome.seconds:.1f} s in all."
             + judged_summary(world, concept, outcome))
     return concept_gallery, kept_gallery, figure, rows, info
+
+
+def uce_summary(world, concept: str, keep: tuple[str, ...], outcome) -> tuple:
+    """UCE's chart (how far each block's K/V moved), its largest weight changes and the info line."""
+    plan = outcome.plan
+    pipe = SHARED_PIPELINES.get(world, DEVICE)
+    figure = edit_size_figure(change_by_block(pipe.unet, plan), f"UCE edit fitted on {outcome.attribution.prompt}")
+    rows = [[layer, r, c, round(v, 6)] for layer, r, c, v in top_components({n: d.float().abs() for n, d in plan.removed.items()}, 10)]
+    kept = ", ".join(keep or attribute_peers(world, concept)) or "the unconditional prompt only"
+    info = (f"Erased **{concept}** with UCE: edited the {len(plan.removed)} cross-attention key/value matrices in closed form "
+            f"({plan.count:,} weights; the table lists the largest changes), fitted on {outcome.attribution.prompt}, keeping {kept}; "
+            f"fitted in {outcome.attribution.seconds:.1f} s, {outcome.seconds:.1f} s in all. Ratio, scope and the attribution settings apply to CAD only."
+            + judged_summary(world, concept, outcome))
+    return figure, rows, info
+
+
+@user_errors
+def method_defaults(model: str, method: str):
+    """The scenes slider follows the method (UCE is fitted on more scenes than CAD attributes over)."""
+    return gr.update(value=default_scenes(REGISTRY.get(model), method))
 
 
 def kept_clause(keep: tuple[str, ...], spec: EditSpec) -> str:
@@ -432,11 +458,11 @@ def kept_clause(keep: tuple[str, ...], spec: EditSpec) -> str:
 
 
 @user_errors
-def model_edit_defaults(model: str):
+def model_edit_defaults(model: str, method: str = "cad"):
     world = REGISTRY.get(model)
     return (gr.update(value=world.defaults.edit_ratio), gr.update(value="\n".join(world.examples[1:3])), gr.update(value=world.defaults.edit_scope),
             gr.update(value=", ".join(world.defaults.edit_keep)),
-            gr.update(value=world.defaults.edit_scenes, visible=world.defaults.toy_scenes))
+            gr.update(value=default_scenes(world, method), visible=world.defaults.toy_scenes))
 
 
 def sampling_inputs(world, example: str, prefix: str = ""):
@@ -581,6 +607,9 @@ def build_app() -> gr.Blocks:
                 "For erase, spare their *identity* instead (what tells each kept concept from the others), with the *max*: "
                 "erasing red there moves red towards orange, and sparing presence alone lets orange drift to yellow "
                 "(identity keeps orange, but erases less red). "
+                "**UCE** erases differently: it edits the cross-attention keys and values (the only UNet weights that read the "
+                "prompt) in closed form, sending the concept's text embeddings to its neighbours' mean and holding the kept "
+                "concepts' own. On toy-shapes it takes red off every red prompt and leaves the other colours as they were. "
                 "On toy-shapes the concept's images come from fully specified prompts that name it (at small ratios a short "
                 "prompt such as *a red shape* loses red sooner); a concept prompt of your own is shown as typed."
             )
@@ -588,6 +617,8 @@ def build_app() -> gr.Blocks:
                 with gr.Column():
                     c_concept = gr.Textbox(label="Concept", value="red", placeholder="red, striped, dog, Van Gogh ...", elem_id="edit-concept")
                     gr.Examples(examples=[["red"], ["striped"], ["large"], ["blue"], ["dog"], ["Van Gogh"]], inputs=[c_concept], label="Concepts (toy first, then SD1.4)")
+                    c_method = gr.Radio([("CAD: zero the top-attributed feed-forward weights", "cad"), ("UCE: closed-form cross-attention edit (erase)", "uce")],
+                                        value="cad", label="Method", elem_id="edit-method")
                     with gr.Row():
                         c_action = gr.Radio(["erase", "amplify"], value="erase", label="Action", elem_id="edit-action")
                         c_mode = gr.Radio(["fast", "faithful"], value="fast", label="Attribution", elem_id="edit-mode")
@@ -656,9 +687,10 @@ def build_app() -> gr.Blocks:
             api_name="evolve",
         )
         step.change(scrub_evolution, inputs=[evolution, step], outputs=[step_preview, step_composition, step_legend, step_top], api_visibility="private")
-        model.change(model_edit_defaults, inputs=model, outputs=[c_ratio, c_kept, c_scope, c_keep, c_scenes], api_visibility="private")
+        model.change(model_edit_defaults, inputs=[model, c_method], outputs=[c_ratio, c_kept, c_scope, c_keep, c_scenes], api_visibility="private")
+        c_method.change(method_defaults, inputs=[model, c_method], outputs=c_scenes, api_visibility="private")
         c_run.click(
-            edit_concept, inputs=[model, c_concept, c_action, c_ratio, c_mode, c_prompt, c_kept, c_seed, c_images, c_keep, c_scope, c_scenes, c_contrast, c_protect],
+            edit_concept, inputs=[model, c_concept, c_action, c_ratio, c_mode, c_prompt, c_kept, c_seed, c_images, c_keep, c_scope, c_scenes, c_contrast, c_protect, c_method],
             outputs=[c_concept_gallery, c_kept_gallery, c_plot, c_top, c_info], api_name="edit",
         )
     return demo

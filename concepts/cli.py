@@ -16,12 +16,15 @@ from typing import Callable, Sequence
 
 from .errors import ConceptLabError, InvalidInputError, one_line
 from .quiet import quiet_libraries
-from .registry import EDIT_PROTECTS, EDIT_SCOPES
+from .registry import EDIT_METHODS as METHODS, EDIT_PROTECTS, EDIT_SCOPES
 
 EXIT_USAGE = 2
 PROTECT_HELP = ("what of the --keep concepts to spare: presence (CAD's objective: the weights each needs to be drawn) or identity "
                 "(erase, two or more kept: each anchored on the others, the weights that tell them apart)")
-SCENES_HELP = "toy worlds: attribute over this many fully specified scenes of the concept (mean scores), 1..8; 0: the concept prompt; default: the model's"
+METHOD_HELP = ("cad: zero the top-attributed feed-forward weights (--ratio, --scope, --mode apply); uce: erase by a closed-form edit of the "
+               "cross-attention keys and values, keeping the --keep concepts (default on toy worlds: the other values of the attribute)")
+SCENES_HELP = ("toy worlds: attribute over (CAD) or fit on (UCE) this many fully specified scenes of the concept, 1..8; 0: the concept prompt; "
+               "default: the model's for CAD, 8 for UCE")
 
 
 class CommandLineError(Exception):
@@ -98,13 +101,21 @@ def _generation_edit(args: argparse.Namespace, registry):
 
     world = registry.get(args.model)
     spec = EditSpec(concept=concept, action=action, ratio=args.ratio, mode=args.mode, keep=tuple(args.keep or ()), scope=args.scope, contrast=args.contrast, scenes=args.scenes,
-                    protect=args.protect)
+                    protect=args.protect, method=args.method)
     ratio = check_ratio(world.defaults.edit_ratio if args.ratio is None else args.ratio)
     pipe = SHARED_PIPELINES.get(world, args.device)
     scores, plan = edit_plan(world, pipe, spec, concept_prompt(world, spec), ratio)
-    info = {"action": action, "concept": concept, "concept_prompt": scores.prompt, "ratio": ratio, "scope": plan.scope, "mode": args.mode,
-            "zeroed_weights": plan.count, "of_weights": plan.total_weights, "scores_cached": scores.cached}
+    info = {"action": action, "concept": concept, "method": plan.method, ("fitted_on" if plan.method == "uce" else "concept_prompt"): scores.prompt,
+            **edit_counts(plan, ratio, args.mode), **({} if plan.method == "uce" else {"scores_cached": scores.cached})}
     return AblationHooks(pipe.unet, plan), info
+
+
+def edit_counts(plan, ratio: float, mode: str) -> dict:
+    """How much an edit changed, in its method's terms: CAD's zeroed weights (ratio, scope and mode
+    apply), or the cross-attention K/V weights UCE edits (they do not)."""
+    if plan.method == "uce":
+        return {"edited_weights": plan.count, "of_weights": plan.total_weights, "edited_by_block": plan.by_block()}
+    return {"ratio": ratio, "scope": plan.scope, "mode": mode, "zeroed_weights": plan.count, "of_weights": plan.total_weights, "zeroed_by_block": plan.by_block()}
 
 
 def cmd_edit(args: argparse.Namespace) -> dict:
@@ -118,7 +129,7 @@ def cmd_edit(args: argparse.Namespace) -> dict:
     world = registry.get(args.model)
     spec = EditSpec(concept=args.concept, action=args.action, ratio=args.ratio, mode=args.mode, concept_prompt=args.concept_prompt,
                     keep=tuple(args.keep or ()), min_per_row=args.min_per_row, scope=args.scope, contrast=args.contrast,
-                    anchor=tuple(getattr(args, "anchor", None) or ()), scenes=args.scenes, protect=getattr(args, "protect", "presence"))
+                    anchor=tuple(getattr(args, "anchor", None) or ()), scenes=args.scenes, protect=getattr(args, "protect", "presence"), method=args.method)
     if args.images < 1 or args.images > 8:
         raise InvalidInputError("images", f"must be in 1..8, got {args.images}")
     outcome = run_edit(world.name, spec, prompts=args.prompt or None, images=args.images, kept_prompts=args.kept_prompt, seed=args.seed, steps=args.steps,
@@ -131,13 +142,15 @@ def cmd_edit(args: argparse.Namespace) -> dict:
             image.save(path)
             paths[kind].append(str(path))
     result = {
-        "model": world.name, "action": args.action, "concept": args.concept, "concept_prompt": outcome.attribution.prompt,
-        "mode": args.mode, "ratio": outcome.ratio, "scope": outcome.plan.scope, "keep": list(spec.keep), "contrast": spec.contrast, "protect": spec.protect, "anchor": list(spec.anchor), "scenes": outcome.spec.scenes, "seed": args.seed, "prompts": outcome.concept_prompts, "kept_prompts": outcome.kept_prompts,
+        "model": world.name, "action": args.action, "concept": args.concept, "method": outcome.plan.method, ("fitted_on" if spec.method == "uce" else "concept_prompt"): outcome.attribution.prompt,
+        "keep": list(spec.keep), "anchor": list(spec.anchor), "scenes": outcome.spec.scenes, "seed": args.seed, "prompts": outcome.concept_prompts, "kept_prompts": outcome.kept_prompts,
+        **({} if spec.method == "uce" else {"contrast": spec.contrast, "protect": spec.protect}),
         **paths,
-        "zeroed_weights": outcome.plan.count, "of_weights": outcome.plan.total_weights, "zeroed_by_block": outcome.plan.by_block(),
-        "attribution_mass_by_block": {b: {"positive": round(p, 6), "negative": round(n, 6)} for b, (p, n) in block_mass(outcome.attribution.scores).items()},
-        "top_components": [{"layer": l, "row": r, "column": c, "score": round(v, 8)} for l, r, c, v in top_components(outcome.attribution.scores, 5)],
-        "scores_cached": outcome.attribution.cached, "attribution_seconds": round(outcome.attribution.seconds, 3),
+        **edit_counts(outcome.plan, outcome.ratio, args.mode),
+        **({"fit_seconds": round(outcome.attribution.seconds, 3)} if spec.method == "uce" else {
+            "attribution_mass_by_block": {b: {"positive": round(p, 6), "negative": round(n, 6)} for b, (p, n) in block_mass(outcome.attribution.scores).items()},
+            "top_components": [{"layer": l, "row": r, "column": c, "score": round(v, 8)} for l, r, c, v in top_components(outcome.attribution.scores, 5)],
+            "scores_cached": outcome.attribution.cached, "attribution_seconds": round(outcome.attribution.seconds, 3)}),
         "mean_pixel_change": round(_mean_change(outcome.concept_before, outcome.concept_after), 5),
         "kept_mean_pixel_change": round(_mean_change(outcome.kept_before, outcome.kept_after), 5),
         "seconds": round(outcome.seconds, 3),
@@ -388,6 +401,7 @@ def build_parser() -> _Parser:
     gen.add_argument("--out", required=True, help="folder for the PNGs")
     gen.add_argument("--erase", default=None, help="generate with this concept erased (CAD)")
     gen.add_argument("--amplify", default=None, help="generate with this concept amplified (CAD)")
+    gen.add_argument("--method", default="cad", choices=METHODS, help=METHOD_HELP)
     gen.add_argument("--ratio", type=float, default=None, help="share of the feed-forward weights zeroed, in each --scope (default: the model's)")
     gen.add_argument("--scope", default=None, choices=EDIT_SCOPES, help="take the top weights per row (CAD's), per matrix or over the whole model (default: the model's)")
     gen.add_argument("--mode", default="fast", choices=["fast", "faithful"], help="attribution mode")
@@ -400,6 +414,7 @@ def build_parser() -> _Parser:
     for action in ("erase", "amplify"):
         edit = sub.add_parser(action, help=f"{action} a concept by zeroing its top-attributed feed-forward weights (CAD); before/after images")
         edit.add_argument("--concept", required=True)
+        edit.add_argument("--method", default="cad", choices=METHODS, help=METHOD_HELP)
         edit.add_argument("--ratio", type=float, default=None, help="share of the feed-forward weights zeroed, in each --scope (default: the model's)")
         edit.add_argument("--scope", default=None, choices=EDIT_SCOPES, help="take the top weights per row (CAD's), per matrix or over the whole model (default: the model's)")
         edit.add_argument("--mode", default="fast", choices=["fast", "faithful"], help="attribution: one batched trajectory, or a fresh one per timestep")

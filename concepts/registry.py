@@ -34,6 +34,9 @@ EDIT_SCOPES = ("row", "matrix", "model")
 so the registry, the CLI's --help and the ablation code share one list."""
 EDIT_PROTECTS = ("presence", "identity")
 """What of a kept concept erase spares (see `concepts.cad.service.EditSpec.protect`); torch-free for the CLI."""
+EDIT_METHODS = ("cad", "uce")
+"""How an edit is made: CAD zeroes attributed feed-forward weights; UCE edits cross-attention K/V in
+closed form (`concepts.cad.uce`); torch-free for the CLI."""
 CONCEPT_IMAGE_SOURCES = ("template", "toy-world")
 _ENV_REPO = re.compile(r"^\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}$")
 

@@ -164,6 +164,7 @@ def test_erase_tab_shows_before_after_and_a_chart(page, tmp_path_factory, monkey
     page.locator("#edit-images input").fill("2")
     page.locator("#edit-run").click()
     page.locator("#edit-info").get_by_text("zeroed").wait_for()
+    page.wait_for_function("() => document.querySelectorAll('#edit-concept-gallery img').length >= 4")  # the gallery may render after the info
     assert page.locator("#edit-concept-gallery img").count() == 4
     page.locator("#edit-mass img, #edit-mass svg, #edit-mass canvas").first.wait_for(state="visible")
     page.screenshot(path=str(ARTIFACTS / "erase.png"), full_page=True)
@@ -176,3 +177,20 @@ def test_erase_tab_shows_before_after_and_a_chart(page, tmp_path_factory, monkey
     concept.fill("")
     page.locator("#edit-run").click()
     page.get_by_text("concept: is empty").first.wait_for()
+
+
+def test_erase_tab_erases_with_uce(page, tmp_path_factory, monkeypatch):
+    """The method radio switches to UCE: the scenes slider follows (8 on the toy), the info says what
+    was edited, and the chart shows where."""
+    monkeypatch.setenv("CONCEPT_LAB_CACHE", str(tmp_path_factory.mktemp("browser-uce")))
+    page.get_by_role("tab", name="Erase / amplify").click()
+    page.locator("#edit-concept textarea, #edit-concept input").first.fill("red")
+    page.locator("#edit-keep textarea, #edit-keep input").first.fill("")
+    page.locator("#edit-method").get_by_text("UCE").click()
+    page.wait_for_function("() => document.querySelector('#edit-scenes input[type=number]').value === '8'")
+    page.locator("#edit-run").click()
+    page.locator("#edit-info").get_by_text("with UCE").wait_for()
+    info = page.locator("#edit-info").inner_text()
+    assert "keeping orange, yellow, green, blue, purple" in info and "The judge sees red in 100% of the images before and 0% after" in info, info
+    page.locator("#edit-mass img, #edit-mass svg, #edit-mass canvas").first.wait_for(state="visible")
+    page.screenshot(path=str(ARTIFACTS / "erase-uce.png"), full_page=True)

@@ -27,7 +27,7 @@ from torch import nn
 from ..errors import InvalidInputError
 from ..hooks import ScopedHooks
 from ..registry import EDIT_SCOPES
-from .components import block_of, ff_layers
+from .components import block_of, edit_layers, ff_layers
 
 MAX_RATIO = 0.5
 SCOPES = EDIT_SCOPES
@@ -43,6 +43,9 @@ class AblationPlan:
     total_weights: int
     scope: str = "row"
     """Where the top weights were taken: per "row", per "matrix" or over the whole "model"."""
+    method: str = "cad"
+    """"cad": weights zeroed (`removed` is W⊙M); "uce": cross-attention K/V edited in closed form
+    (`removed` is W − W', and `zeroed` counts the weights that change)."""
 
     @property
     def count(self) -> int:
@@ -137,10 +140,10 @@ class AblationHooks(ScopedHooks):
 
     def __init__(self, unet: nn.Module, plan: AblationPlan) -> None:
         super().__init__()
-        layers = ff_layers(unet)
+        layers = edit_layers(unet)
         unknown = sorted(set(plan.removed) - set(layers))
         if unknown:
-            raise InvalidInputError("ablation", f"{unknown[0]} is not a feed-forward layer of this UNet")
+            raise InvalidInputError("ablation", f"{unknown[0]} is not a feed-forward or cross-attention K/V layer of this UNet")
         self._targets = {name: layers[name] for name in plan.removed if plan.zeroed.get(name)}
         self.plan = plan
 

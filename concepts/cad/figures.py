@@ -23,3 +23,17 @@ def block_mass_figure(mass: dict[str, tuple[float, float]], zeroed: dict[str, in
     ax.legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     return fig
+
+
+def edit_size_figure(change: dict[str, float], title: str) -> Figure:
+    """UCE's counterpart of the mass chart: per block, how far its cross-attention K/V moved
+    (‖W' − W‖ / ‖W‖, over both matrices)."""
+    blocks = list(change)
+    fig, ax = plt.subplots(figsize=(7.0, 0.42 * len(blocks) + 1.3))
+    ax.barh(range(len(blocks)), [change[b] for b in blocks], color="#457b9d")
+    ax.set_yticks(list(range(len(blocks))), blocks, fontsize=7)
+    ax.invert_yaxis()
+    ax.set_xlabel("relative change of the cross-attention key/value weights ‖W′ − W‖ / ‖W‖")
+    ax.set_title(title, fontsize=10)
+    fig.tight_layout()
+    return fig

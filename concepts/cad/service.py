@@ -19,7 +19,7 @@ from ..errors import InvalidInputError
 from ..pipeline import PipelineCache
 from ..progress import ProgressFn, report
 from ..prompts import check_prompt, known_words_message, unknown_words
-from ..registry import EDIT_PROTECTS, ModelWorld, Registry, load_registry
+from ..registry import EDIT_METHODS, EDIT_PROTECTS, ModelWorld, Registry, load_registry
 from ..sampling import MAX_SEED, GenerationRequest, check_int, generate
 from ..service import SHARED_PIPELINES
 from .ablation import AblationHooks, AblationPlan, check_ratio, check_scope, plan_ablation
@@ -29,6 +29,9 @@ from .components import block_of
 from .scenes import check_scenes, kept_scene_prompts, scene_prompts, scenes_label
 
 ACTIONS = ("erase", "amplify")
+METHODS = EDIT_METHODS
+"""How the edit is made: "cad" zeroes attributed feed-forward weights (erase or amplify); "uce"
+edits the cross-attention keys and values in closed form (erase only; `uce.py`)."""
 MAX_PROMPTS = 8
 
 
@@ -61,7 +64,10 @@ class EditSpec:
     scenes: int | None = None
     """Toy worlds: attribute over this many fully specified scenes that show the concept (their mean
     scores; kept concepts on the same scenes with their value swapped in); 0: the concept prompt;
-    None: the model's default."""
+    None: the model's default. With UCE: the scenes the edit is fitted on besides the concept prompt."""
+    method: str = "cad"
+    """"cad" (zero attributed weights) or "uce" (closed-form cross-attention edit, erase only: it uses
+    `keep` and `anchor`, not the ratio, scope, contrast or protect)."""
 
 
 class Scores(NamedTuple):
@@ -227,19 +233,55 @@ def attributed_on(spec: EditSpec, prompt: str) -> str:
     return scenes_label(spec.concept, spec.scenes) if spec.scenes else f"'{prompt}'"
 
 
+UCE_SCENES = 8
+"""Scenes a UCE edit is fitted on by default on a toy world: with the concept prompt alone it leaves
+red on 0.25 of the red prompts and costs the other colours 0.17; with 8 scenes, 0.00 and nothing
+(`checkpoints/toy-shapes/edit-metrics.json`)."""
+
+
+def default_scenes(world: ModelWorld, method: str) -> int:
+    """The scenes used when the request names none: the model's default for CAD, UCE_SCENES for UCE on a toy world."""
+    return UCE_SCENES if method == "uce" and world.defaults.toy_scenes else world.defaults.edit_scenes
+
+
 def with_scenes(world: ModelWorld, spec: EditSpec) -> EditSpec:
     """The spec with its number of scenes settled and checked: the model's default when None, but
     none when the user gave a concept prompt of their own (attribution runs on what they typed)."""
     own_prompt = bool(spec.concept_prompt and spec.concept_prompt.strip())
-    scenes = (0 if own_prompt else world.defaults.edit_scenes) if spec.scenes is None else spec.scenes
+    scenes = (0 if own_prompt else default_scenes(world, spec.method)) if spec.scenes is None else spec.scenes
     check_scenes(world, scenes)
     if scenes and own_prompt:
         raise InvalidInputError("scenes", "attribution runs over your concept prompt or over scenes, not both: set scenes to 0 or clear the concept prompt")
     return replace(spec, scenes=scenes)
 
 
+def check_method(spec: EditSpec) -> None:
+    """The method is known, and UCE is asked to erase (it has no amplify objective)."""
+    if spec.method not in METHODS:
+        raise InvalidInputError("method", f"{repr(spec.method)[:40]} is not one of {', '.join(METHODS)}")
+    if spec.method == "uce" and spec.action != "erase":
+        raise InvalidInputError("method", "UCE erases only; amplify with CAD")
+
+
+def uce_edit(world: ModelWorld, pipe, spec: EditSpec, prompt: str) -> tuple[Scores, AblationPlan]:
+    """UCE's plan: no attribution scores (an empty `Scores` named after what the edit was fitted on)."""
+    from .uce import text_map, uce_plan
+    from .uce_prompts import uce_prompts
+
+    spec = with_scenes(world, spec)
+    anchor_prompts(world, spec)  # checked as for CAD: erase only, not the concept itself, at most MAX_PROMPTS
+    started = time.perf_counter()
+    fitted = uce_prompts(world, spec.concept, prompt, distinct_concepts(spec.anchor), distinct_concepts(spec.keep), spec.scenes or 0)
+    plan = uce_plan(pipe.unet, text_map(pipe, fitted))
+    return Scores({}, attributed_on(spec, prompt), False, time.perf_counter() - started), plan
+
+
 def edit_plan(world: ModelWorld, pipe, spec: EditSpec, prompt: str, ratio: float) -> tuple[Scores, AblationPlan]:
-    """The scores (contrasted with the concepts to keep) and the weights they say to zero."""
+    """The scores (contrasted with the concepts to keep) and the weights they say to zero; with UCE,
+    no scores and the closed-form cross-attention edit."""
+    check_method(spec)
+    if spec.method == "uce":
+        return uce_edit(world, pipe, spec, prompt)
     spec = with_scenes(world, spec)
     check_protect(spec)
     scope = edit_scope(world, spec)
@@ -329,11 +371,13 @@ def run_edit(
         raise InvalidInputError("action", f"{spec.action!r} is not erase or amplify")
     if spec.mode not in ("fast", "faithful"):
         raise InvalidInputError("mode", f"{spec.mode!r} is not fast or faithful")
+    check_method(spec)
     ratio = check_ratio(world.defaults.edit_ratio if spec.ratio is None else spec.ratio)
-    edit_scope(world, spec)
-    if spec.contrast not in CONTRASTS:
-        raise InvalidInputError("contrast", f"{spec.contrast!r} is not one of {', '.join(CONTRASTS)}")
-    check_protect(spec)
+    if spec.method == "cad":  # what only CAD's scores use
+        edit_scope(world, spec)
+        if spec.contrast not in CONTRASTS:
+            raise InvalidInputError("contrast", f"{spec.contrast!r} is not one of {', '.join(CONTRASTS)}")
+        check_protect(spec)
     prompt = concept_prompt(world, spec)
     anchor_prompts(world, spec)
     spec = with_scenes(world, spec)
@@ -347,7 +391,8 @@ def run_edit(
     pipe = (cache or SHARED_PIPELINES).get(world, device)
     check_known_concepts(world, pipe, spec)
     started = time.perf_counter()
-    report(progress, 0.0, f"attribution scores for {attributed_on(spec, prompt)} (cached after the first time)")
+    report(progress, 0.0, f"fitting the UCE edit on {attributed_on(spec, prompt)}" if spec.method == "uce"
+           else f"attribution scores for {attributed_on(spec, prompt)} (cached after the first time)")
     scores, plan = edit_plan(world, pipe, spec, prompt, ratio)
     report(progress, 0.5, "the concept's images, before and after")
     before, after = _generate(pipe, shown, seed, world, steps, guidance, None), _generate(pipe, shown, seed, world, steps, guidance, plan)

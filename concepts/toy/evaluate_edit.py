@@ -9,6 +9,8 @@ For each concept (default: the colour red and the texture striped):
   after (the concept should appear more often).
 - **SAE suppression**: for comparison, the concept's dictionary features switched off (z := 0) at
   every block and stage whose SAE dictionary labels it, on both CFG branches, all steps.
+- **UCE** (erase): the closed-form cross-attention edit (`cad.uce`) on the same prompts, fitted on
+  the concept prompt alone and on UCE's default scenes, for comparison with CAD's zeroing.
 - **prediction**: Pearson r between predicted and measured change of J over random ablations (the
   authors report ≈ 0.5), for small and larger ablations.
 """
@@ -28,7 +30,7 @@ import numpy as np
 from ..cad import AblationHooks, AttributionConfig, plan_ablation
 from ..cad.checks import prediction_check, random_plan
 from ..cad.ablation import SCOPES
-from ..cad.service import EditSpec, contrasted, scores_for, target_scores
+from ..cad.service import UCE_SCENES, EditSpec, contrasted, scores_for, target_scores, uce_edit
 from ..dictionary import concept_features
 from ..errors import UnknownNameError
 from ..hooks import BlockEdit, BlockHooks
@@ -83,6 +85,8 @@ class EditEvalConfig:
     scenes: int = 8
     """Scenes the scene variants attribute over."""
     random_baseline: bool = True
+    uce: bool = True
+    """Erase also with UCE (fitted on the concept prompt alone, and on UCE_SCENES scenes)."""
     amplify: bool = True
     suppression: bool = True
     prediction: bool = True
@@ -207,6 +211,14 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
         entry = {"attribute": attribute, "concept_prompt": concept_prompt, "attribution_seconds": {"erase": round(erase_scores.seconds, 2)},
                  "attribution_read_from_cache": {"erase": erase_scores.cached},
                  "kept_values": list(keep), "erase": {"before": before, "by_ratio": rows}}
+        if cfg.uce:
+            entry["erase"]["uce"] = []
+            for scenes in (0, UCE_SCENES):
+                fitted, plan = uce_edit(world, pipe, EditSpec(concept, "erase", method="uce", scenes=scenes), concept_prompt)
+                row = {"fitted_on": fitted.prompt, "scenes": scenes, "kept": "the other values (default)", "edited": plan.count, "of": plan.total_weights,
+                       "fit_seconds": round(fitted.seconds, 2), "after": rates(plan)}
+                entry["erase"]["uce"].append(row)
+                log(f"{concept} erase UCE {scenes} scenes: {row}")
         if cfg.suppression:
             edits = suppression(concept)
             entry["sae_suppression"] = {"blocks_and_stages": len(edits), "after": rates(edits) if edits else None}
@@ -250,13 +262,14 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--scenes", type=int, default=EditEvalConfig.scenes, help="scenes the scene variants attribute over")
     parser.add_argument("--seed", type=int, default=EditEvalConfig.seed)
     parser.add_argument("--random", action="store_true", help="also a random ablation of as many weights per setting")
+    parser.add_argument("--uce", action="store_true", help="also erase with UCE (closed-form cross-attention edit)")
     parser.add_argument("--full", action="store_true", help="also amplify, SAE suppression and the prediction check")
     parser.add_argument("--out", help="also write the JSON to this file")
     args = parser.parse_args(argv)
     quiet_libraries()
     cfg = EditEvalConfig(concepts=tuple(args.concepts), ratios=tuple(args.ratios), prompts=args.prompts, seed=args.seed, scopes=tuple(args.scopes), scenes=args.scenes,
                          variants=tuple(args.variants), anchor_sets=tuple(tuple(a.strip() for a in group.split(",") if a.strip()) for group in args.anchor_set or ()),
-                         scope_ratios={"matrix": tuple(args.matrix_ratios)}, random_baseline=args.random, amplify=args.full, suppression=args.full, prediction=args.full)
+                         scope_ratios={"matrix": tuple(args.matrix_ratios)}, random_baseline=args.random, uce=args.uce, amplify=args.full, suppression=args.full, prediction=args.full)
     report = evaluate_edit(cfg, log=lambda line: print(line, file=sys.stderr, flush=True))
     if args.out:
         Path(args.out).write_text(json.dumps(report, indent=1))
