@@ -17,7 +17,7 @@ import app
 from concepts.cad import AblationHooks
 from concepts.cad.components import cross_kv_layers
 from concepts.cad.service import EditSpec, edit_plan, run_edit
-from concepts.cad.uce import UceConfig, UcePrompts, _token_embeddings, concept_start, text_map, uce_plan
+from concepts.cad.uce import UceConfig, UcePrompts, token_embeddings, concept_start, text_map, uce_plan
 from concepts.cad.uce_prompts import uce_prompts
 from concepts.cli import main
 from concepts.errors import InvalidInputError
@@ -33,7 +33,7 @@ def world():
 def keys(pipe, prompt: str, start: int = 0) -> torch.Tensor:
     """Every cross-attention key and value the UNet would compute for a prompt's tokens from `start` on."""
     with torch.no_grad():
-        c = _token_embeddings(pipe, prompt).to(pipe.unet.dtype)[start:]
+        c = token_embeddings(pipe, prompt).to(pipe.unet.dtype)[start:]
         return torch.cat([layer(c).flatten() for layer in cross_kv_layers(pipe.unet).values()]).float()
 
 

@@ -89,7 +89,7 @@ def _trajectory(pipe: StableDiffusionPipeline, prompt: str, cfg: AttributionConf
     return inputs[:-1], [s.timestep for s in states], states[-1].latents
 
 
-def _embeddings(pipe: StableDiffusionPipeline, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
+def prompt_embeddings(pipe: StableDiffusionPipeline, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(uncond, cond) text embeddings [1, L, D] of "" and the prompt."""
     both = encode_text(pipe, GenerationRequest(prompt, guidance=2.0, height=8, width=8))
     return both[:1], both[1:]
@@ -97,7 +97,7 @@ def _embeddings(pipe: StableDiffusionPipeline, prompt: str) -> tuple[torch.Tenso
 
 def _anchor_embeddings(pipe: StableDiffusionPipeline, uncond: torch.Tensor, cfg: AttributionConfig) -> list[torch.Tensor]:
     """The embeddings [1, L, D] the erase target is predicted from: "" (CAD's), or each anchor prompt."""
-    return [_embeddings(pipe, a)[1] for a in cfg.anchor] if cfg.anchor else [uncond]
+    return [prompt_embeddings(pipe, a)[1] for a in cfg.anchor] if cfg.anchor else [uncond]
 
 
 def _targets(pipe, latents: torch.Tensor, timesteps: torch.Tensor, anchors: list[torch.Tensor], cfg: AttributionConfig, true_target: torch.Tensor | None) -> torch.Tensor:
@@ -154,7 +154,7 @@ def attribute(pipe: StableDiffusionPipeline, prompt: str, cfg: AttributionConfig
     """Scores W ⊙ ∂J/∂W (fp32, on the CPU) for every feed-forward weight, by layer name."""
     layers = ff_layers(pipe.unet)
     weights = [layer.weight for layer in layers.values()]
-    uncond, cond = _embeddings(pipe, prompt)
+    uncond, cond = prompt_embeddings(pipe, prompt)
     anchors = _anchor_embeddings(pipe, uncond, cfg)
     grads = [torch.zeros_like(w, dtype=torch.float32) for w in weights]
     with _GRAD_LOCK:
@@ -180,7 +180,7 @@ def objective_value(pipe: StableDiffusionPipeline, prompt: str, cfg: Attribution
     given) applied to the conditioned prediction only: exactly the quantity the scores linearise."""
     from .ablation import AblationHooks
 
-    uncond, cond = _embeddings(pipe, prompt)
+    uncond, cond = prompt_embeddings(pipe, prompt)
     anchors = _anchor_embeddings(pipe, uncond, cfg)
     total = 0.0
     for latents, timesteps, true_target in list(_batches(pipe, prompt, cfg)):  # trajectories of the unedited model

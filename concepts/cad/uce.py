@@ -30,8 +30,8 @@ from diffusers import StableDiffusionPipeline
 from torch import nn
 
 from ..errors import InvalidInputError
-from ..sampling import GenerationRequest, encode_text
 from .ablation import AblationPlan
+from .attribution import prompt_embeddings
 from .components import cross_kv_layers
 
 
@@ -81,10 +81,9 @@ def concept_start(tokenizer, prompt: str, concept: str) -> int:
 
 
 @torch.no_grad()
-def _token_embeddings(pipe: StableDiffusionPipeline, prompt: str) -> torch.Tensor:
+def token_embeddings(pipe: StableDiffusionPipeline, prompt: str) -> torch.Tensor:
     """The text encoder's output [L, D] for one prompt (fp32), padded as the pipeline pads it."""
-    both = encode_text(pipe, GenerationRequest(prompt, guidance=2.0, height=8, width=8))
-    return both[1].float().cpu()
+    return prompt_embeddings(pipe, prompt)[1][0].float().cpu()
 
 
 def text_map(pipe: StableDiffusionPipeline, prompts: UcePrompts, cfg: UceConfig = UceConfig()) -> torch.Tensor:
@@ -93,7 +92,7 @@ def text_map(pipe: StableDiffusionPipeline, prompts: UcePrompts, cfg: UceConfig 
 
     def embed(prompt: str) -> torch.Tensor:
         if prompt not in cache:
-            cache[prompt] = _token_embeddings(pipe, prompt)
+            cache[prompt] = token_embeddings(pipe, prompt)
         return cache[prompt]
 
     dim = embed(prompts.erased[0]).shape[-1]
