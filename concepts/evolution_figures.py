@@ -9,7 +9,6 @@ from pathlib import Path
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
@@ -40,7 +39,8 @@ def default_concepts(evo: Evolution, block: str, count: int = 6) -> list[str]:
 def emergence_figure(evo: Evolution, concepts: list[str] | None = None) -> Figure:
     """Each concept's score over the steps, one panel per block."""
     blocks = list(evo.traces)
-    fig, axes = plt.subplots(1, len(blocks), figsize=(4.2 * len(blocks), 3.2), squeeze=False, sharex=True)
+    fig = Figure(figsize=(4.2 * len(blocks), 3.2))  # not pyplot's: a server would keep every request's figure
+    axes = fig.subplots(1, len(blocks), squeeze=False, sharex=True)
     for ax, block in zip(axes[0], blocks):
         trace = evo.traces[block]
         curves = trace.curves()
@@ -119,7 +119,8 @@ def decided_figure(decisions: dict[str, dict[str, float | None]], steps: int, ti
     that source never settled goes last, alphabetically."""
     sources = list(decisions)
     attributes = decision_order(decisions)
-    fig, ax = plt.subplots(figsize=(6.0, 0.45 * max(3, len(attributes)) + 1.2))
+    fig = Figure(figsize=(6.0, 0.45 * max(3, len(attributes)) + 1.2))
+    ax = fig.subplots()
     offset = 0.6 / max(1, len(sources))
     for k, source in enumerate(sources):
         ys = [i + k * offset for i in range(len(attributes))]

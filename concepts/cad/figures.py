@@ -1,17 +1,19 @@
-"""The per-block chart of attribution mass (positive: zeroing lowers J; negative: raises it)."""
+"""The per-block chart of attribution mass (positive: zeroing lowers J; negative: raises it), and
+UCE's per-block edit size. Figures are made without pyplot, which would keep every one a server
+ever drew until closed."""
 
 from __future__ import annotations
 
 import matplotlib
 
 matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 
 
 def block_mass_figure(mass: dict[str, tuple[float, float]], zeroed: dict[str, int], title: str) -> Figure:
     blocks = list(mass)
-    fig, ax = plt.subplots(figsize=(7.0, 0.42 * len(blocks) + 1.3))
+    fig = Figure(figsize=(7.0, 0.42 * len(blocks) + 1.3))
+    ax = fig.subplots()
     ys = range(len(blocks))
     ax.barh(ys, [mass[b][0] for b in blocks], color="#2a9d8f", label="positive (zeroing lowers J)")
     ax.barh(ys, [mass[b][1] for b in blocks], color="#e76f51", label="negative (zeroing raises J)")
@@ -29,7 +31,8 @@ def edit_size_figure(change: dict[str, float], title: str) -> Figure:
     """UCE's counterpart of the mass chart: per block, how far its cross-attention K/V moved
     (‖W' − W‖ / ‖W‖, over both matrices)."""
     blocks = list(change)
-    fig, ax = plt.subplots(figsize=(7.0, 0.42 * len(blocks) + 1.3))
+    fig = Figure(figsize=(7.0, 0.42 * len(blocks) + 1.3))
+    ax = fig.subplots()
     ax.barh(range(len(blocks)), [change[b] for b in blocks], color="#457b9d")
     ax.set_yticks(list(range(len(blocks))), blocks, fontsize=7)
     ax.invert_yaxis()
