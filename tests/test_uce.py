@@ -84,6 +84,7 @@ def test_anchors_and_kept_concepts_choose_the_guides_and_the_held_prompts(world)
         (EditSpec("red", action="amplify", method="uce"), "method", "UCE erases only"),
         (EditSpec("red", method="uce", anchor=("red",)), "anchor", "cannot anchor itself"),
         (EditSpec("red", method="uce", concept_prompt="a blue square"), "concept_prompt", "must name the concept 'red'"),
+        (EditSpec("red", method="uce", concept_prompt="a bored square"), "concept_prompt", "must name the concept 'red'"),
     ],
 )
 def test_bad_uce_requests_are_named(world, tiny_pipe, spec, field, message):

@@ -36,7 +36,7 @@ def uce_prompts(world: ModelWorld, concept: str, prompt: str, anchors: list[str]
     peers = attribute_peers(world, concept)
     anchors = anchors or list(peers)
     keep = keep or list(peers)
-    if concept.strip().lower() not in prompt.lower():
+    if swapped(prompt, concept, "") == " ".join(prompt.split()):  # the same whole-word match the swaps use ("red", not "bored")
         raise InvalidInputError("concept_prompt", f"must name the concept {concept.strip()!r}: UCE sends that word's embedding elsewhere")
     erased = [prompt]
     guides = [tuple(swapped(prompt, concept, a) for a in anchors) if anchors else ("",)]
