@@ -105,17 +105,19 @@ def _generation_edit(args: argparse.Namespace, registry):
     ratio = check_ratio(world.defaults.edit_ratio if args.ratio is None else args.ratio)
     pipe = SHARED_PIPELINES.get(world, args.device)
     scores, plan = edit_plan(world, pipe, spec, concept_prompt(world, spec), ratio)
-    info = {"action": action, "concept": concept, "method": plan.method, ("fitted_on" if plan.method == "uce" else "concept_prompt"): scores.prompt,
-            **edit_counts(plan, ratio, args.mode), **({} if plan.method == "uce" else {"scores_cached": scores.cached})}
+    info = {"action": action, "concept": concept, **edit_summary(plan, scores, ratio, args.mode)}
     return AblationHooks(pipe.unet, plan), info
 
 
-def edit_counts(plan, ratio: float, mode: str) -> dict:
-    """How much an edit changed, in its method's terms: CAD's zeroed weights (ratio, scope and mode
-    apply), or the cross-attention K/V weights UCE edits (they do not)."""
+def edit_summary(plan, scores, ratio: float, mode: str) -> dict:
+    """What an edit was and how much it changed, in its method's terms: CAD's concept prompt, zeroed
+    weights (ratio, scope and mode apply) and score source, or what UCE was fitted on and the
+    cross-attention K/V weights it edits (none of those apply)."""
     if plan.method == "uce":
-        return {"edited_weights": plan.count, "of_weights": plan.total_weights, "edited_by_block": plan.by_block()}
-    return {"ratio": ratio, "scope": plan.scope, "mode": mode, "zeroed_weights": plan.count, "of_weights": plan.total_weights, "zeroed_by_block": plan.by_block()}
+        return {"method": "uce", "fitted_on": scores.prompt, "edited_weights": plan.count, "of_weights": plan.total_weights,
+                "edited_by_block": plan.by_block(), "fit_seconds": round(scores.seconds, 3)}
+    return {"method": "cad", "concept_prompt": scores.prompt, "ratio": ratio, "scope": plan.scope, "mode": mode, "zeroed_weights": plan.count,
+            "of_weights": plan.total_weights, "zeroed_by_block": plan.by_block(), "scores_cached": scores.cached, "attribution_seconds": round(scores.seconds, 3)}
 
 
 def cmd_edit(args: argparse.Namespace) -> dict:
@@ -142,15 +144,13 @@ def cmd_edit(args: argparse.Namespace) -> dict:
             image.save(path)
             paths[kind].append(str(path))
     result = {
-        "model": world.name, "action": args.action, "concept": args.concept, "method": outcome.plan.method, ("fitted_on" if spec.method == "uce" else "concept_prompt"): outcome.attribution.prompt,
+        "model": world.name, "action": args.action, "concept": args.concept, **edit_summary(outcome.plan, outcome.attribution, outcome.ratio, args.mode),
         "keep": list(spec.keep), "anchor": list(spec.anchor), "scenes": outcome.spec.scenes, "seed": args.seed, "prompts": outcome.concept_prompts, "kept_prompts": outcome.kept_prompts,
         **({} if spec.method == "uce" else {"contrast": spec.contrast, "protect": spec.protect}),
         **paths,
-        **edit_counts(outcome.plan, outcome.ratio, args.mode),
-        **({"fit_seconds": round(outcome.attribution.seconds, 3)} if spec.method == "uce" else {
+        **({} if spec.method == "uce" else {
             "attribution_mass_by_block": {b: {"positive": round(p, 6), "negative": round(n, 6)} for b, (p, n) in block_mass(outcome.attribution.scores).items()},
-            "top_components": [{"layer": l, "row": r, "column": c, "score": round(v, 8)} for l, r, c, v in top_components(outcome.attribution.scores, 5)],
-            "scores_cached": outcome.attribution.cached, "attribution_seconds": round(outcome.attribution.seconds, 3)}),
+            "top_components": [{"layer": l, "row": r, "column": c, "score": round(v, 8)} for l, r, c, v in top_components(outcome.attribution.scores, 5)]}),
         "mean_pixel_change": round(_mean_change(outcome.concept_before, outcome.concept_after), 5),
         "kept_mean_pixel_change": round(_mean_change(outcome.kept_before, outcome.kept_after), 5),
         "seconds": round(outcome.seconds, 3),
@@ -399,7 +399,7 @@ def build_parser() -> _Parser:
     gen.add_argument("--model", default=None, help="registry name (default: the registry's default)")
     gen.add_argument("--device", default="auto", help="auto, cpu or cuda")
     gen.add_argument("--out", required=True, help="folder for the PNGs")
-    gen.add_argument("--erase", default=None, help="generate with this concept erased (CAD)")
+    gen.add_argument("--erase", default=None, help="generate with this concept erased (by --method)")
     gen.add_argument("--amplify", default=None, help="generate with this concept amplified (CAD)")
     gen.add_argument("--method", default="cad", choices=METHODS, help=METHOD_HELP)
     gen.add_argument("--ratio", type=float, default=None, help="share of the feed-forward weights zeroed, in each --scope (default: the model's)")
@@ -412,7 +412,8 @@ def build_parser() -> _Parser:
     gen.set_defaults(run=cmd_generate)
 
     for action in ("erase", "amplify"):
-        edit = sub.add_parser(action, help=f"{action} a concept by zeroing its top-attributed feed-forward weights (CAD); before/after images")
+        edit = sub.add_parser(action, help=f"{action} a concept by zeroing its top-attributed feed-forward weights (CAD)"
+                              + (", or by UCE's closed-form cross-attention edit" if action == "erase" else "") + "; before/after images")
         edit.add_argument("--concept", required=True)
         edit.add_argument("--method", default="cad", choices=METHODS, help=METHOD_HELP)
         edit.add_argument("--ratio", type=float, default=None, help="share of the feed-forward weights zeroed, in each --scope (default: the model's)")
