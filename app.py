@@ -438,15 +438,35 @@ def uce_summary(world, concept: str, keep: tuple[str, ...], outcome) -> tuple:
     kept = ", ".join(keep or attribute_peers(world, concept)) or "the unconditional prompt only"
     info = (f"Erased **{concept}** with UCE: edited the {len(plan.removed)} cross-attention key/value matrices in closed form "
             f"({plan.count:,} weights; the table lists the largest changes), fitted on {outcome.attribution.prompt}, keeping {kept}; "
-            f"fitted in {outcome.attribution.seconds:.1f} s, {outcome.seconds:.1f} s in all. Ratio, scope and the attribution settings apply to CAD only."
+            f"fitted in {outcome.attribution.seconds:.1f} s, {outcome.seconds:.1f} s in all."
             + judged_summary(world, concept, outcome))
     return figure, rows, info
 
 
+EDIT_LABELS = {
+    "cad": {"plot": "Attribution mass per block", "top": "Top components", "score": "score",
+            "scenes": "Scenes to attribute over (0: the concept prompt alone)",
+            "scenes_info": "Toy worlds: the mean scores over fully specified scenes of the concept, kept concepts on the same scenes", "keep": "Concepts to keep, comma-separated (their weights are spared)"},
+    "uce": {"plot": "Edit size per block (‖W′ − W‖ / ‖W‖ of its cross-attention K/V)", "top": "Largest weight changes", "score": "|change|",
+            "scenes": "Scenes to fit over (0: the concept prompt alone)",
+            "scenes_info": "Toy worlds: fully specified scenes of the concept sent to the same scenes in its neighbours, which are held", "keep": "Concepts to keep, comma-separated (held as they were)"},
+}
+"""What the Erase tab's widgets are called under each method: UCE fits an edit, CAD scores weights."""
+
+
 @user_errors
 def method_defaults(model: str, method: str):
-    """The scenes slider follows the method (UCE is fitted on more scenes than CAD attributes over)."""
-    return gr.update(value=default_scenes(REGISTRY.get(model), method))
+    """The tab follows the method: UCE only erases and has no ratio, scope or attribution settings, so
+    those are hidden and the action fixed; the scenes slider takes the method's default (UCE fits on
+    more scenes than CAD attributes over), and the chart and table say what they show."""
+    uce = method == "uce"
+    labels = EDIT_LABELS["uce" if uce else "cad"]
+    return (gr.update(value=default_scenes(REGISTRY.get(model), method), label=labels["scenes"], info=labels["scenes_info"]),
+            gr.update(value="erase", interactive=False) if uce else gr.update(interactive=True),
+            gr.update(visible=not uce),
+            gr.update(label=labels["plot"]),
+            gr.update(label=labels["top"], headers=["layer", "row", "column", labels["score"]]),
+            gr.update(label=labels["keep"]))
 
 
 def kept_clause(keep: tuple[str, ...], spec: EditSpec) -> str:
@@ -619,20 +639,20 @@ def build_app() -> gr.Blocks:
                     gr.Examples(examples=[["red"], ["striped"], ["large"], ["blue"], ["dog"], ["Van Gogh"]], inputs=[c_concept], label="Concepts (toy first, then SD1.4)")
                     c_method = gr.Radio([("CAD: zero the top-attributed feed-forward weights", "cad"), ("UCE: closed-form cross-attention edit (erase)", "uce")],
                                         value="cad", label="Method", elem_id="edit-method")
-                    with gr.Row():
-                        c_action = gr.Radio(["erase", "amplify"], value="erase", label="Action", elem_id="edit-action")
+                    c_action = gr.Radio(["erase", "amplify"], value="erase", label="Action", elem_id="edit-action")
+                    c_keep = gr.Textbox(label=EDIT_LABELS["cad"]["keep"], placeholder="blue, green", value=", ".join(default.defaults.edit_keep), elem_id="edit-keep")
+                    with gr.Column(elem_id="edit-cad-settings") as c_cad_settings:
                         c_mode = gr.Radio(["fast", "faithful"], value="fast", label="Attribution", elem_id="edit-mode")
-                    with gr.Row():
-                        c_ratio = gr.Slider(0.0005, 0.2, value=default.defaults.edit_ratio, step=0.0005, label="Share of weights zeroed", elem_id="edit-ratio", scale=2)
-                        c_scope = gr.Radio([(label, scope) for scope, label in SCOPE_LABELS.items()], value=default.defaults.edit_scope,
-                                           label="Top weights taken", elem_id="edit-scope", scale=1)
-                    c_keep = gr.Textbox(label="Concepts to keep, comma-separated (their weights are spared)", placeholder="blue, green", value=", ".join(default.defaults.edit_keep), elem_id="edit-keep")
-                    with gr.Row():
-                        c_protect = gr.Radio([("presence (what each needs)", "presence"), ("identity (what tells them apart; erase)", "identity")], value="presence",
-                                             label="What of the kept concepts to spare", elem_id="edit-protect")
-                        c_contrast = gr.Radio([("mean", "mean"), ("max (spares more)", "max")], value="mean", label="Subtract the kept concepts' scores", elem_id="edit-contrast")
-                    c_scenes = gr.Slider(0, 8, value=default.defaults.edit_scenes, step=1, label="Scenes to attribute over (0: the concept prompt alone)",
-                                         info="Toy worlds: the mean scores over fully specified scenes of the concept, kept concepts on the same scenes",
+                        with gr.Row():
+                            c_ratio = gr.Slider(0.0005, 0.2, value=default.defaults.edit_ratio, step=0.0005, label="Share of weights zeroed", elem_id="edit-ratio", scale=2)
+                            c_scope = gr.Radio([(label, scope) for scope, label in SCOPE_LABELS.items()], value=default.defaults.edit_scope,
+                                               label="Top weights taken", elem_id="edit-scope", scale=1)
+                        with gr.Row():
+                            c_protect = gr.Radio([("presence (what each needs)", "presence"), ("identity (what tells them apart; erase)", "identity")], value="presence",
+                                                 label="What of the kept concepts to spare", elem_id="edit-protect")
+                            c_contrast = gr.Radio([("mean", "mean"), ("max (spares more)", "max")], value="mean", label="Subtract the kept concepts' scores", elem_id="edit-contrast")
+                    c_scenes = gr.Slider(0, 8, value=default.defaults.edit_scenes, step=1, label=EDIT_LABELS["cad"]["scenes"],
+                                         info=EDIT_LABELS["cad"]["scenes_info"],
                                          visible=default.defaults.toy_scenes, elem_id="edit-scenes")
                     c_prompt = gr.Textbox(label="Concept prompt (empty: the model's template)", placeholder=default.defaults.concept_template, elem_id="edit-prompt")
                     c_kept = gr.Textbox(label="Prompts of other concepts, one per line (what should be kept)",
@@ -646,8 +666,8 @@ def build_app() -> gr.Blocks:
                     c_concept_gallery = gr.Gallery(label="The concept: before and after", columns=4, height="auto", elem_id="edit-concept-gallery")
                     c_kept_gallery = gr.Gallery(label="Other concepts: before and after (kept?)", columns=4, height="auto", elem_id="edit-kept-gallery")
             with gr.Row():
-                c_plot = gr.Plot(label="Attribution mass per block", elem_id="edit-mass")
-                c_top = gr.Dataframe(headers=["layer", "row", "column", "score"], label="Top components", interactive=False, elem_id="edit-top")
+                c_plot = gr.Plot(label=EDIT_LABELS["cad"]["plot"], elem_id="edit-mass")
+                c_top = gr.Dataframe(headers=["layer", "row", "column", EDIT_LABELS["cad"]["score"]], label=EDIT_LABELS["cad"]["top"], interactive=False, elem_id="edit-top")
 
         for tab_steps, tab_guidance in ((steps, guidance), (s_steps, s_guidance), (e_steps, e_guidance)):
             model.change(model_defaults, inputs=model, outputs=[tab_steps, tab_guidance], api_visibility="private")
@@ -688,7 +708,7 @@ def build_app() -> gr.Blocks:
         )
         step.change(scrub_evolution, inputs=[evolution, step], outputs=[step_preview, step_composition, step_legend, step_top], api_visibility="private")
         model.change(model_edit_defaults, inputs=[model, c_method], outputs=[c_ratio, c_kept, c_scope, c_keep, c_scenes], api_visibility="private")
-        c_method.change(method_defaults, inputs=[model, c_method], outputs=c_scenes, api_visibility="private")
+        c_method.change(method_defaults, inputs=[model, c_method], outputs=[c_scenes, c_action, c_cad_settings, c_plot, c_top, c_keep], api_visibility="private")
         c_run.click(
             edit_concept, inputs=[model, c_concept, c_action, c_ratio, c_mode, c_prompt, c_kept, c_seed, c_images, c_keep, c_scope, c_scenes, c_contrast, c_protect, c_method],
             outputs=[c_concept_gallery, c_kept_gallery, c_plot, c_top, c_info], api_name="edit",

@@ -180,17 +180,24 @@ def test_erase_tab_shows_before_after_and_a_chart(page, tmp_path_factory, monkey
 
 
 def test_erase_tab_erases_with_uce(page, tmp_path_factory, monkeypatch):
-    """The method radio switches to UCE: the scenes slider follows (8 on the toy), the info says what
-    was edited, and the chart shows where."""
+    """The method radio switches to UCE: CAD's settings hide and the action stays erase, the scenes
+    slider follows (8 on the toy), the info says what was edited, and the chart shows where; back on
+    CAD the settings return."""
     monkeypatch.setenv("CONCEPT_LAB_CACHE", str(tmp_path_factory.mktemp("browser-uce")))
     page.get_by_role("tab", name="Erase / amplify").click()
     page.locator("#edit-concept textarea, #edit-concept input").first.fill("red")
     page.locator("#edit-keep textarea, #edit-keep input").first.fill("")
     page.locator("#edit-method").get_by_text("UCE").click()
     page.wait_for_function("() => document.querySelector('#edit-scenes input[type=number]').value === '8'")
+    page.locator("#edit-ratio").wait_for(state="hidden")
+    assert page.locator("#edit-action input[value=amplify]").is_disabled()
     page.locator("#edit-run").click()
     page.locator("#edit-info").get_by_text("with UCE").wait_for()
     info = page.locator("#edit-info").inner_text()
     assert "keeping orange, yellow, green, blue, purple" in info and "The judge sees red in 100% of the images before and 0% after" in info, info
     page.locator("#edit-mass img, #edit-mass svg, #edit-mass canvas").first.wait_for(state="visible")
+    page.get_by_text("Edit size per block").first.wait_for()
     page.screenshot(path=str(ARTIFACTS / "erase-uce.png"), full_page=True)
+    page.locator("#edit-method").get_by_text("CAD").click()
+    page.locator("#edit-ratio").wait_for(state="visible")
+    page.get_by_text("Attribution mass per block").first.wait_for()

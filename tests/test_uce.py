@@ -149,7 +149,11 @@ def test_a_bad_method_is_refused_before_the_model_loads():
 
 
 def test_the_erase_tab_runs_uce_and_says_so():
-    assert app.method_defaults("toy-shapes", "uce")["value"] == 8 and app.method_defaults("toy-shapes", "cad")["value"] == 0
+    scenes, action, cad_settings, plot, top, keep = app.method_defaults("toy-shapes", "uce")
+    assert scenes["value"] == 8 and action["value"] == "erase" and action["interactive"] is False and cad_settings["visible"] is False
+    assert "Edit size" in plot["label"] and top["headers"][-1] == "|change|" and "held" in keep["label"]
+    scenes, action, cad_settings, plot, top, keep = app.method_defaults("toy-shapes", "cad")
+    assert scenes["value"] == 0 and action["interactive"] is True and cad_settings["visible"] is True and plot["label"] == "Attribution mass per block"
     gallery, kept, figure, rows, info = app.edit_concept("toy-shapes", "red", "erase", 0.05, "fast", "", "", 0, 2, "", "matrix", 8, "mean", "presence", "uce")
     assert "with UCE" in info and "orange, yellow, green, blue, purple" in info and "The judge sees **red**" in info
     assert len(gallery) == 4 and rows and rows[0][0].endswith(("attn2.to_k", "attn2.to_v"))
