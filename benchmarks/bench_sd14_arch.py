@@ -13,6 +13,10 @@ Variants, each timed interleaved with the others (`timing.median_seconds`):
 - `ours_capture_3_blocks`: every step's Δ captured at the paper's three blocks, each encoded by an
   SAE into feature maps (what the Evolution tab does);
 - `cad_fast_attribution`: fast-mode CAD attribution of one concept prompt (2 trajectories);
+- `uce_fit`: fitting the UCE erase of one concept (guide "", "" held) and building its edit of every
+  cross-attention K/V;
+- with `--faithful`: faithful-mode CAD attribution (a fresh trajectory per timestep), timed
+  `--faithful-repeats` times after the rest (it is the slow one), with fast mode's speedup over it;
 - `ours_steering_compiled` (with `--compile`): the steered generation with the UNet compiled.
 
 Targets (issue 7): no edit ≤ 1.02×, steering ≤ 1.05×, capture ≤ 1.25× plain diffusers; compiled
@@ -33,6 +37,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from concepts.arch import SD14_HOOK_WIDTHS, ArchConfig, sd14_pipeline  # noqa: E402
 from concepts.cad import AttributionConfig, attribute  # noqa: E402
+from concepts.cad.uce import UcePrompts, text_map, uce_plan  # noqa: E402
 from concepts.features import feature_maps  # noqa: E402
 from concepts.hooks import BlockHooks, block_width, resolve_blocks  # noqa: E402
 from concepts.quiet import quiet_libraries  # noqa: E402
@@ -43,6 +48,7 @@ from concepts.steps import StepWindow  # noqa: E402
 from timing import median_seconds, report  # noqa: E402
 
 PROMPT = "a red circle on the left"
+CONCEPT_PROMPT = "a photo of a dog"
 
 
 def random_sae(d: int, device: torch.device, dtype: torch.dtype) -> TopKSAE:
@@ -59,6 +65,8 @@ def main() -> None:
     parser.add_argument("--guidance", type=float, default=7.5)
     parser.add_argument("--repeats", type=int, default=5 if cuda else 3)
     parser.add_argument("--compile", action="store_true", help="also time a steered generation with the UNet compiled")
+    parser.add_argument("--faithful", action="store_true", help="also time faithful-mode CAD attribution (fresh trajectory per timestep)")
+    parser.add_argument("--faithful-repeats", type=int, default=1)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     quiet_libraries()
@@ -93,8 +101,11 @@ def main() -> None:
 
     settings = {"steps": args.steps, "guidance": args.guidance, "height": args.size, "width": args.size}
 
-    def attribution() -> None:
-        attribute(pipe, "a photo of a dog", AttributionConfig(mode="fast", **settings))
+    def attribution(mode: str = "fast") -> None:
+        attribute(pipe, CONCEPT_PROMPT, AttributionConfig(mode=mode, **settings))  # type: ignore[arg-type]
+
+    def uce() -> None:
+        uce_plan(pipe.unet, text_map(pipe, UcePrompts("dog", (CONCEPT_PROMPT,), (("",),), ("",))))
 
     variants = {
         "diffusers": plain,
@@ -102,6 +113,7 @@ def main() -> None:
         "ours_steering": steering,
         "ours_capture_3_blocks": capture,
         "cad_fast_attribution": attribution,
+        "uce_fit": uce,
     }
     if args.compile:
         compiled = torch.compile(pipe.unet, mode="max-autotune-no-cudagraphs" if cuda else "default")
@@ -117,9 +129,14 @@ def main() -> None:
 
         variants["ours_steering_compiled"] = steering_compiled
     median = median_seconds(variants, args.repeats, device)
+    faithful = {}
+    if args.faithful:
+        seconds = median_seconds({"faithful": lambda: attribution("faithful")}, args.faithful_repeats, device)["faithful"]
+        faithful = {"cad_faithful_attribution_seconds": round(seconds, 2), "faithful_repeats": args.faithful_repeats,
+                    "cad_fast_speedup_vs_faithful": round(seconds / median["cad_fast_attribution"], 1)}
     report(f"sd14-architecture/{args.divisor}", device, median, args.repeats, args.out, **settings, dtype=str(dtype), divisor=args.divisor,
            unet_parameters=sum(p.numel() for p in pipe.unet.parameters()),
-           gpu=torch.cuda.get_device_name() if cuda else None,
+           gpu=torch.cuda.get_device_name() if cuda else None, concept_prompt=CONCEPT_PROMPT, **faithful,
            targets={"ours_no_edit_ratio": 1.02, "ours_steering_ratio": 1.05, "ours_capture_3_blocks_ratio": 1.25,
                     "compiled_steering_speedup_vs_diffusers": 1.5, "cad_fast_attribution_seconds_h100": 5.0})
 
