@@ -15,8 +15,6 @@ import json
 import sys
 import time
 
-import numpy as np
-
 from ..cad import plan_ablation
 from ..cad.components import ff_layers
 from ..cad.repair import RepairConfig, input_grams, repaired_plan
@@ -27,7 +25,7 @@ from ..readers import world_reader
 from ..registry import load_registry
 from ..sampling import GenerationRequest, generate
 from ..service import SHARED_PIPELINES
-from .evaluate_edit import attribute_of, judged_images
+from .evaluate_edit import attribute_of, erase_rates, judged_images, split_prompts
 from .prompts import labelled_prompts
 from .world import ATTRIBUTES
 
@@ -41,9 +39,7 @@ def erase_with_repair(concept: str = "red", betas: tuple[float, ...] = (0.0, 1.0
     d, pipe, judge = world.defaults, SHARED_PIPELINES.get(world, "cpu"), world_reader(world)
     attribute = attribute_of(concept)
     peers = [v for v in ATTRIBUTES[attribute] if v != concept]
-    pool = labelled_prompts(prompts * 12, seed)
-    target = [p for s, p in pool if getattr(s, attribute) == concept][:prompts]
-    others = [(s, p) for s, p in pool if getattr(s, attribute) != concept][:prompts]
+    target, others = split_prompts(labelled_prompts(prompts * 12, seed), attribute, concept, prompts)
     layers = ff_layers(pipe.unet)
 
     def run(texts: list[str]):
@@ -57,10 +53,8 @@ def erase_with_repair(concept: str = "red", betas: tuple[float, ...] = (0.0, 1.0
     gram_seconds = time.perf_counter() - started
 
     def rates(plan=None) -> dict:
-        mine = judged_images(pipe, judge, world, target, seed, plan)
-        theirs = judged_images(pipe, judge, world, [p for _, p in others], seed, plan)
-        return {"concept_rate_on_its_prompts": round(float(np.mean([r[attribute] == concept for r in mine])), 3),
-                "others_attribute_accuracy": round(float(np.mean([r[attribute] == getattr(s, attribute) for r, (s, _) in zip(theirs, others)])), 3)}
+        judged = [judged_images(pipe, judge, world, [p for _, p in side], seed, plan) for side in (target, others)]
+        return erase_rates(attribute, concept, target, others, *judged)
 
     scores = scores_for(world, pipe, d.concept_template.format(concept=concept), "erase", "fast").scores
     plan = plan_ablation(pipe.unet, scores, d.edit_ratio, scope=d.edit_scope)

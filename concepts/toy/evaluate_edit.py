@@ -121,6 +121,29 @@ def judged_images(pipe, judge, world, prompts: list[str], seed: int, plan=None) 
         return judge(generate(pipe, request, active if isinstance(plan, list) else ()).pixels)
 
 
+def split_prompts(pool: list, attribute: str, concept: str, count: int) -> tuple[list, list]:
+    """From labelled (scene, prompt) pairs, the first `count` that ask for the concept and the first
+    `count` that ask for another value of its attribute (what an erase must keep)."""
+    target = [(s, p) for s, p in pool if getattr(s, attribute) == concept][:count]
+    others = [(s, p) for s, p in pool if getattr(s, attribute) != concept][:count]
+    return target, others
+
+
+def erase_rates(attribute: str, concept: str, target: list, others: list, judged_target: list[dict[str, str]], judged_others: list[dict[str, str]]) -> dict:
+    """The judge's rate of the concept on its prompts, and how right the other prompts stay (their
+    attribute, all six attributes, and per kept value "right/asked": red's loss may be all orange)."""
+    asked, right = Counter(getattr(s, attribute) for s, _ in others), Counter()
+    for r, (s, _) in zip(judged_others, others):
+        right[getattr(s, attribute)] += r[attribute] == getattr(s, attribute)
+    return {
+        "concept_rate_on_its_prompts": round(float(np.mean([r[attribute] == concept for r in judged_target])), 3),
+        "others_attribute_accuracy": round(float(np.mean([r[attribute] == getattr(s, attribute) for r, (s, _) in zip(judged_others, others)])), 3),
+        "others_all_attributes_accuracy": round(float(np.mean([np.mean([r[a] == getattr(s, a) for a in ATTRIBUTES]) for r, (s, _) in zip(judged_others, others)])), 3),
+        "concept_prompts_read_as": dict(Counter(r[attribute] for r in judged_target).most_common()),
+        "others_right_by_value": {value: f"{right[value]}/{n}" for value, n in sorted(asked.items())},
+    }
+
+
 def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL, log=lambda line: None) -> dict:
     started = time.time()
     settings = cfg.settings()
@@ -150,28 +173,12 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
     report = {"what": "edit", "model": world.name, "prompts": cfg.prompts, "targets": TARGET, "concepts": {}}
     for concept in cfg.concepts:
         attribute = attribute_of(concept)
-        target = [(s, p) for s, p in pool if getattr(s, attribute) == concept][: cfg.prompts]
-        others = [(s, p) for s, p in pool if getattr(s, attribute) != concept][: cfg.prompts]
+        target, others = split_prompts(pool, attribute, concept, cfg.prompts)
         unspecified = [caption(s, keep=set(ATTRIBUTES) - {attribute}) for s, _ in target]
         concept_prompt = d.concept_template.format(concept=concept)
 
         def rates(plan=None) -> dict:
-            t = judged([p for _, p in target], plan)
-            o = judged([p for _, p in others], plan)
-            return {
-                "concept_rate_on_its_prompts": round(float(np.mean([r[attribute] == concept for r in t])), 3),
-                "others_attribute_accuracy": round(float(np.mean([r[attribute] == getattr(s, attribute) for r, (s, _) in zip(o, others)])), 3),
-                "others_all_attributes_accuracy": round(float(np.mean([np.mean([r[a] == getattr(s, a) for a in ATTRIBUTES]) for r, (s, _) in zip(o, others)])), 3),
-                "concept_prompts_read_as": dict(Counter(r[attribute] for r in t).most_common()),
-                "others_right_by_value": by_value(o),
-            }
-
-        def by_value(judged_others: list[dict[str, str]]) -> dict[str, str]:
-            """Per kept value, "right/asked": which neighbours an edit hurts (red's loss may be all orange)."""
-            asked, right = Counter(getattr(s, attribute) for s, _ in others), Counter()
-            for r, (s, _) in zip(judged_others, others):
-                right[getattr(s, attribute)] += r[attribute] == getattr(s, attribute)
-            return {value: f"{right[value]}/{n}" for value, n in sorted(asked.items())}
+            return erase_rates(attribute, concept, target, others, judged([p for _, p in target], plan), judged([p for _, p in others], plan))
 
         keep = tuple(v for v in ATTRIBUTES[attribute] if v != concept)
 
