@@ -68,3 +68,15 @@ def test_weighting_the_concept_keeps_its_ablated_outputs_closer():
 def test_bad_repair_settings_name_the_field(field, value):
     with pytest.raises(InvalidInputError, match=field):
         RepairConfig(**{field: value})
+
+
+def test_on_the_toy_holding_the_other_colours_gives_red_back():
+    """The README's measurement of CAD's limit, small: the default erase takes red off, and the
+    repair that holds the other colours' feed-forward outputs (2 scenes each) returns every red."""
+    from concepts.toy.erase_repair import erase_with_repair
+
+    before, cad, repaired = erase_with_repair("red", (0.0,), scenes=2, prompts=6)["rows"]
+    assert before["edit"] == "before" and cad["edit"].startswith("CAD,") and repaired["edit"] == "CAD + repair, β = 0"
+    assert before["concept_rate_on_its_prompts"] == 1.0
+    assert cad["concept_rate_on_its_prompts"] <= 0.2 and cad["others_attribute_accuracy"] < 1.0
+    assert repaired["concept_rate_on_its_prompts"] == 1.0 and repaired["others_attribute_accuracy"] == 1.0
