@@ -7,13 +7,19 @@ from __future__ import annotations
 import matplotlib
 
 matplotlib.use("Agg")
+from matplotlib.axes import Axes  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
+
+
+def _block_axes(blocks: int) -> tuple[Figure, Axes]:
+    """One horizontal bar row per block: both charts grow with the number of blocks alike."""
+    fig = Figure(figsize=(7.0, 0.42 * blocks + 1.3))
+    return fig, fig.subplots()
 
 
 def block_mass_figure(mass: dict[str, tuple[float, float]], zeroed: dict[str, int], title: str) -> Figure:
     blocks = list(mass)
-    fig = Figure(figsize=(7.0, 0.42 * len(blocks) + 1.3))
-    ax = fig.subplots()
+    fig, ax = _block_axes(len(blocks))
     ys = range(len(blocks))
     ax.barh(ys, [mass[b][0] for b in blocks], color="#2a9d8f", label="positive (zeroing lowers J)")
     ax.barh(ys, [mass[b][1] for b in blocks], color="#e76f51", label="negative (zeroing raises J)")
@@ -31,8 +37,7 @@ def edit_size_figure(change: dict[str, float], title: str) -> Figure:
     """UCE's counterpart of the mass chart: per block, how far its cross-attention K/V moved
     (‖W' − W‖ / ‖W‖, over both matrices)."""
     blocks = list(change)
-    fig = Figure(figsize=(7.0, 0.42 * len(blocks) + 1.3))
-    ax = fig.subplots()
+    fig, ax = _block_axes(len(blocks))
     ax.barh(range(len(blocks)), [change[b] for b in blocks], color="#457b9d")
     ax.set_yticks(list(range(len(blocks))), blocks, fontsize=7)
     ax.invert_yaxis()

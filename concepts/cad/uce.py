@@ -32,7 +32,7 @@ from torch import nn
 from ..errors import InvalidInputError
 from .ablation import AblationPlan
 from .attribution import prompt_embeddings
-from .components import cross_kv_layers
+from .components import block_of, cross_kv_layers
 
 
 @dataclass(frozen=True)
@@ -129,8 +129,6 @@ def uce_plan(unet: nn.Module, text_map_: torch.Tensor) -> AblationPlan:
 
 def change_by_block(unet: nn.Module, plan: AblationPlan) -> dict[str, float]:
     """Per transformer block, ‖W' − W‖ / ‖W‖ over its edited K/V matrices: where the edit acts."""
-    from .components import block_of
-
     layers = cross_kv_layers(unet)
     moved: dict[str, list[float]] = {}
     for name, removed in plan.removed.items():
