@@ -19,11 +19,12 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from concepts.cad import AttributionConfig, attribute  # noqa: E402
+from timing import median_seconds, report  # noqa: E402
+
+from concepts.edit import AttributionConfig, attribute  # noqa: E402
+from concepts.generation import SHARED_PIPELINES  # noqa: E402
 from concepts.quiet import quiet_libraries  # noqa: E402
 from concepts.registry import load_registry  # noqa: E402
-from concepts.service import SHARED_PIPELINES  # noqa: E402
-from timing import median_seconds, report  # noqa: E402
 
 
 def main() -> None:

@@ -23,12 +23,12 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 
-from concepts.evolution import run_evolution  # noqa: E402
-from concepts.quiet import quiet_libraries  # noqa: E402
-from concepts.readers import world_reader  # noqa: E402
-from concepts.registry import load_registry  # noqa: E402
-from concepts.service import SHARED_PIPELINES  # noqa: E402
 from timing import median_seconds, report  # noqa: E402
+
+from concepts.evolve.evolution import run_evolution  # noqa: E402
+from concepts.generation import SHARED_PIPELINES  # noqa: E402
+from concepts.quiet import quiet_libraries  # noqa: E402
+from concepts.registry import load_registry  # noqa: E402
 
 PROMPT = "a small blue striped circle in the center on a black background"
 
@@ -47,7 +47,7 @@ def main() -> None:
     world = registry.get(args.model)
     pipe = SHARED_PIPELINES.get(world, args.device)
     d = world.defaults
-    reader = world_reader(world)
+    reader = world.knowledge.reader()
 
     def plain() -> None:
         pipe(PROMPT, num_inference_steps=d.steps, guidance_scale=d.guidance, height=d.height, width=d.width, generator=torch.Generator().manual_seed(0), output_type="pt")
@@ -60,14 +60,14 @@ def main() -> None:
 
     variants = {"diffusers": plain, "capture_sae_three_blocks": capture_three_blocks, "capture_previews_and_judge": capture_with_previews}
     if not args.no_app:
-        import app
+        import ui.evolution
 
         block = next(b for b in world.blocks if b.startswith("mid_block"))
 
         def first_render() -> None:
             import matplotlib.pyplot as plt
 
-            app.follow_evolution(world.name, PROMPT, 0, d.steps, d.guidance, block, [])
+            ui.evolution.follow_evolution(world.name, PROMPT, 0, d.steps, d.guidance, block, [])
             plt.close("all")
 
         variants["app_first_render"] = first_render

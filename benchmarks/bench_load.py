@@ -149,12 +149,12 @@ def model_unchanged() -> dict:
     import torch
     from safetensors.torch import load_file
 
-    import app
+    import ui.common
+    from concepts.generation import SHARED_PIPELINES
     from concepts.hub import resolve
-    from concepts.service import SHARED_PIPELINES
 
-    world = app.REGISTRY.get(MODEL)
-    pipe = SHARED_PIPELINES.get(world, app.DEVICE)
+    world = ui.common.REGISTRY.get(MODEL)
+    pipe = SHARED_PIPELINES.get(world, ui.common.DEVICE)
     folder = resolve(world.pipeline, required=["model_index.json"], base_dir=world.base_dir)
     changed = []
     for part in ("unet", "text_encoder", "vae"):

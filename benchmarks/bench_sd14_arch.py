@@ -35,17 +35,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
+from timing import median_seconds, report  # noqa: E402
+
 from concepts.arch import SD14_HOOK_WIDTHS, ArchConfig, sd14_pipeline  # noqa: E402
-from concepts.cad import AttributionConfig, attribute  # noqa: E402
-from concepts.cad.uce import UcePrompts, text_map, uce_plan  # noqa: E402
+from concepts.edit import AttributionConfig, attribute  # noqa: E402
+from concepts.edit.uce import UcePrompts, text_map, uce_plan  # noqa: E402
 from concepts.features import feature_maps  # noqa: E402
 from concepts.hooks import BlockHooks, block_width, resolve_blocks  # noqa: E402
 from concepts.quiet import quiet_libraries  # noqa: E402
 from concepts.sae import SAEConfig, TopKSAE  # noqa: E402
 from concepts.sampling import GenerationRequest, generate  # noqa: E402
-from concepts.steering import SteeringPlan  # noqa: E402
+from concepts.steer.steering import SteeringPlan  # noqa: E402
 from concepts.steps import StepWindow  # noqa: E402
-from timing import median_seconds, report  # noqa: E402
 
 PROMPT = "a red circle on the left"
 CONCEPT_PROMPT = "a photo of a dog"

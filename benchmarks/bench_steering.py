@@ -23,16 +23,18 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from concepts.explore import run_explore  # noqa: E402
+from timing import median_seconds, report  # noqa: E402
+
+from concepts.generation import SHARED_PIPELINES  # noqa: E402
 from concepts.hooks import BlockHooks  # noqa: E402
 from concepts.quiet import quiet_libraries  # noqa: E402
 from concepts.registry import load_registry  # noqa: E402
+from concepts.saes import SAES  # noqa: E402
 from concepts.sampling import GenerationRequest, generate  # noqa: E402
-from concepts.service import SHARED_PIPELINES  # noqa: E402
-from concepts.steer_service import SAES, SteerSpec, run_steering  # noqa: E402
-from concepts.steering import SteeringPlan, default_strength, region_mask  # noqa: E402
+from concepts.steer.explore import run_explore  # noqa: E402
+from concepts.steer.service import SteerSpec, run_steering  # noqa: E402
+from concepts.steer.steering import SteeringPlan, default_strength, region_mask  # noqa: E402
 from concepts.steps import StepWindow  # noqa: E402
-from timing import median_seconds, report  # noqa: E402
 
 PROMPT = "a large red solid square at the top left on a white background"
 

@@ -16,7 +16,8 @@ from typing import Callable, Sequence
 
 from .errors import ConceptLabError, InvalidInputError, one_line
 from .quiet import quiet_libraries
-from .registry import EDIT_METHODS as METHODS, EDIT_PROTECTS, EDIT_SCOPES
+from .registry import EDIT_METHODS as METHODS
+from .registry import EDIT_PROTECTS, EDIT_SCOPES
 
 EXIT_USAGE = 2
 PROTECT_HELP = ("what of the --keep concepts to spare: presence (CAD's objective: the weights each needs to be drawn) or identity "
@@ -44,8 +45,8 @@ def cmd_models(args: argparse.Namespace) -> dict:
 
 
 def cmd_generate(args: argparse.Namespace) -> dict:
+    from .generation import run_generation
     from .registry import load_registry
-    from .service import run_generation
 
     out = _output_dir(args.out)
     registry = load_registry(args.registry)
@@ -95,9 +96,9 @@ def _generation_edit(args: argparse.Namespace, registry):
     concept, action = (args.erase, "erase") if args.erase else (args.amplify, "amplify")
     if not concept:
         return contextlib.nullcontext(), None
-    from .cad.ablation import AblationHooks, check_ratio
-    from .cad.service import EditSpec, concept_prompt, edit_plan
-    from .service import SHARED_PIPELINES
+    from .edit.ablation import AblationHooks, check_ratio
+    from .edit.service import EditSpec, concept_prompt, edit_plan
+    from .generation import SHARED_PIPELINES
 
     world = registry.get(args.model)
     spec = EditSpec(concept=concept, action=action, ratio=args.ratio, mode=args.mode, keep=tuple(args.keep or ()), scope=args.scope, contrast=args.contrast, scenes=args.scenes,
@@ -122,8 +123,8 @@ def edit_summary(plan, scores, ratio: float, mode: str) -> dict:
 
 def cmd_edit(args: argparse.Namespace) -> dict:
     """`erase` / `amplify`: scores (cached), the ablation, before/after images and measured rates."""
-    from .cad.service import EditSpec, block_mass, run_edit, top_components
-    from .readers import edit_rates, world_reader
+    from .edit.rates import edit_rates
+    from .edit.service import EditSpec, block_mass, run_edit, top_components
     from .registry import load_registry
 
     out = _output_dir(args.out)
@@ -155,7 +156,7 @@ def cmd_edit(args: argparse.Namespace) -> dict:
         "kept_mean_pixel_change": round(_mean_change(outcome.kept_before, outcome.kept_after), 5),
         "seconds": round(outcome.seconds, 3),
     }
-    reader = world_reader(world)
+    reader = world.knowledge.reader()
     if reader is not None:
         result["measured"] = edit_rates(reader, args.concept, outcome)
     return result
@@ -198,8 +199,8 @@ def cmd_train_sae(args: argparse.Namespace) -> dict:
 
 def cmd_steer(args: argparse.Namespace) -> dict:
     from .registry import load_registry
-    from .steer_service import SteerSpec, run_steering
-    from .steering import default_strength
+    from .steer.service import SteerSpec, run_steering
+    from .steer.steering import default_strength
 
     out = _output_dir(args.out)
     registry = load_registry(args.registry)
@@ -244,11 +245,11 @@ def cmd_steer(args: argparse.Namespace) -> dict:
 
 
 def cmd_top_images(args: argparse.Namespace) -> dict:
-    from .feature_table import feature_table
     from .pipeline import load_pipeline
     from .registry import load_registry
     from .saes import load_entry
-    from .top_images import save_top_images
+    from .steer.feature_table import feature_table
+    from .steer.top_images import save_top_images
 
     world = load_registry(args.registry).get(args.model)
     if not world.saes:
@@ -268,12 +269,19 @@ def cmd_top_images(args: argparse.Namespace) -> dict:
 
 
 def cmd_evolve(args: argparse.Namespace) -> dict:
-    from .evolution import run_evolution
-    from .evolution_figures import (
-        composition_strip, decided_figure, decisions, default_concepts, emergence_figure, evolution_record,
-        heatmap_grid, save_gif, save_json, save_strip,
+    from .evolve.evolution import run_evolution
+    from .evolve.figures import (
+        composition_strip,
+        decided_figure,
+        decisions,
+        default_concepts,
+        emergence_figure,
+        evolution_record,
+        heatmap_grid,
+        save_gif,
+        save_json,
+        save_strip,
     )
-    from .readers import world_reader
     from .registry import load_registry
 
     out = _output_dir(args.out)
@@ -283,7 +291,7 @@ def cmd_evolve(args: argparse.Namespace) -> dict:
     if not blocks:
         raise InvalidInputError("model", f"{world.name} has no SAEs to read concepts with")
     evo = run_evolution(world.name, args.prompt, seed=args.seed, steps=args.steps, guidance=args.guidance, blocks=blocks,
-                        reader=world_reader(world), device=args.device, registry=registry)
+                        reader=world.knowledge.reader(), device=args.device, registry=registry)
     main_block = next((b for b in evo.traces if b.startswith("mid_block")), next(iter(evo.traces)))
     chosen = [c.strip() for c in args.concepts.split(",") if c.strip()] if args.concepts else None
     concepts = chosen or default_concepts(evo, main_block)
@@ -449,7 +457,7 @@ def build_parser() -> _Parser:
     where.add_argument("--region", default="global", help="a toy cell (top left ... bottom right), a quadrant, or global")
     where.add_argument("--mask", default=None, help="PNG: painted (non-zero) pixels mark where to steer")
     steer.add_argument("--window", default="middle", help="early, middle, final, all or A:B (step indices)")
-    steer.add_argument("--strength", type=float, default=None, help="β (default: by window and mode, see concepts/steering.py)")
+    steer.add_argument("--strength", type=float, default=None, help="β (default: by window and mode, see concepts/steer/steering.py)")
     steer.add_argument("--branch", default="cond", choices=["cond", "both"])
     steer.add_argument("--seed", type=int, default=0)
     steer.add_argument("--steps", type=int, default=None)

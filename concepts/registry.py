@@ -12,31 +12,36 @@ them without editing this file. An SAE whose variable is unset and has no defaul
 
 from __future__ import annotations
 
+import importlib
 import json
 import math
 import os
 import re
+import threading
 from dataclasses import dataclass, field
 from functools import lru_cache
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from .errors import CheckpointError, InvalidInputError, UnknownNameError
 from .hub import Source
 from .steps import BRANCHES, READS, STAGES
+
+if TYPE_CHECKING:
+    from .world import WorldKnowledge
 
 CHECKPOINTS_DIR = Path(__file__).resolve().parent.parent / "checkpoints"
 DEFAULT_REGISTRY = CHECKPOINTS_DIR / "registry.json"
 SAE_FORMATS = ("native", "unbox")
 WINDOWS = (*STAGES, "all")
 EDIT_SCOPES = ("row", "matrix", "model")
-"""Where erase / amplify take the top weights (see `concepts.cad.ablation`); kept here, torch-free,
+"""Where erase / amplify take the top weights (see `concepts.edit.ablation`); kept here, torch-free,
 so the registry, the CLI's --help and the ablation code share one list."""
 EDIT_PROTECTS = ("presence", "identity")
-"""What of a kept concept erase spares (see `concepts.cad.service.EditSpec.protect`); torch-free for the CLI."""
+"""What of a kept concept erase spares (see `concepts.edit.service.EditSpec.protect`); torch-free for the CLI."""
 EDIT_METHODS = ("cad", "uce")
 """How an edit is made: CAD zeroes attributed feed-forward weights; UCE edits cross-attention K/V in
-closed form (`concepts.cad.uce`); torch-free for the CLI."""
+closed form (`concepts.edit.uce`); torch-free for the CLI."""
 CONCEPT_IMAGE_SOURCES = ("template", "toy-world")
 _ENV_REPO = re.compile(r"^\$\{([A-Z_][A-Z0-9_]*)(?::-([^}]*))?\}$")
 
@@ -146,9 +151,21 @@ class ModelWorld:
     examples: tuple[str, ...] = ()
     """Example prompts shown in the UI."""
     top_images: Source | None = None
-    """Cache of generated images with each SAE feature's top activations (`concepts.top_images`)."""
+    """Cache of generated images with each SAE feature's top activations (`concepts.steer.top_images`)."""
     base_dir: Path = field(default=CHECKPOINTS_DIR, compare=False)
     """Folder that relative local paths are resolved against (the registry file's folder)."""
+    knowledge_class: str | None = None
+    """"module:Class" of what the world knows beyond its weights (`concepts.world.WorldKnowledge`:
+    a judge, attributes, scenes); None: nothing (every answer "none")."""
+
+    @property
+    def knowledge(self) -> "WorldKnowledge":
+        """What panels may ask this world (its reader, attributes, scenes): built once per world."""
+        key = (self.name, self.knowledge_class, str(self.base_dir), self.pipeline.describe())
+        with _KNOWLEDGE_LOCK:
+            if key not in _KNOWLEDGE:
+                _KNOWLEDGE[key] = _knowledge_class(self.knowledge_class)(self)
+            return _KNOWLEDGE[key]
 
     def sae(self, block: str, window: str, branch: str = "cond") -> SAEEntry:
         for entry in self.saes:
@@ -236,11 +253,33 @@ class Registry:
                 examples=tuple(spec.get("examples", ())),
                 top_images=_source(spec["top_images"]) if spec.get("top_images") else None,
                 base_dir=base_dir,
+                knowledge_class=spec.get("knowledge"),
             )
         default = data.get("default") or next(iter(models))
         if default not in models:
             raise UnknownNameError("default model", default, list(models))
         return cls(models=models, default=default, path=path)
+
+
+_KNOWLEDGE: dict[tuple, "WorldKnowledge"] = {}
+_KNOWLEDGE_LOCK = threading.Lock()
+
+
+def _knowledge_class(name: str | None) -> type:
+    """The class a registry entry names ("package.module:Class"), imported on first use; the
+    base `WorldKnowledge` (knows nothing) for None."""
+    from .world import WorldKnowledge
+
+    if name is None:
+        return WorldKnowledge
+    module, _, attribute = name.partition(":")
+    try:
+        found = getattr(importlib.import_module(module), attribute)
+    except (ImportError, AttributeError, ValueError):
+        raise CheckpointError(f"registry: knowledge {name!r} is not an importable module:Class") from None
+    if not (isinstance(found, type) and issubclass(found, WorldKnowledge)):
+        raise CheckpointError(f"registry: knowledge {name!r} is not a WorldKnowledge class")
+    return found
 
 
 def _with_env_repo(spec: dict) -> dict | None:

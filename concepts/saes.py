@@ -61,3 +61,7 @@ class SAECache:
                 device = next(unet.parameters()).device if unet is not None else "cpu"
                 self._saes[key] = load_entry(world, entry, unet, device)
             return self._saes[key]
+
+
+SAES = SAECache()
+"""SAEs shared by every panel (steering, exploring, icons, evolution): loaded once per process."""

@@ -121,3 +121,8 @@ class StepWindow:
                 "window", f"{spec!r} lies outside the steps 0:{num_steps - 1} of this {num_steps}-step run"
             )
         return cls(start, end)
+
+
+def sae_stage(window: StepWindow, num_steps: int) -> str:
+    """The stage whose SAE serves a window: the stage of its middle step."""
+    return stage_of((window.start + window.end) // 2, num_steps)

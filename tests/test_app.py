@@ -11,13 +11,14 @@ import pytest
 from PIL import Image
 
 import app
+import ui.generate
 
 
 def test_generate_handler_returns_image_and_description():
-    image, info = app.generate_image("toy-shapes", "a red circle", 3, 4, 7.5)
+    image, info = ui.generate.generate_image("toy-shapes", "a red circle", 3, 4, 7.5)
     assert isinstance(image, Image.Image) and image.size == (64, 64)
     assert "seed 3" in info and "4 DDIM steps" in info
-    again, _ = app.generate_image("toy-shapes", "a red circle", 3, 4, 7.5)
+    again, _ = ui.generate.generate_image("toy-shapes", "a red circle", 3, 4, 7.5)
     assert np.array_equal(np.asarray(image), np.asarray(again))
 
 
@@ -36,13 +37,13 @@ def test_generate_handler_returns_image_and_description():
 )
 def test_bad_input_is_a_message_naming_the_field(args, field):
     with pytest.raises(gr.Error) as info:
-        app.generate_image(*args)
+        ui.generate.generate_image(*args)
     assert field in str(info.value.message)
 
 
 def test_offline_hub_model_is_a_message():
     with pytest.raises(gr.Error, match="CompVis/stable-diffusion-v1-4"):
-        app.generate_image("sd14", "a dog", 0, 1, 7.5)
+        ui.generate.generate_image("sd14", "a dog", 0, 1, 7.5)
 
 
 def test_served_app_answers_a_client():
@@ -54,7 +55,7 @@ def test_served_app_answers_a_client():
         client = Client(url, verbose=False)
         image_path, info = client.predict("toy-shapes", "a blue square", 2, 3, 7.5, api_name="/generate")
         served = Image.open(image_path).convert("RGB")
-        direct, _ = app.generate_image("toy-shapes", "a blue square", 2, 3, 7.5)
+        direct, _ = ui.generate.generate_image("toy-shapes", "a blue square", 2, 3, 7.5)
         assert served.size == (64, 64)
         assert np.array_equal(np.asarray(served), np.asarray(direct))
         assert "seed 2" in info

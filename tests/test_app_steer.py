@@ -10,9 +10,11 @@ import pytest
 import torch
 from PIL import Image
 
-import app
+import ui.common
+import ui.features
+import ui.steer
+from concepts.generation import SHARED_PIPELINES
 from concepts.hooks import transformer_blocks
-from concepts.service import SHARED_PIPELINES
 
 MODEL = "toy-shapes"
 MID = "mid_block.attentions.0"
@@ -20,42 +22,42 @@ PROMPT = "a large red solid square at the top left on a white background"
 
 
 def unet_state():
-    pipe = SHARED_PIPELINES.get(app.REGISTRY.get(MODEL), app.DEVICE)
+    pipe = SHARED_PIPELINES.get(ui.common.REGISTRY.get(MODEL), ui.common.DEVICE)
     return pipe.unet, {k: v.clone() for k, v in pipe.unet.state_dict().items()}
 
 
 def test_explore_shows_image_top_features_and_heatmap():
-    image, rows, heat, first, state, info, editor = app.explore_image(MODEL, PROMPT, 2, 10, 4.0, MID, "middle")
+    image, rows, heat, first, state, info, editor = ui.steer.explore_image(MODEL, PROMPT, 2, 10, 4.0, MID, "middle")
     assert image.size == (64, 64) and heat.size == (256, 256)
     assert rows and first == rows[0][0] and "middle" in info
     names = {label for _, label, _, _ in rows if label}
     assert names and all(name in info for name in names)  # the info line says which concepts were named
     assert editor["background"] is image  # the painter shows the explored image
-    other = app.feature_heatmap(state, rows[-1][0])
+    other = ui.steer.feature_heatmap(state, rows[-1][0])
     assert not np.array_equal(np.asarray(heat), np.asarray(other))
     with pytest.raises(gr.Error, match="feature"):
-        app.feature_heatmap(state, 10_000)
+        ui.steer.feature_heatmap(state, 10_000)
     with pytest.raises(gr.Error, match="explore an image first"):
-        app.feature_heatmap(None, 0)
+        ui.steer.feature_heatmap(None, 0)
 
 
 def test_concept_picker_and_search_read_the_dictionary():
-    update = app.concept_choices(MODEL, MID, "middle", 25)
+    update = ui.steer.concept_choices(MODEL, MID, "middle", 25)
     assert "large" in update["choices"]
-    found = app.find_concepts(MODEL, MID, "middle", 25, "larg")
+    found = ui.steer.find_concepts(MODEL, MID, "middle", 25, "larg")
     assert found[0][0] == "large" and found[0][1]
     with pytest.raises(gr.Error, match="no label contains"):
-        app.find_concepts(MODEL, MID, "middle", 25, "purple elephant")
+        ui.steer.find_concepts(MODEL, MID, "middle", 25, "purple elephant")
 
 
 def test_steering_a_painted_region_changes_the_image_there():
-    base, _, _, _, _, _, editor = app.explore_image(MODEL, PROMPT, 3, 10, 4.0, MID, "early")
+    base, _, _, _, _, _, editor = ui.steer.explore_image(MODEL, PROMPT, 3, 10, 4.0, MID, "early")
     layer = np.zeros((64, 64, 4), np.uint8)
     layer[40:, 40:] = (255, 48, 48, 255)  # paint the bottom right corner
     painting = {"background": np.asarray(base), "layers": [layer], "composite": None}
-    rows = app.explore_image(MODEL, PROMPT, 3, 10, 4.0, MID, "early")[1]
+    rows = ui.steer.explore_image(MODEL, PROMPT, 3, 10, 4.0, MID, "early")[1]
     features = ", ".join(str(r[0]) for r in rows[:8])
-    baseline, steered, diff, info = app.steer_image(MODEL, PROMPT, 3, 10, 4.0, MID, "early", None, features, app.PAINTED, painting, 8.0, "cond")
+    baseline, steered, diff, info = ui.steer.steer_image(MODEL, PROMPT, 3, 10, 4.0, MID, "early", None, features, ui.steer.PAINTED, painting, 8.0, "cond")
     assert np.array_equal(np.asarray(baseline), np.asarray(base))  # same seed, same baseline
     change = np.abs(np.asarray(steered, dtype=float) - np.asarray(baseline, dtype=float)).mean(-1)
     assert change.mean() > 1.0, "steering did not change the image"
@@ -63,8 +65,8 @@ def test_steering_a_painted_region_changes_the_image_there():
 
 
 def test_global_steering_by_concept_changes_the_image():
-    beta = app.steer_strength(MODEL, "middle", "global")  # the model's calibrated global β
-    baseline, steered, _, info = app.steer_image(MODEL, PROMPT, 1, 10, 4.0, MID, "middle", "dotted", "", "global", None, beta, "both")
+    beta = ui.steer.steer_strength(MODEL, "middle", "global")  # the model's calibrated global β
+    baseline, steered, _, info = ui.steer.steer_image(MODEL, PROMPT, 1, 10, 4.0, MID, "middle", "dotted", "", "global", None, beta, "both")
     assert np.abs(np.asarray(steered, dtype=float) - np.asarray(baseline, dtype=float)).mean() > 1.0
     assert "dotted" in info and "global" in info and "branch both" in info
 
@@ -76,8 +78,8 @@ def test_global_steering_by_concept_changes_the_image():
         (None, "", "global", None, 10.0, "middle", "concept"),
         (None, "3, x", "global", None, 10.0, "middle", "features"),
         (None, "9999", "global", None, 10.0, "middle", "features"),
-        (None, "3", app.PAINTED, None, 10.0, "middle", "mask"),
-        (None, "3", app.PAINTED, {"background": None, "layers": [np.zeros((64, 64, 4), np.uint8)]}, 10.0, "middle", "mask"),
+        (None, "3", ui.steer.PAINTED, None, 10.0, "middle", "mask"),
+        (None, "3", ui.steer.PAINTED, {"background": None, "layers": [np.zeros((64, 64, 4), np.uint8)]}, 10.0, "middle", "mask"),
         (None, "3", "global", None, math.nan, "middle", "strength"),
         (None, "3", "global", None, math.inf, "middle", "strength"),
         (None, "3", "global", None, 1e9, "middle", "strength"),
@@ -88,20 +90,20 @@ def test_global_steering_by_concept_changes_the_image():
 def test_bad_steering_input_is_a_message_and_leaves_the_model_alone(concept, features, where, painting, strength, window, field):
     unet, before = unet_state()
     with pytest.raises(gr.Error) as info:
-        app.steer_image(MODEL, PROMPT, 0, 10, 4.0, MID, window, concept, features, where, painting, strength, "cond")
+        ui.steer.steer_image(MODEL, PROMPT, 0, 10, 4.0, MID, window, concept, features, where, painting, strength, "cond")
     assert field in str(info.value.message)
     assert all(not m._forward_hooks for m in transformer_blocks(unet).values())
     assert all(torch.equal(before[k], v) for k, v in unet.state_dict().items())
 
 
 def test_icon_gallery_and_top_images():
-    icons = app.icon_gallery(MODEL, MID, "middle", 25, 4)
+    icons = ui.features.icon_gallery(MODEL, MID, "middle", 25, 4)
     assert len(icons) == 4 and all(isinstance(i, Image.Image) for i, _ in icons)
     assert icons[0][1].startswith("#")
     labelled = int(icons[0][1].split()[0][1:])
-    tops = app.top_image_gallery(MODEL, MID, "middle", 25, labelled)
+    tops = ui.features.top_image_gallery(MODEL, MID, "middle", 25, labelled)
     assert tops and all(img.size == (64, 64) for img, _ in tops)
     values = [float(caption.split(" · ")[0]) for _, caption in tops]
     assert values == sorted(values, reverse=True)
     with pytest.raises(gr.Error, match="icons"):
-        app.icon_gallery(MODEL, MID, "middle", 25, 500)
+        ui.features.icon_gallery(MODEL, MID, "middle", 25, 500)

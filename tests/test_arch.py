@@ -9,7 +9,7 @@ from concepts.arch import SD14_HOOK_WIDTHS, ArchConfig, sd14_pipeline, sd14_unet
 from concepts.hooks import BlockHooks, block_width, resolve_blocks, transformer_blocks
 from concepts.sae import SAEConfig, TopKSAE
 from concepts.sampling import GenerationRequest, generate
-from concepts.steering import SteeringPlan
+from concepts.steer.steering import SteeringPlan
 from concepts.steps import StepWindow
 
 

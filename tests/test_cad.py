@@ -10,9 +10,15 @@ import threading
 import pytest
 import torch
 
-from concepts.cad import AblationHooks, AttributionConfig, attribute, ff_layers, plan_ablation
-from concepts.cad.ablation import AblationPlan
-from concepts.cad.checks import prediction_check, random_plan
+from concepts.edit import (
+    AblationHooks,
+    AttributionConfig,
+    attribute,
+    ff_layers,
+    plan_ablation,
+)
+from concepts.edit.ablation import AblationPlan
+from concepts.edit.checks import prediction_check, random_plan
 from concepts.errors import InvalidInputError
 from concepts.sampling import GenerationRequest, generate
 
@@ -110,7 +116,7 @@ def test_amplify_target_is_what_the_model_is_trained_to_predict(tiny_pipe, predi
     same at every timestep of one image (they are the image being denoised)."""
     from diffusers import DDIMScheduler
 
-    from concepts.cad.attribution import _batches
+    from concepts.edit.attribution import _batches
 
     pipe = copy.copy(tiny_pipe)  # shallow: shares the modules, has its own scheduler
     pipe.scheduler = DDIMScheduler.from_config(tiny_pipe.scheduler.config, prediction_type=prediction_type, rescale_betas_zero_snr=prediction_type == "v_prediction", timestep_spacing="trailing")

@@ -8,9 +8,9 @@ from types import SimpleNamespace
 import pytest
 import torch
 
-from concepts.cad import AttributionConfig, attribute, objective_value
-from concepts.cad.cache import load_scores, save_scores, score_key, score_path
-from concepts.cad.service import EditSpec, anchor_prompts, scores_for
+from concepts.edit import AttributionConfig, attribute, objective_value
+from concepts.edit.cache import load_scores, save_scores, score_key, score_path
+from concepts.edit.service import EditSpec, anchor_prompts, scores_for
 from concepts.errors import InvalidInputError
 
 CFG = AttributionConfig(steps=3, guidance=5.0, height=32, width=32, images=1)

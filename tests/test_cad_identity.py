@@ -11,9 +11,16 @@ import gradio as gr
 import pytest
 import torch
 
-import app
-from concepts.cad.service import EditSpec, contrasted, edit_plan, kept_scores, run_edit, scores_for
+import ui.erase
 from concepts.cli import main
+from concepts.edit.service import (
+    EditSpec,
+    contrasted,
+    edit_plan,
+    kept_scores,
+    run_edit,
+    scores_for,
+)
 from concepts.errors import InvalidInputError
 
 
@@ -84,14 +91,13 @@ def test_sparing_identity_keeps_orange_where_sparing_presence_turns_it_yellow():
     matrix. Sparing presence takes red off most red prompts, but orange objects come out yellow
     (9 of these 12 on the shipped weights); sparing identity keeps most orange objects orange (9 of 12)
     and takes red off only a few red prompts (2 of 12): a trade-off the README tables."""
-    from concepts.readers import world_reader
+    from concepts.generation import SHARED_PIPELINES
     from concepts.registry import load_registry
-    from concepts.service import SHARED_PIPELINES
     from concepts.toy.evaluate_edit import judged_images
     from concepts.toy.prompts import labelled_prompts
 
     world = load_registry().get("toy-shapes")
-    pipe, judge = SHARED_PIPELINES.get(world, "cpu"), world_reader(world)
+    pipe, judge = SHARED_PIPELINES.get(world, "cpu"), world.knowledge.reader()
     pool = labelled_prompts(600, 777)
     red = [p for s, p in pool if s.colour == "red"][:12]
     orange = [p for s, p in pool if s.colour == "orange"][:12]
@@ -113,10 +119,10 @@ def test_sparing_identity_keeps_orange_where_sparing_presence_turns_it_yellow():
 
 
 def test_the_erase_tab_passes_protect_and_contrast_through():
-    *_, info = app.edit_concept("toy-shapes", "red", "erase", 0.004, "fast", "", "", 0, 1, "orange, yellow", "matrix", 0, "max", "identity")
+    *_, info = ui.erase.edit_concept("toy-shapes", "red", "erase", 0.004, "fast", "", "", 0, 1, "orange, yellow", "matrix", 0, "max", "identity")
     assert "sparing what tells orange, yellow apart (the max of their identity scores)" in info
-    *_, info = app.edit_concept("toy-shapes", "red", "erase", 0.004, "fast", "", "", 0, 1, "orange, yellow", "matrix", 0)
+    *_, info = ui.erase.edit_concept("toy-shapes", "red", "erase", 0.004, "fast", "", "", 0, 1, "orange, yellow", "matrix", 0)
     assert "sparing what orange, yellow need (their mean scores)" in info
     with pytest.raises(gr.Error) as error:
-        app.edit_concept("toy-shapes", "red", "amplify", 0.004, "fast", "", "", 0, 1, "orange, yellow", "matrix", 0, "max", "identity")
+        ui.erase.edit_concept("toy-shapes", "red", "amplify", 0.004, "fast", "", "", 0, 1, "orange, yellow", "matrix", 0, "max", "identity")
     assert "protect" in str(error.value.message)

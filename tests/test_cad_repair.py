@@ -4,8 +4,8 @@ import pytest
 import torch
 from torch import nn
 
-from concepts.cad.ablation import AblationPlan
-from concepts.cad.repair import RepairConfig, input_grams, repaired_plan
+from concepts.edit.ablation import AblationPlan
+from concepts.edit.repair import RepairConfig, input_grams, repaired_plan
 from concepts.errors import InvalidInputError
 
 

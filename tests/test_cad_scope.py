@@ -9,8 +9,8 @@ import copy
 import pytest
 import torch
 
-from concepts.cad import AblationHooks, ff_layers, plan_ablation
-from concepts.cad.ablation import SCOPES
+from concepts.edit import AblationHooks, ff_layers, plan_ablation
+from concepts.edit.ablation import SCOPES
 from concepts.errors import InvalidInputError
 from concepts.sampling import GenerationRequest, generate
 

@@ -11,9 +11,9 @@ import pytest
 import torch
 from PIL import Image
 
-from concepts.cad.cache import cache_root
-from concepts.cad.service import EditSpec, run_edit
 from concepts.cli import main
+from concepts.edit.cache import cache_root
+from concepts.edit.service import EditSpec, run_edit
 from concepts.errors import InvalidInputError
 
 

@@ -10,16 +10,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.torch import save_file
+from test_top_images import KEY, table
 
 from concepts.errors import CheckpointError, InvalidInputError
 from concepts.hub import member_path, validate_repo_id, validate_subfolder
-from concepts.top_images import INDEX, load_top_images, save_top_images
-from test_top_images import KEY, table
+from concepts.steer.top_images import INDEX, load_top_images, save_top_images
 
 ROOT = Path(__file__).resolve().parent.parent
-SOURCES = sorted([ROOT / "app.py", *(ROOT / "concepts").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")])
+SOURCES = sorted([ROOT / "app.py", *(ROOT / "concepts").rglob("*.py"), *(ROOT / "ui").rglob("*.py"), *(ROOT / "benchmarks").rglob("*.py")])
 
 
 def calls(path: Path):

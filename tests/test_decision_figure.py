@@ -7,7 +7,7 @@ import matplotlib
 
 matplotlib.use("Agg")
 
-from concepts.evolution_figures import decided_figure, decision_order
+from concepts.evolve.figures import decided_figure, decision_order
 
 
 def test_rows_run_in_the_first_sources_decision_order_with_unsettled_last():

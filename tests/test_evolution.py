@@ -12,8 +12,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
-import app
-from concepts.evolution import BlockTrace, decided_at, decided_by_features, run_evolution
+import ui.evolution
+from concepts.evolve.evolution import (
+    BlockTrace,
+    decided_at,
+    decided_by_features,
+    run_evolution,
+)
 from concepts.registry import CHECKPOINTS_DIR
 from concepts.toy.world import ATTRIBUTES
 
@@ -71,17 +76,17 @@ def test_evolve_cli_prints_steps_decisions_and_figures(tmp_path):
 
 
 def test_evolution_tab_follows_and_scrubs():
-    out = app.follow_evolution("toy-shapes", PROMPT, 5, 10, 4.0, MID, [])
+    out = ui.evolution.follow_evolution("toy-shapes", PROMPT, 5, 10, 4.0, MID, [])
     state, slider, preview, composition, legend, rows, gallery, curves, decided, grid, strip, files, info = out
     assert slider["maximum"] == 9 and len(gallery) == 10
     assert preview.size == composition.size == (256, 256)
     assert "decided" in info.lower() and grid.size[0] > 0 and strip.size[0] > 0
     assert {Path(f).name for f in files} == {"evolution.gif", "previews.png", "evolution.json"}
-    early = app.scrub_evolution(state, 0)[0]
+    early = ui.evolution.scrub_evolution(state, 0)[0]
     assert not np.array_equal(np.asarray(early), np.asarray(preview))
     with pytest.raises(gr.Error, match="follow a generation first"):
-        app.scrub_evolution(None, 0)
+        ui.evolution.scrub_evolution(None, 0)
     with pytest.raises(gr.Error, match="prompt"):
-        app.follow_evolution("toy-shapes", "", 5, 10, 4.0, MID, [])
+        ui.evolution.follow_evolution("toy-shapes", "", 5, 10, 4.0, MID, [])
     with pytest.raises(gr.Error, match="block"):
-        app.follow_evolution("toy-shapes", PROMPT, 5, 10, 4.0, "no.such.block", [])
+        ui.evolution.follow_evolution("toy-shapes", PROMPT, 5, 10, 4.0, "no.such.block", [])

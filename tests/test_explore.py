@@ -7,10 +7,11 @@ import pytest
 from PIL import Image
 
 from concepts.errors import InvalidInputError
-from concepts.explore import heatmap_overlay, run_explore, search_concepts, top_features
-from concepts.icons import run_icons
-from concepts.top_images import world_top_images
+from concepts.heatmaps import heatmap_overlay
 from concepts.registry import load_registry
+from concepts.steer.explore import run_explore, search_concepts, top_features
+from concepts.steer.icons import run_icons
+from concepts.steer.top_images import world_top_images
 
 MID = "mid_block.attentions.0"
 

@@ -10,8 +10,8 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
-from concepts.cad.figures import block_mass_figure, edit_size_figure  # noqa: E402
-from concepts.evolution_figures import decided_figure  # noqa: E402
+from concepts.edit.figures import block_mass_figure, edit_size_figure  # noqa: E402
+from concepts.evolve.figures import decided_figure  # noqa: E402
 
 
 def test_drawing_figures_per_request_leaves_none_open_and_they_still_render():

@@ -13,14 +13,19 @@ import math
 import gradio as gr
 import numpy as np
 import pytest
-from hypothesis import HealthCheck, given, settings, strategies as st
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 from PIL import Image
 
-import app
+import ui.common
+import ui.erase
+import ui.evolution
+import ui.generate
+import ui.steer
 from concepts.cli import main as cli_main
+from concepts.generation import SHARED_PIPELINES
 from concepts.prompts import MAX_PROMPT_CHARS
 from concepts.sampling import MAX_SEED
-from concepts.service import SHARED_PIPELINES
 
 MODEL = "toy-shapes"
 MID = "mid_block.attentions.0"
@@ -34,7 +39,7 @@ def private_cache(tmp_path_factory, monkeypatch):
 
 
 def shared_pipe():
-    return SHARED_PIPELINES.get(app.REGISTRY.get(MODEL), app.DEVICE)
+    return SHARED_PIPELINES.get(ui.common.REGISTRY.get(MODEL), ui.common.DEVICE)
 
 
 def model_fingerprint(pipe) -> str:
@@ -97,7 +102,7 @@ bad_numbers = st.one_of(
 def test_any_prompt_gives_an_image_or_a_prompt_message(prompt):
     with model_left_alone():
         try:
-            image, info = app.generate_image(MODEL, prompt, 0, 2, 4.0)
+            image, info = ui.generate.generate_image(MODEL, prompt, 0, 2, 4.0)
         except gr.Error as exc:
             assert names(str(exc.message), "prompt")
             assert not prompt.strip() or len(prompt.strip()) > MAX_PROMPT_CHARS or "\x00" in prompt
@@ -113,7 +118,7 @@ def test_any_number_gives_an_image_or_names_its_field(field, value):
     if field == "steps" and isinstance(value, (int, float)) and not isinstance(value, bool) and 2 < value < 1e6:
         args["steps"] = value % 3 + 1 if math.isfinite(value) and value == int(value) else value  # keep valid runs short
     with model_left_alone():
-        message = message_or_none(app.generate_image, MODEL, PROMPT, args["seed"], args["steps"], args["guidance"])
+        message = message_or_none(ui.generate.generate_image, MODEL, PROMPT, args["seed"], args["steps"], args["guidance"])
     if message is not None:
         assert names(message, field), message
     else:  # accepted: it must have been a sensible value
@@ -144,7 +149,7 @@ masks = st.builds(
 @given(strength=bad_numbers)
 def test_steering_strength_is_used_or_named(strength):
     with model_left_alone():
-        message = message_or_none(app.steer_image, MODEL, PROMPT, 0, 4, 4.0, MID, "middle", None, "3", "global", None, strength, "cond")
+        message = message_or_none(ui.steer.steer_image, MODEL, PROMPT, 0, 4, 4.0, MID, "middle", None, "3", "global", None, strength, "cond")
     if message is not None:
         assert names(message, "strength"), message
     else:
@@ -155,7 +160,7 @@ def test_steering_strength_is_used_or_named(strength):
 @given(window=windows)
 def test_steering_window_is_used_or_named(window):
     with model_left_alone():
-        message = message_or_none(app.steer_image, MODEL, PROMPT, 0, 4, 4.0, MID, window, None, "3", "global", None, 10.0, "cond")
+        message = message_or_none(ui.steer.steer_image, MODEL, PROMPT, 0, 4, 4.0, MID, window, None, "3", "global", None, 10.0, "cond")
     if message is not None:
         assert names(message, "window", "steps"), message
 
@@ -164,7 +169,7 @@ def test_steering_window_is_used_or_named(window):
 @given(features=feature_texts, concept=st.one_of(st.none(), any_text, st.sampled_from(["red", "dotted", "top left"])))
 def test_steering_features_and_concepts_are_used_or_named(features, concept):
     with model_left_alone():
-        message = message_or_none(app.steer_image, MODEL, PROMPT, 0, 4, 4.0, MID, "middle", concept, features, "global", None, 10.0, "cond")
+        message = message_or_none(ui.steer.steer_image, MODEL, PROMPT, 0, 4, 4.0, MID, "middle", concept, features, "global", None, 10.0, "cond")
     if message is not None:
         assert names(message, "features", "concept"), message
 
@@ -174,7 +179,7 @@ def test_steering_features_and_concepts_are_used_or_named(features, concept):
 def test_a_painted_mask_of_any_size_or_content_is_used_or_named(mask):
     painting = {"background": None, "layers": [mask], "composite": None}
     with model_left_alone():
-        message = message_or_none(app.steer_image, MODEL, PROMPT, 0, 4, 4.0, MID, "middle", None, "3", app.PAINTED, painting, 10.0, "cond")
+        message = message_or_none(ui.steer.steer_image, MODEL, PROMPT, 0, 4, 4.0, MID, "middle", None, "3", ui.steer.PAINTED, painting, 10.0, "cond")
     if message is not None:
         assert names(message, "mask"), message
     else:  # used: it had something painted and nothing non-finite
@@ -186,7 +191,7 @@ def test_a_painted_mask_of_any_size_or_content_is_used_or_named(mask):
 def test_edit_numbers_are_named_before_any_model_work(field, value):
     args = {"ratio": 0.02, "images": 1, "seed": 0} | {field: value}
     with model_left_alone():
-        message = message_or_none(app.edit_concept, MODEL, "red", "erase", args["ratio"], "fast", "", "", args["seed"], args["images"])
+        message = message_or_none(ui.erase.edit_concept, MODEL, "red", "erase", args["ratio"], "fast", "", "", args["seed"], args["images"])
     if message is not None:
         assert names(message, field), message
 
@@ -196,7 +201,7 @@ def test_edit_numbers_are_named_before_any_model_work(field, value):
        keep=st.sampled_from(["", "dog", ",,,", "a, b, c, d, e, f, g, h, i"]))
 def test_unknown_or_malformed_concepts_are_named(concept, keep):
     with model_left_alone():
-        message = message_or_none(app.edit_concept, MODEL, concept, "erase", 0.02, "fast", "", "", 0, 1, keep)
+        message = message_or_none(ui.erase.edit_concept, MODEL, concept, "erase", 0.02, "fast", "", "", 0, 1, keep)
     assert message is not None and names(message, "concept", "keep"), message
 
 
@@ -205,7 +210,7 @@ def test_unknown_or_malformed_concepts_are_named(concept, keep):
        concepts=st.one_of(st.none(), st.lists(st.one_of(any_text, st.sampled_from(["large", "dotted"])), max_size=3)))
 def test_the_evolution_tab_answers_or_names_the_field(steps, block, concepts):
     with model_left_alone():
-        message = message_or_none(app.follow_evolution, MODEL, PROMPT, 0, steps, 4.0, block, concepts)
+        message = message_or_none(ui.evolution.follow_evolution, MODEL, PROMPT, 0, steps, 4.0, block, concepts)
     if message is not None:
         assert names(message, "steps", "block", "concept"), message
 
@@ -213,8 +218,8 @@ def test_the_evolution_tab_answers_or_names_the_field(steps, block, concepts):
 @settings(max_examples=20, deadline=None, derandomize=True)
 @given(step=bad_numbers, feature=bad_numbers)
 def test_scrubbing_or_picking_before_any_result_is_a_message(step, feature):
-    assert names(message_or_none(app.scrub_evolution, None, step), "step")
-    assert names(message_or_none(app.feature_heatmap, None, feature), "feature")
+    assert names(message_or_none(ui.evolution.scrub_evolution, None, step), "step")
+    assert names(message_or_none(ui.steer.feature_heatmap, None, feature), "feature")
 
 
 def run_cli(argv: list[str]) -> tuple[int, str, str]:
@@ -256,9 +261,10 @@ def test_the_cli_answers_any_bad_flag_with_one_line(tmp_path_factory, command, f
 def test_a_truncated_or_scribbled_sae_file_is_a_checkpoint_error(tmp_path_factory, file, data):
     """Cut any SAE file at any byte, or overwrite a stretch of it: loading names the file, or (when
     the damage left a valid file) loads; it never raises anything else."""
+    from test_sae_formats import saved_sae
+
     from concepts.errors import CheckpointError
     from concepts.sae import load_concepts, load_native
-    from test_sae_formats import saved_sae
 
     folder = tmp_path_factory.mktemp("damaged")
     saved_sae(folder)

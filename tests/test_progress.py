@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import pytest
 
-import app
+import ui.erase
+import ui.evolution
 
 
 class Recorder:
@@ -25,7 +26,7 @@ def private_cache(tmp_path, monkeypatch):
 
 def test_following_a_generation_reports_every_step():
     progress = Recorder()
-    app.follow_evolution("toy-shapes", "a red circle", 0, 5, 4.0, "mid_block.attentions.0", None, progress=progress)
+    ui.evolution.follow_evolution("toy-shapes", "a red circle", 0, 5, 4.0, "mid_block.attentions.0", None, progress=progress)
     fractions = [f for f, _ in progress.calls]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) == 5
     assert progress.calls[0][1] == "denoising step 1 of 5"
@@ -33,7 +34,7 @@ def test_following_a_generation_reports_every_step():
 
 def test_an_edit_reports_attribution_then_images():
     progress = Recorder()
-    app.edit_concept("toy-shapes", "red", "erase", 0.02, "fast", "", "", 0, 1, "", progress=progress)
+    ui.erase.edit_concept("toy-shapes", "red", "erase", 0.02, "fast", "", "", 0, 1, "", progress=progress)
     whats = [w for _, w in progress.calls]
     assert whats[0].startswith("attribution scores") and whats[-1] == "done"
     assert [f for f, _ in progress.calls] == sorted(f for f, _ in progress.calls)

@@ -9,19 +9,26 @@ from pathlib import Path
 
 import pytest
 import torch
+from hubcache import add_folder_to_hub_cache
 from safetensors.torch import save_file
+from test_sae_formats import write_unbox
 
-from concepts.arch import SAEURON_HOOK_WIDTHS, SD14_HOOK_WIDTHS, SDXL_UNBOX_HOOK_WIDTHS, ArchConfig, sd14_unet, sdxl_unet
+from concepts.arch import (
+    SAEURON_HOOK_WIDTHS,
+    SD14_HOOK_WIDTHS,
+    SDXL_UNBOX_HOOK_WIDTHS,
+    ArchConfig,
+    sd14_unet,
+    sdxl_unet,
+)
 from concepts.errors import CheckpointError, ConceptLabError
 from concepts.hooks import block_width, transformer_blocks
 from concepts.hub import Source
 from concepts.pipeline import PipelineCache, load_pipeline
 from concepts.registry import Registry, load_registry
-from concepts.sampling import GenerationRequest, generate
 from concepts.saes import load_entry
+from concepts.sampling import GenerationRequest, generate
 from concepts.tiny import build_tiny_sdxl_pipeline
-from hubcache import add_folder_to_hub_cache
-from test_sae_formats import write_unbox
 
 
 def saeuron_folder(folder: Path, d: int = 1280, expansion: int = 16, k: int = 32) -> None:
@@ -158,9 +165,9 @@ def sdxl_world(tmp_path_factory, tiny_sdxl_folder) -> Registry:
 
 
 def test_sdxl_world_steers_explores_and_follows_one_step(sdxl_world):
-    from concepts.evolution import run_evolution
-    from concepts.explore import run_explore
-    from concepts.steer_service import SteerSpec, run_steering
+    from concepts.evolve.evolution import run_evolution
+    from concepts.steer.explore import run_explore
+    from concepts.steer.service import SteerSpec, run_steering
 
     cache = PipelineCache()
     block = "up_blocks.0.attentions.0"
@@ -174,18 +181,18 @@ def test_sdxl_world_steers_explores_and_follows_one_step(sdxl_world):
 
 
 def test_erase_on_sdxl_is_a_clear_error_not_a_traceback(sdxl_world):
-    from concepts.cad.service import EditSpec, run_edit
+    from concepts.edit.service import EditSpec, run_edit
 
     with pytest.raises(ConceptLabError, match="SDXL"):
         run_edit(None, EditSpec("red", "erase"), device="cpu", registry=sdxl_world, cache=PipelineCache())
 
 
 def test_app_switches_the_steer_window_to_all_for_models_without_stages():
-    import app
+    import ui.steer
 
-    assert app.model_window("sdxl-turbo-unbox")["value"] == "all"  # one step: no middle stage exists
-    assert app.model_window("sd14-saeuron")["value"] == "all"  # one SAE for every step
-    assert app.model_window("toy-shapes")["value"] == "middle"
+    assert ui.steer.model_window("sdxl-turbo-unbox")["value"] == "all"  # one step: no middle stage exists
+    assert ui.steer.model_window("sd14-saeuron")["value"] == "all"  # one SAE for every step
+    assert ui.steer.model_window("toy-shapes")["value"] == "middle"
 
 
 def test_space_front_matter_lists_every_hub_repo_the_registry_pulls():

@@ -9,7 +9,14 @@ import torch
 
 from concepts.errors import InvalidInputError, UnknownNameError
 from concepts.sae import SAEConfig, TopKSAE
-from concepts.steering import SteeringPlan, check_mask, global_edit, pool_to_grid, region_mask, spatial_edit
+from concepts.steer.steering import (
+    SteeringPlan,
+    check_mask,
+    global_edit,
+    pool_to_grid,
+    region_mask,
+    spatial_edit,
+)
 from concepts.steps import StepInfo, StepWindow
 
 
@@ -92,7 +99,7 @@ def test_pooling_keeps_partial_cover():
 
 
 def test_suppression_removes_exactly_the_chosen_features_contribution(sae):
-    from concepts.steering import suppress_edit
+    from concepts.steer.steering import suppress_edit
 
     torch.manual_seed(1)
     read = torch.randn(1, 4, 4, 16)

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 
 from concepts.errors import CheckpointError, UnknownNameError
-from concepts.feature_table import FeatureTable
-from concepts.top_images import load_top_images, save_top_images
+from concepts.steer.feature_table import FeatureTable
+from concepts.steer.top_images import load_top_images, save_top_images
 
 KEY = ("mid_block.attentions.0", "middle", "cond")
 
@@ -49,7 +49,7 @@ def test_a_models_cache_can_live_on_the_hub(hub_cache, tmp_path):
     from hubcache import add_folder_to_hub_cache
 
     from concepts.registry import Registry
-    from concepts.top_images import world_top_images
+    from concepts.steer.top_images import world_top_images
 
     t = table()
     save_top_images(tmp_path / "cache", t, {"model": "sd14-like"})

@@ -9,7 +9,7 @@ import sys
 import numpy as np
 
 from concepts.registry import CHECKPOINTS_DIR
-from concepts.steering import CELLS
+from concepts.steer.steering import CELLS
 from concepts.toy.evaluate_steer import kept, object_features, target_cell
 
 

@@ -13,13 +13,20 @@ import gradio as gr
 import pytest
 import torch
 
-import app
-from concepts.cad import AblationHooks
-from concepts.cad.components import cross_kv_layers
-from concepts.cad.service import EditSpec, edit_plan, run_edit
-from concepts.cad.uce import UceConfig, UcePrompts, token_embeddings, concept_start, text_map, uce_plan
-from concepts.cad.uce_prompts import uce_prompts
+import ui.erase
 from concepts.cli import main
+from concepts.edit import AblationHooks
+from concepts.edit.components import cross_kv_layers
+from concepts.edit.service import EditSpec, edit_plan, run_edit
+from concepts.edit.uce import (
+    UceConfig,
+    UcePrompts,
+    concept_start,
+    text_map,
+    token_embeddings,
+    uce_plan,
+)
+from concepts.edit.uce_prompts import uce_prompts
 from concepts.errors import InvalidInputError
 
 
@@ -106,14 +113,13 @@ def test_uce_erases_red_on_the_toy_model_and_keeps_the_other_colours():
     """Measured on the shipped weights (README, erase table): red 1.00 → 0.00 on 24 red prompts,
     the other colours 1.00 → 1.00. Here 8 + 8 other prompts (seed 777), with room for one miss each
     (the model misreads two of these others before any edit; the edit must not add more than one)."""
-    from concepts.readers import world_reader
+    from concepts.generation import SHARED_PIPELINES
     from concepts.registry import load_registry
-    from concepts.service import SHARED_PIPELINES
     from concepts.toy.evaluate_edit import judged_images
     from concepts.toy.prompts import labelled_prompts
 
     world = load_registry().get("toy-shapes")
-    pipe, judge = SHARED_PIPELINES.get(world, "cpu"), world_reader(world)
+    pipe, judge = SHARED_PIPELINES.get(world, "cpu"), world.knowledge.reader()
     pool = labelled_prompts(300, 777)
     red = [p for s, p in pool if s.colour == "red"][:8]
     others = [(s, p) for s, p in pool if s.colour != "red"][:8]
@@ -149,14 +155,14 @@ def test_a_bad_method_is_refused_before_the_model_loads():
 
 
 def test_the_erase_tab_runs_uce_and_says_so():
-    scenes, action, cad_settings, plot, top, keep = app.method_defaults("toy-shapes", "uce")
+    scenes, action, cad_settings, plot, top, keep = ui.erase.method_defaults("toy-shapes", "uce")
     assert scenes["value"] == 8 and action["value"] == "erase" and action["interactive"] is False and cad_settings["visible"] is False
     assert "Edit size" in plot["label"] and top["headers"][-1] == "|change|" and "held" in keep["label"]
-    scenes, action, cad_settings, plot, top, keep = app.method_defaults("toy-shapes", "cad")
+    scenes, action, cad_settings, plot, top, keep = ui.erase.method_defaults("toy-shapes", "cad")
     assert scenes["value"] == 0 and action["interactive"] is True and cad_settings["visible"] is True and plot["label"] == "Attribution mass per block"
-    gallery, kept, figure, rows, info = app.edit_concept("toy-shapes", "red", "erase", 0.05, "fast", "", "", 0, 2, "", "matrix", 8, "mean", "presence", "uce")
+    gallery, kept, figure, rows, info = ui.erase.edit_concept("toy-shapes", "red", "erase", 0.05, "fast", "", "", 0, 2, "", "matrix", 8, "mean", "presence", "uce")
     assert "with UCE" in info and "orange, yellow, green, blue, purple" in info and "The judge sees **red**" in info
     assert len(gallery) == 4 and rows and rows[0][0].endswith(("attn2.to_k", "attn2.to_v"))
     with pytest.raises(gr.Error) as error:
-        app.edit_concept("toy-shapes", "red", "amplify", 0.05, "fast", "", "", 0, 1, "", "matrix", 8, "mean", "presence", "uce")
+        ui.erase.edit_concept("toy-shapes", "red", "amplify", 0.05, "fast", "", "", 0, 1, "", "matrix", 8, "mean", "presence", "uce")
     assert "UCE erases only" in str(error.value.message)

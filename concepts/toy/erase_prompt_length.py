@@ -13,13 +13,12 @@ import argparse
 import json
 import sys
 
-from ..cad import plan_ablation
-from ..cad.service import EditSpec, contrasted, scores_for
+from ..edit import plan_ablation
+from ..edit.service import EditSpec, contrasted, scores_for
 from ..errors import ConceptLabError
+from ..generation import SHARED_PIPELINES
 from ..quiet import quiet_libraries
-from ..readers import world_reader
 from ..registry import load_registry
-from ..service import SHARED_PIPELINES
 from .evaluate_edit import attribute_of, judged_images
 from .world import ATTRIBUTES
 
@@ -28,7 +27,7 @@ PROMPTS = ("a {c} shape", "a {c} square", "a small {c} circle", "a large {c} sol
 
 def erase_by_prompt(concept: str, ratios: tuple[float, ...], images: int, seed: int = 0, model: str = "toy-shapes") -> dict:
     world = load_registry().get(model)
-    d, pipe, judge = world.defaults, SHARED_PIPELINES.get(world, "cpu"), world_reader(world)
+    d, pipe, judge = world.defaults, SHARED_PIPELINES.get(world, "cpu"), world.knowledge.reader()
     attribute = attribute_of(concept)
     keep = tuple(v for v in ATTRIBUTES[attribute] if v != concept)
     plain = scores_for(world, pipe, d.concept_template.format(concept=concept), "erase", "fast")

@@ -15,16 +15,15 @@ import json
 import sys
 import time
 
-from ..cad import plan_ablation
-from ..cad.components import ff_layers
-from ..cad.repair import RepairConfig, input_grams, repaired_plan
-from ..cad.scenes import kept_scene_prompts, scene_prompts
-from ..cad.service import scores_for
+from ..edit import plan_ablation
+from ..edit.components import ff_layers
+from ..edit.repair import RepairConfig, input_grams, repaired_plan
+from ..edit.scenes import kept_scene_prompts, scene_prompts
+from ..edit.service import scores_for
+from ..generation import SHARED_PIPELINES
 from ..quiet import quiet_libraries
-from ..readers import world_reader
 from ..registry import load_registry
 from ..sampling import GenerationRequest, generate
-from ..service import SHARED_PIPELINES
 from .evaluate_edit import attribute_of, erase_rates, judged_images, split_prompts
 from .prompts import labelled_prompts
 from .world import ATTRIBUTES
@@ -36,7 +35,7 @@ GRAM_SEED = 1
 def erase_with_repair(concept: str = "red", betas: tuple[float, ...] = (0.0, 1.0, 4.0, 16.0), scenes: int = 8, prompts: int = 24,
                       seed: int = 555, model: str = "toy-shapes") -> dict:
     world = load_registry().get(model)
-    d, pipe, judge = world.defaults, SHARED_PIPELINES.get(world, "cpu"), world_reader(world)
+    d, pipe, judge = world.defaults, SHARED_PIPELINES.get(world, "cpu"), world.knowledge.reader()
     attribute = attribute_of(concept)
     peers = [v for v in ATTRIBUTES[attribute] if v != concept]
     target, others = split_prompts(labelled_prompts(prompts * 12, seed), attribute, concept, prompts)
@@ -46,8 +45,8 @@ def erase_with_repair(concept: str = "red", betas: tuple[float, ...] = (0.0, 1.0
         return lambda: generate(pipe, GenerationRequest(texts, seed=GRAM_SEED, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width))
 
     started = time.perf_counter()
-    kept_texts = [p for v in peers for p in kept_scene_prompts(concept, v, scenes)]
-    concept_texts = scene_prompts(concept, scenes)
+    kept_texts = [p for v in peers for p in kept_scene_prompts(world, concept, v, scenes)]
+    concept_texts = scene_prompts(world, concept, scenes)
     kept = {n: g / len(kept_texts) for n, g in input_grams(layers, run(kept_texts)).items()}
     own = {n: g / len(concept_texts) for n, g in input_grams(layers, run(concept_texts)).items()}
     gram_seconds = time.perf_counter() - started

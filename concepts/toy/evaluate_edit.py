@@ -27,23 +27,30 @@ from pathlib import Path
 
 import numpy as np
 
-from ..cad import AblationHooks, AttributionConfig, plan_ablation
-from ..cad.checks import prediction_check, random_plan
-from ..cad.ablation import SCOPES
-from ..cad.service import UCE_SCENES, EditSpec, contrasted, scores_for, target_scores, uce_edit
 from ..dictionary import concept_features
+from ..edit import AblationHooks, AttributionConfig, plan_ablation
+from ..edit.ablation import SCOPES
+from ..edit.checks import prediction_check, random_plan
+from ..edit.service import (
+    UCE_SCENES,
+    EditSpec,
+    contrasted,
+    scores_for,
+    target_scores,
+    uce_edit,
+)
 from ..errors import UnknownNameError
+from ..generation import SHARED_PIPELINES
 from ..hooks import BlockEdit, BlockHooks
 from ..quiet import quiet_libraries
-from ..steer_service import SAES
-from ..steering import suppress_edit
-from ..steps import StepWindow
-from ..readers import world_reader
 from ..registry import load_registry
+from ..saes import SAES
 from ..sampling import GenerationRequest, generate
-from ..service import SHARED_PIPELINES
+from ..steer.steering import suppress_edit
+from ..steps import StepWindow
 from .captions import caption
-from .prompts import attribute_of as attribute_and_value, labelled_prompts
+from .prompts import attribute_of as attribute_and_value
+from .prompts import labelled_prompts
 from .world import ATTRIBUTES
 
 TOY_MODEL = "toy-shapes"
@@ -149,7 +156,7 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
     settings = cfg.settings()
     world = load_registry().get(model)
     pipe = SHARED_PIPELINES.get(world, "cpu")
-    judge = world_reader(world)
+    judge = world.knowledge.reader()
     d = world.defaults
 
     def judged(prompts: list[str], plan=None) -> list[dict[str, str]]:

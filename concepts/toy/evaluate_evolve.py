@@ -1,6 +1,6 @@
 """`python -m concepts.toy.evaluate evolve`: in what order does the toy model decide things?
 
-For each fully specified prompt, one generation is followed step by step (`concepts.evolution`):
+For each fully specified prompt, one generation is followed step by step (`concepts.evolve.evolution`):
 the judge reads every step's x0 preview, and an attribute counts as decided at the first step from
 which the judge's reading stays what the final image shows. The same is done from the SAE features
 of the mid block (for the attributes its dictionary has labels for). Reports the mean and median
@@ -15,9 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
-from ..evolution import run_evolution
-from ..evolution_figures import decided_figure, decisions
-from ..readers import world_reader
+from ..evolve.evolution import run_evolution
+from ..evolve.figures import decided_figure, decisions
 from ..registry import load_registry
 from .prompts import labelled_prompts
 from .world import ATTRIBUTES
@@ -35,7 +34,7 @@ class EvolveEvalConfig:
 def evaluate_evolution(cfg: EvolveEvalConfig = EvolveEvalConfig(), model: str = TOY_MODEL, figure: Path | None = None) -> dict:
     started = time.time()
     world = load_registry().get(model)
-    reader = world_reader(world)
+    reader = world.knowledge.reader()
     per_source: dict[str, dict[str, list[int]]] = {}
     undecided: dict[str, dict[str, int]] = {}
     steps = world.defaults.steps

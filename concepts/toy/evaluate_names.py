@@ -1,6 +1,6 @@
 """`python -m concepts.toy.evaluate names`: are the names in the explore table true of the image?
 
-For fully specified prompts, the explore table (`concepts.explore.top_features`) is built at each
+For fully specified prompts, the explore table (`concepts.steer.explore.top_features`) is built at each
 SAE block of the toy model, and every row that shows a name is checked against the scene the prompt
 describes. Reported per named-firing share (`explore.NAMED_FIRE_SHARE`): the share of named rows that
 are true, and how many named rows (and distinct names) an image gets.
@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..explore import run_explore, top_features
+from ..steer.explore import run_explore, top_features
 from .prompts import labelled_prompts
 
 TOY_MODEL = "toy-shapes"

@@ -25,9 +25,9 @@ from ..features import feature_maps
 from ..hooks import BlockHooks, Capture
 from ..pipeline import PipelineCache
 from ..registry import load_registry
+from ..saes import SAES
 from ..sampling import GenerationRequest, generate
-from ..steer_service import SAES
-from ..steering import CELLS, SteeringPlan, pool_to_grid, region_mask
+from ..steer.steering import CELLS, SteeringPlan, pool_to_grid, region_mask
 from ..steps import STAGES, StepWindow, stage_of
 from .judge import load_judge
 from .prompts import labelled_prompts

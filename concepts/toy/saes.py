@@ -23,14 +23,14 @@ from pathlib import Path
 from diffusers import StableDiffusionPipeline
 
 from ..dictionary import DictionaryConfig, build_dictionary
-from ..feature_table import feature_table
-from ..quiet import quiet_libraries
 from ..pipeline import load_pipeline_from_folder, pick_device
-from . import TOY_DIR
+from ..quiet import quiet_libraries
 from ..sae import load_native
+from ..steer.feature_table import feature_table
+from ..steer.top_images import save_top_images
 from ..steps import BRANCHES, STAGES
-from ..top_images import save_top_images
 from ..training import CollectConfig, TrainConfig, collect_activations, train_collected
+from . import TOY_DIR
 from .model import HOOK_BLOCKS
 from .prompts import labelled_prompts, readable_label, varied_prompts
 

@@ -20,10 +20,10 @@ from typing import Literal, Sequence
 import torch
 import torch.nn.functional as F
 
-from .errors import InvalidInputError, UnknownNameError
-from .hooks import BlockEdit, EditFn
-from .sae import TopKSAE
-from .steps import StepInfo, StepWindow
+from ..errors import InvalidInputError, UnknownNameError
+from ..hooks import BlockEdit, EditFn
+from ..sae import TopKSAE
+from ..steps import StepInfo, StepWindow
 
 MAX_STRENGTH = 10_000.0
 """Largest |β| accepted (the paper's largest is 4000); beyond it images are noise, not steering."""

@@ -31,7 +31,14 @@ import torch
 from diffusers import StableDiffusionPipeline
 
 from ..errors import InvalidInputError
-from ..sampling import GenerationRequest, denoising_target, encode_text, fresh_scheduler, initial_latents, sample
+from ..sampling import (
+    GenerationRequest,
+    denoising_target,
+    encode_text,
+    fresh_scheduler,
+    initial_latents,
+    sample,
+)
 from .components import ff_layers
 
 Objective = Literal["erase", "amplify"]

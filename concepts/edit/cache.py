@@ -67,6 +67,6 @@ def load_scores(path: Path) -> dict[str, torch.Tensor] | None:
 
 def save_scores(path: Path, scores: dict[str, torch.Tensor], key: dict) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
+    tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # writers in other processes never share it
     save_file({k: v.contiguous() for k, v in scores.items()}, str(tmp), metadata={"key": json.dumps(key)})
     tmp.replace(path)

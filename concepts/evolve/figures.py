@@ -14,9 +14,15 @@ from matplotlib import colormaps  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
 from PIL import Image, ImageDraw  # noqa: E402
 
-from .evolution import NO_CONCEPT, BlockTrace, Evolution, decided_by_features, decided_by_reader  # noqa: E402
-from .explore import heatmap_overlay  # noqa: E402
-from .steps import step_t  # noqa: E402
+from ..heatmaps import heatmap_overlay  # noqa: E402
+from ..steps import step_t  # noqa: E402
+from .evolution import (  # noqa: E402
+    NO_CONCEPT,
+    BlockTrace,
+    Evolution,
+    decided_by_features,
+    decided_by_reader,
+)
 
 PALETTE = [tuple(int(255 * c) for c in colormaps["tab20"](i)[:3]) for i in range(20)]
 

@@ -17,19 +17,17 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-from .dictionary import concept_features
-from .errors import InvalidInputError
-from .hooks import BlockHooks
-from .pipeline import PipelineCache
-from .registry import ModelWorld, Registry
-from .saes import LoadedSAE, SAECache
-from .sampling import GenerationRequest, GenerationResult, generate
-from .service import prepare
+from ..dictionary import concept_features
+from ..errors import InvalidInputError
+from ..generation import prepare
+from ..hooks import BlockHooks
+from ..pipeline import PipelineCache
+from ..registry import ModelWorld, Registry
+from ..saes import SAES, LoadedSAE
+from ..sampling import GenerationRequest, GenerationResult, generate
+from ..steps import StepWindow, sae_stage
 from .steering import SteeringPlan, region_mask
-from .steps import StepWindow, stage_of
 
-SAES = SAECache()
-"""SAEs shared by every steering, exploring and icon request."""
 BASELINES_KEPT = 16
 
 
@@ -99,11 +97,6 @@ class SteerOutcome(NamedTuple):
     """[B, H, W]: mean absolute pixel change per position (0..1), the difference heatmap."""
     warnings: list[str]
     seconds: float
-
-
-def sae_stage(window: StepWindow, num_steps: int) -> str:
-    """The stage whose SAE serves a window: the stage of its middle step."""
-    return stage_of((window.start + window.end) // 2, num_steps)
 
 
 def resolve_features(loaded: LoadedSAE, concept: str | None, features: Sequence[int]) -> tuple[int, ...]:

@@ -14,11 +14,11 @@ import torch
 from diffusers import StableDiffusionPipeline
 from tqdm.auto import tqdm
 
-from .features import image_activations
-from .hooks import BlockHooks, Capture
-from .sae import TopKSAE
-from .sampling import GenerationRequest, decode_latents, sample
-from .steps import StepWindow
+from ..features import image_activations
+from ..hooks import BlockHooks, Capture
+from ..sae import TopKSAE
+from ..sampling import GenerationRequest, decode_latents, sample
+from ..steps import StepWindow
 
 SAEKey = tuple[str, str, str]
 """(block, window, branch) of one SAE."""

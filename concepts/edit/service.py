@@ -16,13 +16,19 @@ import torch
 from PIL import Image
 
 from ..errors import InvalidInputError
+from ..generation import SHARED_PIPELINES
 from ..pipeline import PipelineCache
 from ..progress import ProgressFn, report
 from ..prompts import check_prompt, known_words_message, unknown_words
 from ..registry import EDIT_METHODS, EDIT_PROTECTS, ModelWorld, Registry, load_registry
 from ..sampling import MAX_SEED, GenerationRequest, check_int, generate
-from ..service import SHARED_PIPELINES
-from .ablation import AblationHooks, AblationPlan, check_ratio, check_scope, plan_ablation
+from .ablation import (
+    AblationHooks,
+    AblationPlan,
+    check_ratio,
+    check_scope,
+    plan_ablation,
+)
 from .attribution import AttributionConfig, attribute
 from .cache import load_scores, lock_for, save_scores, score_key, score_path
 from .components import block_of
@@ -109,10 +115,8 @@ def concept_image_prompts(world: ModelWorld, spec: EditSpec, prompt: str, count:
     if not (isinstance(count, int) and 1 <= count <= MAX_PROMPTS):
         raise InvalidInputError("images", f"must be in 1..{MAX_PROMPTS}, got {count!r}")
     if world.defaults.toy_scenes and not (spec.concept_prompt and spec.concept_prompt.strip()):
-        from ..toy.prompts import prompts_showing
-
         check_int("seed", seed, 0, MAX_SEED)  # it seeds the scenes too: named here, before numpy sees it
-        shown = prompts_showing(spec.concept, count, seed)
+        shown = world.knowledge.prompts_showing(spec.concept, count, seed)
         if shown is not None:
             return shown
     return [prompt] * count
@@ -163,7 +167,7 @@ def target_scores(world: ModelWorld, pipe, spec: EditSpec, prompt: str) -> Score
     anchor = anchor_prompts(world, spec)
     if not spec.scenes:
         return scores_for(world, pipe, prompt, spec.action, spec.mode, anchor)
-    prompts = scene_prompts(spec.concept, spec.scenes)
+    prompts = scene_prompts(world, spec.concept, spec.scenes)
     return mean_scores([scores_for(world, pipe, p, spec.action, spec.mode, anchor) for p in prompts], scenes_label(spec.concept, spec.scenes))
 
 
@@ -177,8 +181,8 @@ def kept_scores(world: ModelWorld, pipe, spec: EditSpec, kept: str, keep: list[s
         def template(name: str) -> str:
             return check_prompt(world.defaults.concept_template.format(concept=name), field="keep").text
         return scores_for(world, pipe, template(kept), spec.action, spec.mode, tuple(template(o) for o in others))
-    prompts = kept_scene_prompts(spec.concept, kept, spec.scenes)
-    anchors = list(zip(*[kept_scene_prompts(spec.concept, o, spec.scenes) for o in others])) if others else [()] * len(prompts)
+    prompts = kept_scene_prompts(world, spec.concept, kept, spec.scenes)
+    anchors = list(zip(*[kept_scene_prompts(world, spec.concept, o, spec.scenes) for o in others])) if others else [()] * len(prompts)
     return mean_scores([scores_for(world, pipe, p, spec.action, spec.mode, tuple(a)) for p, a in zip(prompts, anchors)], scenes_label(kept, spec.scenes))
 
 
@@ -382,9 +386,9 @@ def run_edit(
     anchor_prompts(world, spec)
     spec = with_scenes(world, spec)
     if spec.scenes:  # a concept (or kept concept) no scene can show is named before the model loads
-        scene_prompts(spec.concept, spec.scenes)
+        scene_prompts(world, spec.concept, spec.scenes)
         for kept in distinct_concepts(spec.keep):
-            kept_scene_prompts(spec.concept, kept, spec.scenes)
+            kept_scene_prompts(world, spec.concept, kept, spec.scenes)
     shown = check_prompts(prompts if prompts is not None else concept_image_prompts(world, spec, prompt, images, seed), "prompts")
     others = [e for e in world.examples if spec.concept.strip().lower() not in e.lower()]  # examples without the concept
     kept = check_prompts(kept_prompts if kept_prompts is not None else others[:2], "kept_prompts")

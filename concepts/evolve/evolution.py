@@ -11,25 +11,24 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Callable, NamedTuple
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from PIL import Image
 
-from .errors import InvalidInputError
-from .features import feature_maps
-from .hooks import BlockHooks, Capture
-from .pipeline import PipelineCache
-from .progress import ProgressFn, report
-from .registry import ModelWorld, Registry
-from .sampling import GenerationRequest, decode_latents, sample, to_pil
-from .service import prepare
-from .steer_service import SAES
-from .steps import stage_of
+from ..errors import InvalidInputError
+from ..features import feature_maps
+from ..generation import prepare
+from ..hooks import BlockHooks, Capture
+from ..pipeline import PipelineCache
+from ..progress import ProgressFn, report
+from ..registry import ModelWorld, Registry
+from ..saes import SAES
+from ..sampling import GenerationRequest, decode_latents, sample, to_pil
+from ..steps import stage_of
+from ..world import Reader
 
-Reader = Callable[[torch.Tensor], list[dict[str, str]]]
-"""Reads attribute values from images [B, 3, H, W] in [0, 1] (the toy judge), one dict per image."""
 NO_CONCEPT = "(none)"
 
 

@@ -1,5 +1,5 @@
-"""Component attribution (CAD): which feed-forward weights carry a concept, and erasing or
-amplifying it by zeroing them at inference time (design.md §5)."""
+"""The Erase / amplify panel: component attribution (CAD) and its ablation, UCE's closed-form
+cross-attention edit, the repair that measures CAD's limit, and their figures and rates (design.md §5)."""
 
 from .ablation import AblationHooks, AblationPlan, plan_ablation
 from .attribution import AttributionConfig, attribute, objective_value

@@ -15,15 +15,15 @@ from typing import Sequence
 import torch
 from PIL import Image
 
-from .hooks import BlockEdit, BlockHooks, EditFn
-from .pipeline import PipelineCache
-from .registry import Registry, load_registry
-from .sae import TopKSAE
-from .sampling import GenerationRequest, generate
-from .service import SHARED_PIPELINES
-from .steer_service import SAES
+from ..generation import SHARED_PIPELINES
+from ..hooks import BlockEdit, BlockHooks, EditFn
+from ..pipeline import PipelineCache
+from ..registry import Registry, load_registry
+from ..sae import TopKSAE
+from ..saes import SAES
+from ..sampling import GenerationRequest, generate
+from ..steps import StepInfo, StepWindow
 from .steering import check_features, check_strength
-from .steps import StepInfo, StepWindow
 
 MAX_ICONS = 64
 """Most icons one call renders (one batch)."""

@@ -32,26 +32,21 @@ def check_scenes(world: ModelWorld, scenes: int) -> int:
     return scenes
 
 
-def scene_prompts(concept: str, scenes: int) -> list[str]:
-    """The full captions of `scenes` scenes that show the concept."""
-    from ..toy.prompts import prompts_showing
-
-    prompts = prompts_showing(concept, scenes, SCENE_SEED)
+def scene_prompts(world: ModelWorld, concept: str, scenes: int) -> list[str]:
+    """The full captions of `scenes` scenes that show the concept (the world knows them)."""
+    prompts = world.knowledge.prompts_showing(concept, scenes, SCENE_SEED)
     if prompts is None:
         raise InvalidInputError("scenes", f"{concept.strip()!r} is not one value of a toy attribute (red, striped, top left ...): no scenes show it; use 0")
     return [check_prompt(p, field="scenes").text for p in prompts]
 
 
-def kept_scene_prompts(concept: str, kept: str, scenes: int) -> list[str]:
+def kept_scene_prompts(world: ModelWorld, concept: str, kept: str, scenes: int) -> list[str]:
     """A kept concept's prompts: the concept's scenes with the kept value swapped in when both are
     values of one attribute (red → blue), else scenes that show the kept concept."""
-    from ..toy.captions import caption
-    from ..toy.prompts import attribute_of, scenes_showing, with_value
-
-    mine, theirs = attribute_of(concept), attribute_of(kept)
-    if mine is not None and theirs is not None and mine[0] == theirs[0]:
-        return [caption(with_value(scene, kept)) for scene in scenes_showing(concept, scenes, SCENE_SEED)]  # type: ignore[arg-type]
+    swapped = world.knowledge.prompts_swapped(concept, kept, scenes, SCENE_SEED)
+    if swapped is not None:
+        return swapped
     try:
-        return scene_prompts(kept, scenes)
+        return scene_prompts(world, kept, scenes)
     except InvalidInputError:
         raise InvalidInputError("keep", f"{kept.strip()!r} is not one value of a toy attribute: with attribution over scenes, keep toy values only") from None

@@ -20,10 +20,10 @@ from PIL import Image
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
-from .errors import CheckpointError, UnknownNameError
+from ..errors import CheckpointError, UnknownNameError
+from ..hub import member_path, resolve
+from ..registry import ModelWorld
 from .feature_table import FeatureTable, SAEKey
-from .hub import member_path, resolve
-from .registry import ModelWorld
 
 FORMAT = "concept-lab-top-images/1"
 INDEX = "index.json"

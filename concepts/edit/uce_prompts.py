@@ -23,11 +23,7 @@ def attribute_peers(world: ModelWorld, concept: str) -> tuple[str, ...]:
     """On a toy world, the other values of the concept's attribute (red: orange, yellow ...); else ()."""
     if not world.defaults.toy_scenes:
         return ()
-    from ..toy.prompts import attribute_of
-    from ..toy.world import ATTRIBUTES
-
-    found = attribute_of(concept.strip())
-    return tuple(v for v in ATTRIBUTES[found[0]] if v != found[1]) if found else ()
+    return world.knowledge.peers(concept)
 
 
 def uce_prompts(world: ModelWorld, concept: str, prompt: str, anchors: list[str], keep: list[str], scenes: int) -> UcePrompts:
@@ -42,15 +38,15 @@ def uce_prompts(world: ModelWorld, concept: str, prompt: str, anchors: list[str]
     guides = [tuple(swapped(prompt, concept, a) for a in anchors) if anchors else ("",)]
     preserved = [swapped(prompt, concept, k) for k in keep]
     if scenes:
-        shown = scene_prompts(concept, scenes)
+        shown = scene_prompts(world, concept, scenes)
         erased += shown
         if anchors:
-            by_anchor = [kept_scene_prompts(concept, a, scenes) for a in anchors]
+            by_anchor = [kept_scene_prompts(world, concept, a, scenes) for a in anchors]
             guides += [tuple(column) for column in zip(*by_anchor)]
         else:
             guides += [("",)] * len(shown)
         for k in keep:
-            preserved += kept_scene_prompts(concept, k, scenes)
+            preserved += kept_scene_prompts(world, concept, k, scenes)
     preserved.append("")
     for guide in (p for group in guides for p in group if p):
         check_prompt(guide, field="anchor")  # too long after the swap: named, not truncated

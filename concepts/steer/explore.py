@@ -15,18 +15,18 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from matplotlib import colormaps
 from PIL import Image
 
-from .errors import InvalidInputError
-from .features import feature_maps
-from .hooks import BlockHooks, Capture
-from .pipeline import PipelineCache
-from .registry import ModelWorld, Registry
-from .sampling import GenerationRequest, generate
-from .service import prepare
-from .steer_service import BASELINES, SAES, sae_stage
-from .steps import StepWindow
+from ..errors import InvalidInputError
+from ..features import feature_maps
+from ..generation import prepare
+from ..hooks import BlockHooks, Capture
+from ..pipeline import PipelineCache
+from ..registry import ModelWorld, Registry
+from ..saes import SAES
+from ..sampling import GenerationRequest, generate
+from ..steps import StepWindow, sae_stage
+from .service import BASELINES
 
 
 @dataclass(frozen=True)
@@ -100,17 +100,6 @@ def search_concepts(concepts: dict | None, query: str) -> list[tuple[str, list[i
         raise InvalidInputError("concept", "this SAE has no concept dictionary to search")
     needle = query.strip().lower()
     return [(label, list(ids)) for label, ids in sorted(concepts.get("concepts", {}).items()) if needle in label.lower()]
-
-
-def heatmap_overlay(image: Image.Image, fmap: np.ndarray, size: int = 256, opacity: float = 0.6) -> Image.Image:
-    """A feature map [h, w] upsampled (bilinear) over the image, shown at `size` px (pixels kept crisp)."""
-    peak = float(fmap.max())
-    scaled = fmap / peak if peak > 0 else np.zeros_like(fmap)
-    heat = Image.fromarray((scaled * 255).astype(np.uint8)).resize((size, size), Image.BILINEAR)
-    colours = colormaps["inferno"](np.asarray(heat) / 255.0)[..., :3]
-    base = np.asarray(image.convert("RGB").resize((size, size), Image.NEAREST)) / 255.0
-    blend = (1 - opacity) * base + opacity * colours
-    return Image.fromarray((blend * 255).round().astype(np.uint8))
 
 
 def run_explore(

@@ -1,0 +1,119 @@
+"""What every tab shares: the registry and device, the GPU decorator, number parsing from widgets,
+the user-error wrapper, Gradio's progress bar, and the sampling inputs each tab repeats.
+
+Per-user data lives in each tab's `gr.State`, never here: these globals are read-only after start.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+import os
+from typing import Callable
+
+import gradio as gr
+
+from concepts.errors import ConceptLabError, InvalidInputError, one_line
+from concepts.generation import SHARED_PIPELINES
+from concepts.registry import load_registry
+from concepts.saes import SAES
+from concepts.steps import StepWindow, sae_stage
+
+try:  # ZeroGPU Spaces: GPU work must run inside functions decorated with spaces.GPU
+    import spaces
+
+    gpu = spaces.GPU
+except ImportError:  # everywhere else the decorator is a no-op
+
+    def gpu(fn):
+        return fn
+
+
+REGISTRY = load_registry()
+DEVICE = os.environ.get("CONCEPT_LAB_DEVICE", "auto")
+WINDOWS = ["early", "middle", "final", "all"]
+
+
+def as_number(value: object, field: str) -> float:
+    """A float from whatever a widget or an API client sends (None, text, a list ...), or a message."""
+    if value is None or isinstance(value, bool) or (isinstance(value, str) and not value.strip()):
+        raise InvalidInputError(field, "is empty")
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, OverflowError):
+        raise InvalidInputError(field, f"must be a number, got {repr(value)[:40]}") from None
+
+
+def as_int(value: object, field: str) -> int:
+    """A whole number from a UI widget (which may hand over a float, None or NaN)."""
+    number = as_number(value, field)
+    if not math.isfinite(number) or number != int(number):
+        raise InvalidInputError(field, f"must be a whole number, got {repr(value)[:40]}")
+    return int(number)
+
+
+def as_float(value: object, field: str) -> float:
+    number = as_number(value, field)
+    if not math.isfinite(number):
+        raise InvalidInputError(field, f"must be a finite number, got {repr(value)[:40]}")
+    return number
+
+
+def model_defaults(model: str):
+    """When the model changes, show its own default steps and guidance."""
+    try:
+        world = REGISTRY.get(model)
+    except ConceptLabError as exc:
+        raise gr.Error(one_line(exc)) from None
+    return gr.update(value=world.defaults.steps), gr.update(value=world.defaults.guidance)
+
+
+def progress_callback(progress: gr.Progress | None) -> Callable[[float, str], None] | None:
+    """The core's progress callback, shown as Gradio's progress bar."""
+    if progress is None:
+        return None
+    return lambda fraction, what: progress(fraction, desc=what)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn the core's errors into messages the user sees (gr.Error), never a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args, **kwargs):
+        try:
+            return fn(*args, **kwargs)
+        except ConceptLabError as exc:
+            raise gr.Error(one_line(exc)) from None
+
+    return wrapper
+
+
+@user_errors
+def model_blocks(model: str):
+    """When the model changes: its SAE blocks (mid block first, as in the paper)."""
+    world = REGISTRY.get(model)
+    return gr.update(choices=world.blocks, value=default_block(world))
+
+
+def default_block(world) -> str | None:
+    """The block a tab opens on: the mid block (the paper's), else the world's first."""
+    blocks = world.blocks
+    return next((b for b in blocks if b.startswith("mid_block")), blocks[0] if blocks else None)
+
+
+def sampling_inputs(world, example: str, prefix: str = ""):
+    """Prompt, seed, steps and guidance widgets (each tab has its own; ids start with `prefix`)."""
+    prompt = gr.Textbox(label="Prompt", value=example, elem_id=f"{prefix}prompt")
+    with gr.Row():
+        seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id=f"{prefix}seed")
+        steps = gr.Slider(1, 100, value=world.defaults.steps, step=1, label="Denoising steps", elem_id=f"{prefix}steps")
+        guidance = gr.Slider(0, 20, value=world.defaults.guidance, step=0.5, label="Guidance", elem_id=f"{prefix}guidance")
+    return prompt, seed, steps, guidance
+
+
+def sae_dictionary(model: str, block: str, window: str, steps: int):
+    """The concept dictionary of the SAE that serves (block, window) at `steps` steps."""
+    world = REGISTRY.get(model)
+    stage = sae_stage(StepWindow.parse(window, steps), steps)
+    pipe = SHARED_PIPELINES.get(world, DEVICE)
+    return SAES.get(world, block, stage, "cond", pipe.unet), stage

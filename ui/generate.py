@@ -1,0 +1,51 @@
+"""The Generate tab: one image from a prompt on the chosen model world."""
+
+from __future__ import annotations
+
+import gradio as gr
+
+from concepts.errors import ConceptLabError, one_line
+from concepts.generation import run_generation
+from concepts.registry import ModelWorld
+
+from .common import DEVICE, REGISTRY, as_float, as_int, gpu, model_defaults, sampling_inputs
+
+
+@gpu
+def generate_image(model: str, prompt: str, seed: float, steps: float, guidance: float):
+    """Generate one image; returns (image, a line describing what was run)."""
+    try:
+        outcome = run_generation(
+            model,
+            prompt,
+            seed=as_int(seed, "seed"),
+            steps=as_int(steps, "steps"),
+            guidance=as_float(guidance, "guidance"),
+            device=DEVICE,
+            registry=REGISTRY,
+        )
+    except ConceptLabError as exc:
+        raise gr.Error(one_line(exc)) from None
+    for warning in outcome.warnings:
+        gr.Warning(warning)
+    r = outcome.request
+    info = f"**{outcome.world.title}** · seed {r.seed} · {r.steps} DDIM steps · guidance {r.guidance:g} · {r.width}×{r.height} px · {outcome.seconds:.2f} s"
+    return outcome.result.images[0], info
+
+
+def build(model: gr.Dropdown, default: ModelWorld) -> None:
+    """The tab's layout and events (inside the app's Blocks)."""
+    example = default.examples[0] if default.examples else ""
+    with gr.Tab("Generate"):
+        with gr.Row():
+            with gr.Column():
+                prompt, seed, steps, guidance = sampling_inputs(default, example, "")
+                run = gr.Button("Generate", variant="primary", elem_id="generate")
+            with gr.Column():
+                image = gr.Image(label="Image", type="pil", format="png", elem_id="image", elem_classes="pixelated", height=320)
+                info = gr.Markdown(elem_id="info")
+        if default.examples:
+            gr.Examples(examples=[[e] for e in default.examples], inputs=[prompt])
+    model.change(model_defaults, inputs=model, outputs=[steps, guidance], api_visibility="private")
+    run.click(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_name="generate")
+    prompt.submit(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_visibility="private")

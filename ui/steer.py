@@ -1,0 +1,229 @@
+"""The Steer tab: explore which SAE features fire where in an image, then steer a concept's features
+into a region (layout, early steps) or over the whole image (style, middle and final steps)."""
+
+from __future__ import annotations
+
+import gradio as gr
+import numpy as np
+import torch
+
+from concepts.errors import InvalidInputError
+from concepts.heatmaps import heatmap_overlay
+from concepts.registry import ModelWorld
+from concepts.steer.explore import run_explore, search_concepts
+from concepts.steer.service import SteerSpec, run_steering
+from concepts.steer.steering import CELLS, QUADRANTS, default_strength
+
+from . import features
+from .common import (
+    DEVICE, REGISTRY, WINDOWS, as_float, as_int, default_block, gpu, model_blocks, model_defaults, sae_dictionary,
+    sampling_inputs, user_errors,
+)
+
+PAINTED = "painted mask"
+WHERE_CHOICES = ["global", *CELLS, *QUADRANTS, PAINTED]
+
+
+def parse_features(text: str | None) -> tuple[int, ...]:
+    """"12, 40 7" → (12, 40, 7); a word that is not a whole number is named in the message."""
+    ids = []
+    for word in (text or "").replace(",", " ").split():
+        if not word.lstrip("-").isdigit():
+            raise InvalidInputError("features", f"{word!r} is not a feature id (whole numbers, separated by commas)")
+        ids.append(int(word))
+    return tuple(ids)
+
+
+def painted_mask(painting: dict | None) -> torch.Tensor:
+    """The painted pixels of an ImageEditor value (any layer's alpha) as an [H, W] mask."""
+    layers = (painting or {}).get("layers") or []
+    arrays = [np.asarray(layer) for layer in layers if layer is not None]
+    if not arrays:
+        raise InvalidInputError("mask", "is empty: paint where to steer on the image, or choose a preset region")
+    alphas = [a[..., 3] if a.ndim == 3 and a.shape[-1] == 4 else (a.max(axis=-1) if a.ndim == 3 else a) for a in arrays]
+    return torch.from_numpy(np.maximum.reduce([x.astype(np.float32) for x in alphas]))
+
+
+def model_window(model: str):
+    """When the model changes: "all" for models whose SAEs serve every step (SAeUron, one-step
+    SDXL-Turbo, where no middle stage exists), else the paper's middle window."""
+    world = REGISTRY.get(model)
+    every_step = world.defaults.steps < 3 or (world.saes and all(e.window == "all" for e in world.saes))
+    return gr.update(value="all" if every_step else "middle")
+
+
+@user_errors
+def concept_choices(model: str, block: str, window: str, steps: float):
+    """The concept labels of the SAE the chosen block and window use (the concept picker)."""
+    if not block:
+        return gr.update(choices=[], value=None)
+    loaded, _ = sae_dictionary(model, block, str(window), as_int(steps, "steps"))
+    labels = sorted((loaded.concepts or {}).get("concepts", {}))
+    return gr.update(choices=labels, value=None)
+
+
+@user_errors
+def steer_strength(model: str, window: str, where: str):
+    """The model's default β for the window and the mode (spatial when a region is chosen)."""
+    return default_strength(str(window), where != "global", REGISTRY.get(model).defaults.strengths)
+
+
+@gpu
+@user_errors
+def explore_image(model: str, prompt: str, seed: float, steps: float, guidance: float, block: str, window: str):
+    """Generate and read the block: image, top features table, heatmap of the top one, state, info."""
+    outcome = run_explore(
+        model, prompt, block, str(window), seed=as_int(seed, "seed"), steps=as_int(steps, "steps"),
+        guidance=as_float(guidance, "guidance"), device=DEVICE, registry=REGISTRY,
+    )
+    for warning in outcome.warnings:
+        gr.Warning(warning)
+    rows = [[f.id, f.label or "", round(f.mean, 4), round(f.peak, 4)] for f in outcome.top]
+    state = {"model": outcome.world.name, "block": outcome.block, "stage": outcome.stage, "image": outcome.image, "maps": outcome.maps}
+    first = outcome.top[0].id if outcome.top else 0
+    heat = heatmap_overlay(outcome.image, outcome.maps[..., first])
+    names = sorted({f.label for f in outcome.top if f.label})
+    info = (f"{outcome.block} · SAE of the **{outcome.stage}** stage · window {outcome.window} · "
+            f"{outcome.maps.shape[0]}×{outcome.maps.shape[1]} grid · {outcome.seconds:.2f} s · "
+            + (f"named here: {', '.join(names)}" if names else "no named feature fires clearly here; search the concepts below"))
+    editor = {"background": outcome.image, "layers": [], "composite": outcome.image}
+    return outcome.image, rows, heat, first, state, info, editor
+
+
+@user_errors
+def feature_heatmap(state: dict | None, feature: float):
+    """The chosen feature's map over the last explored image."""
+    if not state:
+        raise InvalidInputError("feature", "generate and explore an image first")
+    index = as_int(feature, "feature")
+    count = state["maps"].shape[-1]
+    if not 0 <= index < count:
+        raise InvalidInputError("feature", f"{index} is outside this SAE's 0..{count - 1}")
+    return heatmap_overlay(state["image"], state["maps"][..., index])
+
+
+def pick_table_row(evt: gr.SelectData):
+    """Clicking a row of the top-features table shows that feature's heatmap."""
+    row = evt.row_value or []
+    return int(row[0]) if row else gr.update()
+
+
+@user_errors
+def find_concepts(model: str, block: str, window: str, steps: float, query: str):
+    loaded, _ = sae_dictionary(model, block, str(window), as_int(steps, "steps"))
+    found = search_concepts(loaded.concepts, query or "")
+    if not found:
+        raise InvalidInputError("concept", f"no label contains {query!r}")
+    return [[label, ", ".join(map(str, ids))] for label, ids in found]
+
+
+@gpu
+@user_errors
+def steer_image(model: str, prompt: str, seed: float, steps: float, guidance: float, block: str, window: str,
+                concept: str | None, feature_text: str, where: str, painting: dict | None, strength: float, branch: str):
+    """Baseline and steered images from one seed, the difference heatmap and what was applied."""
+    features = parse_features(feature_text)
+    concept = (concept or "").strip() or None
+    if where not in WHERE_CHOICES:
+        raise InvalidInputError("region", f"{where!r} is not one of {', '.join(WHERE_CHOICES)}")
+    mask = painted_mask(painting) if where == PAINTED else None
+    spec = SteerSpec(block=block, window=str(window), strength=as_float(strength, "strength"), concept=concept,
+                     features=features, region=None if mask is not None else where, mask=mask, branch=branch)
+    outcome = run_steering(model, prompt, spec, seed=as_int(seed, "seed"), steps=as_int(steps, "steps"),
+                           guidance=as_float(guidance, "guidance"), device=DEVICE, registry=REGISTRY)
+    for warning in outcome.warnings:
+        gr.Warning(warning)
+    change = outcome.change[0].numpy()
+    diff = heatmap_overlay(outcome.baseline.images[0], change, opacity=0.75)
+    plan = outcome.plan
+    what = f"concept **{concept}**" if concept else "features"
+    info = (f"Steered {what} {list(plan.features)} at {plan.block} · {plan.mode} ({where}) · steps {plan.window} "
+            f"(SAE of the {outcome.stage} stage) · β {plan.strength:g} · branch {plan.branch} · "
+            f"mean pixel change {float(change.mean()):.4f} · {outcome.seconds:.2f} s")
+    return outcome.baseline.images[0], outcome.steered.images[0], diff, info
+
+
+def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
+    """The tab's layout and events (inside the app's Blocks)."""
+    blocks = default.blocks
+    example = default.examples[0] if default.examples else ""
+    with gr.Tab("Steer", elem_id="steer-tab"):
+        gr.Markdown(
+            "Sparse autoencoders (SAEs) split what a UNet block adds to the image into features. "
+            "**Explore** which features fire where, then **steer**: push a concept's features into a region "
+            "(layout, early steps) or over the whole image (style, middle and final steps)."
+        )
+        explored = gr.State(None)
+        with gr.Row():
+            with gr.Column():
+                s_prompt, s_seed, s_steps, s_guidance = sampling_inputs(default, example, "steer-")
+                with gr.Row():
+                    block = gr.Dropdown(choices=blocks, value=default_block(default), label="Block", elem_id="steer-block")
+                    window = gr.Dropdown(
+                        choices=WINDOWS, value="middle", allow_custom_value=True, elem_id="steer-window",
+                        label="Denoising window (early, middle, final, all, or steps A:B)",
+                    )
+                explore = gr.Button("Generate and explore", variant="primary", elem_id="explore")
+                explore_info = gr.Markdown(elem_id="explore-info")
+            with gr.Column():
+                with gr.Row():
+                    explored_image = gr.Image(label="Image", type="pil", format="png", elem_id="explored", elem_classes="pixelated", height=256)
+                    heatmap = gr.Image(label="Feature heatmap", type="pil", format="png", elem_id="heatmap", height=256)
+                with gr.Row():
+                    heat_feature = gr.Number(label="Feature", value=0, precision=0, minimum=0, elem_id="heat-feature")
+                    show_heat = gr.Button("Show heatmap", elem_id="show-heatmap")
+        top_table = gr.Dataframe(
+            headers=["feature", "label", "mean", "peak"],
+            label="Top features: the strongest, plus up to half named ones that clearly fire (click a row for its heatmap)",
+            interactive=False, elem_id="top-features",
+        )
+        with gr.Row():
+            query = gr.Textbox(label="Search concepts by label", placeholder="red, striped, top left ...", elem_id="concept-query")
+            search = gr.Button("Search", elem_id="concept-search")
+        found = gr.Dataframe(headers=["concept", "features"], label="Concepts found", interactive=False, elem_id="concepts-found")
+
+        gr.Markdown("### Steer")
+        with gr.Row():
+            with gr.Column():
+                concept = gr.Dropdown(choices=[], value=None, allow_custom_value=True, label="Concept", elem_id="steer-concept")
+                feature_text = gr.Textbox(label="...or feature ids", placeholder="12, 40", elem_id="steer-features")
+                where = gr.Dropdown(choices=WHERE_CHOICES, value="global", label="Where", elem_id="steer-where")
+                painter = gr.ImageEditor(
+                    label="Paint where to steer (choose 'painted mask' above)", type="numpy", elem_id="painter",
+                    brush=gr.Brush(colors=["#ff3030"], default_size=8), height=256,
+                )
+                with gr.Row():
+                    strength = gr.Number(label="Strength β", value=default_strength("middle", False, default.defaults.strengths), elem_id="steer-strength")
+                    branch = gr.Radio(["cond", "both"], value="cond", label="CFG branch", elem_id="steer-branch")
+                steer = gr.Button("Steer", variant="primary", elem_id="steer")
+            with gr.Column():
+                with gr.Row():
+                    baseline = gr.Image(label="Baseline", type="pil", format="png", elem_id="baseline", elem_classes="pixelated", height=200)
+                    steered = gr.Image(label="Steered", type="pil", format="png", elem_id="steered", elem_classes="pixelated", height=200)
+                    difference = gr.Image(label="Difference", type="pil", format="png", elem_id="difference", height=200)
+                steer_info = gr.Markdown(elem_id="steer-info")
+        sae_inputs = [model, block, window, s_steps]
+        features.build(sae_inputs)
+
+    model.change(model_defaults, inputs=model, outputs=[s_steps, s_guidance], api_visibility="private")
+    model.change(model_blocks, inputs=model, outputs=block, api_visibility="private")
+    model.change(model_window, inputs=model, outputs=window, api_visibility="private")
+    for trigger in (block.change, window.change, demo.load):
+        trigger(concept_choices, inputs=sae_inputs, outputs=concept, api_visibility="private")
+    for trigger in (model.change, window.change, where.change):
+        trigger(steer_strength, inputs=[model, window, where], outputs=strength, api_visibility="private")
+    explore.click(
+        explore_image, inputs=[model, s_prompt, s_seed, s_steps, s_guidance, block, window],
+        outputs=[explored_image, top_table, heatmap, heat_feature, explored, explore_info, painter], api_name="explore",
+    )
+    show_heat.click(feature_heatmap, inputs=[explored, heat_feature], outputs=heatmap, api_visibility="private")
+    top_table.select(pick_table_row, outputs=heat_feature, api_visibility="private").then(
+        feature_heatmap, inputs=[explored, heat_feature], outputs=heatmap, api_visibility="private"
+    )
+    search.click(find_concepts, inputs=[*sae_inputs, query], outputs=found, api_name="search_concepts")
+    query.submit(find_concepts, inputs=[*sae_inputs, query], outputs=found, api_visibility="private")
+    steer.click(
+        steer_image,
+        inputs=[model, s_prompt, s_seed, s_steps, s_guidance, block, window, concept, feature_text, where, painter, strength, branch],
+        outputs=[baseline, steered, difference, steer_info], api_name="steer",
+    )
