@@ -27,7 +27,7 @@ SD14_VAE_CHANNELS = (128, 256, 512, 512)
 SD14_TEXT_WIDTH = 768
 SD14_TEXT_LAYERS = 12
 SD14_HEADS = 8
-# The paper's three hook points and the block widths d that SD1.4's SAEs read there (design.md §1).
+# The paper's three hook points and the block widths d that SD1.4's SAEs read there (docs/paper.md).
 SD14_HOOK_WIDTHS = {"down_blocks.2.attentions.1": 1280, "mid_block.attentions.0": 1280, "up_blocks.1.attentions.0": 1280}
 # SAeUron's two blocks in SD1.4 (objects, styles), which it reads at the output.
 SAEURON_HOOK_WIDTHS = {"up_blocks.1.attentions.1": 1280, "up_blocks.1.attentions.2": 1280}

@@ -4,7 +4,7 @@
 hooks on named `Transformer2DModel` blocks when entered and removes every one of them in `finally`,
 so an exception inside the block never leaves a hook behind.
 
-What is read (design.md §1): Δ = output − input of the whole block, one d-vector per position
+What is read (docs/paper.md): Δ = output − input of the whole block, one d-vector per position
 (`reads="delta"`), or the block's output itself (`reads="output"`, as SAeUron's SAEs expect).
 Under classifier-free guidance the UNet batch is `[uncond, cond]`; captures keep the halves apart and
 edits touch only the branch they name.

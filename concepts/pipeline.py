@@ -6,7 +6,7 @@ toy model and the tiny test models are all loaded by `from_pretrained(folder)`; 
 swapped for DDIM (the paper's sampler), keeping the model's own timestep spacing: with SDXL-Turbo's
 "trailing" spacing one DDIM step from t = 999 gives the same x0 as its Euler-ancestral step. A model
 that ships a safety checker keeps it; one whose `model_index.json` has none is loaded without,
-explicitly (design.md §8). SDXL's VAE overflows in fp16 (`force_upcast`), so it is kept in fp32.
+explicitly (docs/pitfalls.md). SDXL's VAE overflows in fp16 (`force_upcast`), so it is kept in fp32.
 """
 
 from __future__ import annotations

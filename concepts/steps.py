@@ -1,6 +1,6 @@
 """Denoising steps, their normalised time t, and stage windows.
 
-The paper (Tinaz et al., design.md §1) splits denoising into three stages by t, where t = 1 is the
+The paper (Tinaz et al., docs/paper.md) splits denoising into three stages by t, where t = 1 is the
 first step and t = 0 the last: early t ∈ [0.6, 1], middle [0.2, 0.6), final [0, 0.2). Step index i
 of N maps to t = 1 − i/(N − 1). Every window here is a closed range of step indices, so a preset and
 a custom "A:B" range mean the same thing to the hooks.

@@ -93,7 +93,7 @@ def clip_text_encoder(tokenizer, width: int, layers: int, heads: int, intermedia
 
 def assemble(vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer, unet: UNet2DConditionModel) -> StableDiffusionPipeline:
     """An SD pipeline from parts, with SD1.x's DDIM settings written out so the pipeline has nothing
-    to rewrite (design.md §8), and no safety checker."""
+    to rewrite (docs/pitfalls.md), and no safety checker."""
     scheduler = DDIMScheduler(beta_start=0.00085, beta_end=0.012, beta_schedule="scaled_linear", clip_sample=False, set_alpha_to_one=False, steps_offset=1)
     return StableDiffusionPipeline(vae=vae, text_encoder=text_encoder, tokenizer=tokenizer, unet=unet, scheduler=scheduler,
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)

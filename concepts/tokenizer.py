@@ -1,7 +1,7 @@
 """Build a CLIP tokenizer offline for a small, known vocabulary.
 
 Tiny test models and the toy-shapes world have no Hub tokenizer to download. A CLIP BPE tokenizer
-is fully described by a vocabulary and a merge list (design.md §8: pass `model_max_length=77`, since
+is fully described by a vocabulary and a merge list (docs/pitfalls.md: pass `model_max_length=77`, since
 the SD pipeline pads every prompt to it). Every lowercase letter, digit and a little punctuation is
 a token, so any text tokenizes; each word in `words` is additionally merged into one
 token, so a prompt of known words costs one token a word.

@@ -29,7 +29,7 @@ from .steps import STAGES
 log = logging.getLogger("concepts.train")
 
 PAPER_BLOCKS = ("down_blocks.2.attentions.1", "mid_block.attentions.0", "up_blocks.1.attentions.0")
-"""The paper's hook points in SD1.x (design.md §1)."""
+"""The paper's hook points in SD1.x (docs/paper.md)."""
 LIGHT_FILES = ["model_index.json", "unet/config.json", "vae/config.json", "tokenizer/*"]
 """What the plan needs of a pipeline: configs and the tokenizer, no weights (a dry run fetches only these)."""
 

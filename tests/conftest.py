@@ -1,6 +1,6 @@
 """Test set-up: offline Hub with a private cache, tiny SD pipelines built from config.
 
-`HF_HUB_OFFLINE` and the cache location are read by huggingface_hub at import time (design.md §8),
+`HF_HUB_OFFLINE` and the cache location are read by huggingface_hub at import time (docs/pitfalls.md),
 so they are set here, before anything imports it.
 """
 

@@ -1,5 +1,5 @@
 """The Erase / amplify panel: component attribution (CAD) and its ablation, UCE's closed-form
-cross-attention edit, the repair that measures CAD's limit, and their figures and rates (design.md §5)."""
+cross-attention edit, the repair that measures CAD's limit, and their figures and rates (docs/cad.md)."""
 
 from .ablation import AblationHooks, AblationPlan, plan_ablation
 from .attribution import AttributionConfig, attribute, objective_value

@@ -1,4 +1,4 @@
-"""Checks that make attribution science (design.md §5): do the scores predict what ablation does?
+"""Checks that make attribution science (docs/cad.md): do the scores predict what ablation does?
 
 - `prediction_check`: over random small ablations, the Pearson correlation between the change of J
   the scores predict (the sum of the zeroed weights' scores) and the change measured by running J

@@ -1,6 +1,6 @@
 """The components CAD scores: every scalar weight of the UNet transformer blocks' feed-forward layers
 (`...transformer_blocks.N.ff.net.0.proj` and `...ff.net.2`); attention, convs, the text encoder and
-the VAE are not scored (design.md §5). UCE (`uce.py`) edits the cross-attention key/value
+the VAE are not scored (docs/cad.md). UCE (`uce.py`) edits the cross-attention key/value
 projections instead, the only UNet weights that read the text embeddings."""
 
 from __future__ import annotations

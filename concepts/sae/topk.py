@@ -1,4 +1,4 @@
-"""A TopK sparse autoencoder (Gao et al. 2024; as used by Tinaz et al., design.md §1).
+"""A TopK sparse autoencoder (Gao et al. 2024; as used by Tinaz et al., docs/paper.md).
 
     z = TopK(ReLU(W_enc (x − b_dec) + b_enc)),    x̂ = W_dec^T z + b_dec
 

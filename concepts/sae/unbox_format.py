@@ -1,4 +1,4 @@
-"""The sdxl-unbox SAE format (surokpro2/sdxl-saes; design.md §2), converted to our TopKSAE.
+"""The sdxl-unbox SAE format (surokpro2/sdxl-saes; docs/checkpoints.md), converted to our TopKSAE.
 
 A folder per block, e.g. `down_blocks.2.attentions.1_k10_hidden5120_auxk256_bs4096_lr0.0001/final/`:
 `config.json` (`n_dirs_local`, `d_model`, `k`, `auxk`, `dead_steps_threshold`), `state_dict.pth`

@@ -1,4 +1,4 @@
-"""Steering edits: add SAE concept vectors to a block's Δ, where and when the user asks (design.md §1).
+"""Steering edits: add SAE concept vectors to a block's Δ, where and when the user asks (docs/paper.md).
 
 Both edits keep the SAE's error: the read becomes Δ + Σ_c (z'_c − z_c) f_c, with f_c the decoder row
 of feature c, so only the chosen features change and everything the SAE does not explain survives.
@@ -33,7 +33,7 @@ REGIONS = (*CELLS, *QUADRANTS, "global")
 Mode = Literal["spatial", "global"]
 
 
-# The paper's β per stage (design.md §1); its scaling is not fully recoverable, so these are starting
+# The paper's β per stage (docs/paper.md); its scaling is not fully recoverable, so these are starting
 # points, not constants of nature. A model world can set its own (registry "defaults.strengths"),
 # calibrated with its own measurements (the toy's come from `python -m concepts.toy.evaluate steer`).
 PAPER_STRENGTH = {

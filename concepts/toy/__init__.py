@@ -1,4 +1,4 @@
-"""toy-shapes: a world of rendered shapes whose concepts are known exactly (design.md §4)."""
+"""toy-shapes: a world of rendered shapes whose concepts are known exactly (docs/toy.md)."""
 
 from ..registry import CHECKPOINTS_DIR
 

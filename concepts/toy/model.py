@@ -102,7 +102,7 @@ NOISE_SCHEDULES = ("sd", "zero-snr-v")
 
 
 def build_scheduler(schedule: str = "zero-snr-v") -> DDIMScheduler:
-    """The toy's DDIM scheduler, written out so the pipeline has nothing to rewrite (design.md §8).
+    """The toy's DDIM scheduler, written out so the pipeline has nothing to rewrite (docs/pitfalls.md).
 
     "sd" is SD1.x exactly (ε-prediction, "leading" steps). Its last training step still leaves
     √ᾱ ≈ 0.07 of the image in the input, enough for a 16×16 latent to show where the object is, so

@@ -1,6 +1,6 @@
 """The toy-shapes world: one object on a plain background, every attribute known exactly.
 
-Values follow design.md §4 to the letter: five shapes, six colours, two sizes (bounding box about
+Values follow docs/toy.md to the letter: five shapes, six colours, two sizes (bounding box about
 14 or 24 px, ±10 %), nine positions (centre at x, y ∈ {16, 32, 48} ± 2 px), three backgrounds and
 four textures, at 64×64 RGB. Images are drawn at 4× resolution and box-downsampled, which
 antialiases every edge. A few (colour, shape) combinations are held out of training so the model's

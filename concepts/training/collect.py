@@ -1,9 +1,9 @@
 """Collect block reads (Δ or output) over a prompt list into shards on disk, for SAE training.
 
 One shard folder per (block, stage window, CFG branch): `<out>/<block>/<window>/<branch>/`. In each
-window the paper trains on one timestep (t = 1.0 / 0.5 / 0.0 for early / middle / final, design.md
-§1); `steps_per_window="all"` keeps every step of the window instead. Prompts are processed in
-chunks; after each chunk every writer is closed (so shards end on a chunk boundary) and the number
+window the paper trains on one timestep (t = 1.0 / 0.5 / 0.0 for early / middle / final,
+docs/paper.md); `steps_per_window="all"` keeps every step of the window instead. Prompts are
+processed in chunks; after each chunk every writer is closed (so shards end on a chunk boundary) and the number
 of prompts done is recorded in each manifest. A rerun with the same out folder resumes after the
 last finished chunk, dropping any shard written past it, so no row is stored twice.
 """

@@ -6,7 +6,7 @@ from a forward pass, so a dry run needs no weights: the latent is the image size
 scale (2^(VAE levels − 1)); every down level but the last halves it (diffusers' stride-2 conv:
 ceil(h / 2)); a block at level L (down_blocks.L, mid_block = the last level, up_blocks.i = level
 n − 1 − i, since the up path retraces the down path) sees latent / 2^L per side. For SD1.4 at 512 px
-this gives the paper's 16×16 / 8×8 / 16×16 (design.md §1); the tests check it against the rows a
+this gives the paper's 16×16 / 8×8 / 16×16 (docs/paper.md); the tests check it against the rows a
 real collection writes.
 
 SAE files per folder: the final weights (fp32: encoder, decoder, two biases), the resumable

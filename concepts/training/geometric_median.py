@@ -1,6 +1,6 @@
 """Geometric median by Weiszfeld iteration, used to initialise the SAE's `b_dec` (= `b_pre`).
 
-The paper (design.md §1), following Bricken et al. and sparsify, starts the pre-encoder bias at the
+The paper (docs/paper.md), following Bricken et al. and sparsify, starts the pre-encoder bias at the
 geometric median of a sample of activations: the point minimising the sum of Euclidean distances.
 Unlike the mean it is not dragged by the few huge-norm outlier tokens that diffusion activations
 have, so the SAE starts centred on the bulk of the data.

@@ -1,4 +1,4 @@
-"""Train a TopK SAE on sharded activations, resumably, with the paper's recipe (design.md §1).
+"""Train a TopK SAE on sharded activations, resumably, with the paper's recipe (docs/paper.md).
 
 Loss = FVU + α·AuxK (α = 1/32, k_aux = 256), Adam lr 1e-4, batch 4096, one epoch, decoder rows at
 unit norm (the gradient component parallel to each row is removed before the step, the rows are
@@ -45,7 +45,7 @@ _OWNED = {"d_in", "k", "num_latents", "expansion_factor"}
 
 @dataclass
 class TrainConfig:
-    """How to train one SAE; defaults are the paper's (design.md §1)."""
+    """How to train one SAE; defaults are the paper's (docs/paper.md)."""
 
     k: int = 10
     """Latents kept per token by TopK (the paper also reports k = 20)."""

@@ -1,6 +1,6 @@
 """A concept dictionary from the prompts alone: which prompt words each SAE feature co-occurs with.
 
-The paper labels features with segmentation masks (design.md §1); that needs a segmentation model
+The paper labels features with segmentation masks (docs/paper.md); that needs a segmentation model
 per image. This is the lightweight substitute: each prompt's words stand for what its image shows.
 
 1. Per-prompt activations. Shards hold rows in generation order (`collect.py`): chunk by chunk,
