@@ -1,4 +1,4 @@
-"""Attribution scores W ⊙ ∂J/∂W for every feed-forward weight (design.md §5), accumulated in fp32.
+"""Attribution scores W ⊙ ∂J/∂W for every feed-forward weight (docs/cad.md), accumulated in fp32.
 
 A positive score says zeroing that weight lowers J (first order). Objectives:
 - **erase**: J = Σ_t ‖ε(x_t, c) − stopgrad(ε(x_t, ""))‖², how far the concept prompt pulls the noise
@@ -16,7 +16,10 @@ A positive score says zeroing that weight lowers J (first order). Objectives:
   instead of ε, as in its training loss; ε(·) above then stands for the model's output.
 
 Modes: **faithful** draws a fresh trajectory (its own seed) for every timestep, as the authors do;
-**fast** samples one trajectory and batches its timesteps through one backward per chunk.
+**fast** samples one trajectory per image and takes all its timesteps from it. Both batch their
+(x_t, t) pairs through one backward per chunk (J is a sum, so its gradient is the sum of the chunks'),
+and faithful runs its trajectories together as one batch in which each stops at the step it is
+scored at: the authors run every trajectory to the end, twice the UNet calls for the same x_t.
 The model is shared: gradients are taken with `torch.autograd.grad` on the feed-forward weights only,
 inside a lock, and every `requires_grad` flag is restored afterwards.
 """
@@ -96,6 +99,33 @@ def _trajectory(pipe: StableDiffusionPipeline, prompt: str, cfg: AttributionConf
     return inputs[:-1], [s.timestep for s in states], states[-1].latents
 
 
+@torch.no_grad()
+def _stopped_inputs(pipe: StableDiffusionPipeline, prompt: str, cfg: AttributionConfig, seeds: list[int]) -> list[torch.Tensor]:
+    """The UNet input x_t [1, C, h, w] of trajectory i (seeded `seeds[i]`) at step i: what the
+    authors get by running each trajectory alone. Here they run as one batch (DDIM, eta = 0, the
+    request's guidance) from which each trajectory leaves once it reaches its step."""
+    scheduler = fresh_scheduler(pipe)
+    scheduler.set_timesteps(cfg.steps, device=pipe._execution_device)
+    request = _request(prompt, cfg, seeds[0])
+    text = encode_text(pipe, request)  # [uncond; cond] under guidance, else [cond]
+    latents = torch.cat([initial_latents(pipe, _request(prompt, cfg, s), scheduler) for s in seeds])
+    found: list[torch.Tensor] = []
+    for index, timestep in enumerate(scheduler.timesteps[: len(seeds)]):
+        found.append(latents[:1].clone())  # trajectory `index` is the first one left: its x_t at its own step
+        latents = latents[1:]
+        if not len(latents):
+            break
+        b = latents.shape[0]
+        model_input = scheduler.scale_model_input(torch.cat([latents] * 2) if request.cfg else latents, timestep)
+        hidden = torch.cat([text[:1].expand(b, -1, -1), text[-1:].expand(b, -1, -1)]) if request.cfg else text.expand(b, -1, -1)
+        noise = pipe.unet(model_input, timestep, encoder_hidden_states=hidden, return_dict=False)[0]
+        if request.cfg:
+            noise_uncond, noise_cond = noise.chunk(2)
+            noise = noise_uncond + request.guidance * (noise_cond - noise_uncond)
+        latents = scheduler.step(noise, timestep, latents, eta=0.0, return_dict=True).prev_sample
+    return found
+
+
 def prompt_embeddings(pipe: StableDiffusionPipeline, prompt: str) -> tuple[torch.Tensor, torch.Tensor]:
     """(uncond, cond) text embeddings [1, L, D] of "" and the prompt."""
     both = encode_text(pipe, GenerationRequest(prompt, guidance=2.0, height=8, width=8))
@@ -145,12 +175,10 @@ def _batches(pipe, prompt: str, cfg: AttributionConfig):
         elif cfg.mode == "fast":
             inputs, timesteps, _ = _trajectory(pipe, prompt, cfg, seed)
             items = [(x, torch.tensor([ts], device=x.device), None) for x, ts in zip(inputs, timesteps)]
-        else:  # faithful: a fresh trajectory for every timestep
-            items = []
-            for index in range(cfg.steps):
-                inputs, timesteps, _ = _trajectory(pipe, prompt, cfg, seed + 1 + index)
-                items.append((inputs[index], torch.tensor([timesteps[index]], device=inputs[index].device), None))
-        size = cfg.chunk if cfg.mode == "fast" else 1
+        else:  # faithful: a fresh trajectory for every timestep, each stopped at its step
+            inputs = _stopped_inputs(pipe, prompt, cfg, [seed + 1 + index for index in range(cfg.steps)])
+            items = [(x, scheduler.timesteps[index : index + 1].to(x.device), None) for index, x in enumerate(inputs)]
+        size = cfg.chunk
         for start in range(0, len(items), size):
             part = items[start : start + size]
             target = torch.cat([p[2] for p in part]) if part[0][2] is not None else None
