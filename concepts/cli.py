@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 from .errors import ConceptLabError, InvalidInputError, one_line
 from .quiet import quiet_libraries
 from .registry import EDIT_METHODS as METHODS
-from .registry import EDIT_PROTECTS, EDIT_SCOPES
+from .registry import EDIT_MODES, EDIT_PROTECTS, EDIT_SCOPES
 
 EXIT_USAGE = 2
 PROTECT_HELP = ("what of the --keep concepts to spare: presence (CAD's objective: the weights each needs to be drawn) or identity "
@@ -103,10 +103,10 @@ def _generation_edit(args: argparse.Namespace, registry):
     world = registry.get(args.model)
     spec = EditSpec(concept=concept, action=action, ratio=args.ratio, mode=args.mode, keep=tuple(args.keep or ()), scope=args.scope, contrast=args.contrast, scenes=args.scenes,
                     protect=args.protect, method=args.method)
-    ratio = check_ratio(world.defaults.edit_ratio if args.ratio is None else args.ratio)
+    ratio = check_ratio(world.defaults.ratio_for(action) if args.ratio is None else args.ratio)
     pipe = SHARED_PIPELINES.get(world, args.device)
     scores, plan = edit_plan(world, pipe, spec, concept_prompt(world, spec), ratio)
-    info = {"action": action, "concept": concept, **edit_summary(plan, scores, ratio, args.mode)}
+    info = {"action": action, "concept": concept, **edit_summary(plan, scores, ratio, args.mode or world.defaults.edit_mode)}
     return AblationHooks(pipe.unet, plan), info
 
 
@@ -145,7 +145,7 @@ def cmd_edit(args: argparse.Namespace) -> dict:
             image.save(path)
             paths[kind].append(str(path))
     result = {
-        "model": world.name, "action": args.action, "concept": args.concept, **edit_summary(outcome.plan, outcome.attribution, outcome.ratio, args.mode),
+        "model": world.name, "action": args.action, "concept": args.concept, **edit_summary(outcome.plan, outcome.attribution, outcome.ratio, outcome.spec.mode),
         "keep": list(spec.keep), "anchor": list(spec.anchor), "scenes": outcome.spec.scenes, "seed": args.seed, "prompts": outcome.concept_prompts, "kept_prompts": outcome.kept_prompts,
         **({} if spec.method == "uce" else {"contrast": spec.contrast, "protect": spec.protect}),
         **paths,
@@ -412,7 +412,7 @@ def build_parser() -> _Parser:
     gen.add_argument("--method", default="cad", choices=METHODS, help=METHOD_HELP)
     gen.add_argument("--ratio", type=float, default=None, help="share of the feed-forward weights zeroed, in each --scope (default: the model's)")
     gen.add_argument("--scope", default=None, choices=EDIT_SCOPES, help="take the top weights per row (CAD's), per matrix or over the whole model (default: the model's)")
-    gen.add_argument("--mode", default="fast", choices=["fast", "faithful"], help="attribution mode")
+    gen.add_argument("--mode", default=None, choices=EDIT_MODES, help="attribution mode (default: the model's)")
     gen.add_argument("--keep", action="append", default=None, help="a concept to protect from the edit (repeatable)")
     gen.add_argument("--contrast", default="mean", choices=["mean", "max"], help="subtract the kept concepts' mean scores, or their max (spares more)")
     gen.add_argument("--protect", default="presence", choices=EDIT_PROTECTS, help=PROTECT_HELP)
@@ -426,7 +426,7 @@ def build_parser() -> _Parser:
         edit.add_argument("--method", default="cad", choices=METHODS, help=METHOD_HELP)
         edit.add_argument("--ratio", type=float, default=None, help="share of the feed-forward weights zeroed, in each --scope (default: the model's)")
         edit.add_argument("--scope", default=None, choices=EDIT_SCOPES, help="take the top weights per row (CAD's), per matrix or over the whole model (default: the model's)")
-        edit.add_argument("--mode", default="fast", choices=["fast", "faithful"], help="attribution: one batched trajectory, or a fresh one per timestep")
+        edit.add_argument("--mode", default=None, choices=EDIT_MODES, help="attribution: one trajectory per image, or a fresh one per timestep (default: the model's)")
         edit.add_argument("--keep", action="append", default=None, help="a concept to protect: its scores are subtracted (repeatable)")
         edit.add_argument("--contrast", default="mean", choices=["mean", "max"], help="subtract the kept concepts' mean scores, or their max (spares more)")
         edit.add_argument("--scenes", type=int, default=None, help=SCENES_HELP)

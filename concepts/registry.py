@@ -37,6 +37,8 @@ WINDOWS = (*STAGES, "all")
 EDIT_SCOPES = ("row", "matrix", "model")
 """Where erase / amplify take the top weights (see `concepts.edit.ablation`); kept here, torch-free,
 so the registry, the CLI's --help and the ablation code share one list."""
+EDIT_MODES = ("fast", "faithful")
+"""How CAD attribution draws its trajectories (`concepts.edit.attribution`); torch-free for the CLI."""
 EDIT_PROTECTS = ("presence", "identity")
 """What of a kept concept erase spares (see `concepts.edit.service.EditSpec.protect`); torch-free for the CLI."""
 EDIT_METHODS = ("cad", "uce")
@@ -57,10 +59,20 @@ class Defaults:
     strengths: dict | None = field(default=None, hash=False)
     """Steering β per mode ("spatial", "global") and window; None: the paper's (`steering.PAPER_STRENGTH`)."""
     concept_template: str = "a photo of a {concept}"
-    """How a concept becomes a prompt for attribution (CAD's "a photo of a {concept}")."""
+    """How a concept becomes a prompt for attribution. "a photo of a {concept}" is our choice for SD
+    worlds; the CAD authors' erase scripts attribute the bare word (docs/cad.md)."""
     edit_ratio: float = 0.001
     """Default share of the feed-forward weights zeroed by erase / amplify, taken per `edit_scope`
     (CAD's 0.001 per row on SD1.4)."""
+    amplify_ratio: float | None = None
+    """Default share zeroed by amplify, in the same scope (None: `edit_ratio`): amplify moves a
+    concept at much smaller ratios than erase needs, and past them it wrecks the images."""
+    edit_mode: str = "fast"
+    """Attribution mode of erase / amplify when the request names none: "fast" (one trajectory per
+    image) or "faithful" (a fresh trajectory per timestep; see `python -m concepts.toy.evaluate
+    stability` for how far each depends on its seed)."""
+    attribution_images: dict = field(default_factory=lambda: {"fast": 2, "faithful": 2}, hash=False)
+    """Images (independent trajectory sets) attribution sums over, per mode."""
     edit_min_per_row: int = 0
     """Weights zeroed per row at least, whatever the ratio (narrow models may need 1)."""
     edit_scope: str = "row"
@@ -80,6 +92,10 @@ class Defaults:
     """The text encoder knows only the words its tokenizer holds whole (toy-shapes): other words
     are warned about in prompts and refused as concept names."""
 
+    def ratio_for(self, action: str) -> float:
+        """The default ratio of an erase or an amplify."""
+        return self.amplify_ratio if action == "amplify" and self.amplify_ratio is not None else self.edit_ratio
+
     @property
     def toy_scenes(self) -> bool:
         """Whether the world's scenes are known (a toy world): the Erase tab's fully specified
@@ -91,6 +107,14 @@ class Defaults:
             raise InvalidInputError("defaults.concept_template", f"{self.concept_template!r} has no {{concept}} slot")
         if not (isinstance(self.edit_ratio, (int, float)) and 0 < self.edit_ratio <= 0.5):
             raise InvalidInputError("defaults.edit_ratio", f"must be in (0, 0.5], got {self.edit_ratio!r}")
+        if self.amplify_ratio is not None and not (isinstance(self.amplify_ratio, (int, float)) and 0 < self.amplify_ratio <= 0.5):
+            raise InvalidInputError("defaults.amplify_ratio", f"must be in (0, 0.5], got {self.amplify_ratio!r}")
+        if self.edit_mode not in EDIT_MODES:
+            raise InvalidInputError("defaults.edit_mode", f"{self.edit_mode!r} is not one of {', '.join(EDIT_MODES)}")
+        images = self.attribution_images
+        if not isinstance(images, dict) or set(images) != set(EDIT_MODES) or not all(
+                isinstance(n, int) and not isinstance(n, bool) and 1 <= n <= 64 for n in images.values()):
+            raise InvalidInputError("defaults.attribution_images", f"must give each of {', '.join(EDIT_MODES)} a whole number in 1..64, got {images!r}")
         if self.edit_scope not in EDIT_SCOPES:
             raise InvalidInputError("defaults.edit_scope", f"{self.edit_scope!r} is not one of {', '.join(EDIT_SCOPES)}")
         if isinstance(self.edit_keep, str) or not all(isinstance(k, str) and k.strip() for k in self.edit_keep):

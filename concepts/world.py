@@ -47,6 +47,11 @@ class WorldKnowledge:
         """`n` fully specified prompts whose images show the concept (seeded); None where unknown."""
         return None
 
+    def prompts_leaving_open(self, concept: str, n: int, seed: int) -> list[str] | None:
+        """`n` prompts that name every attribute but the concept's ("a large shape … " for striped):
+        where an amplification can show, since nothing asks for the concept yet; None where unknown."""
+        return None
+
     def prompts_swapped(self, concept: str, other: str, n: int, seed: int) -> list[str] | None:
         """The prompts of `prompts_showing(concept, ...)` with `other` in place of the concept (both
         values of one attribute: red → blue on the same scenes); None where that is not known."""

@@ -169,6 +169,7 @@ def test_erase_tab_shows_before_after_and_a_chart(page, tmp_path_factory, monkey
     page.locator("#edit-mass img, #edit-mass svg, #edit-mass canvas").first.wait_for(state="visible")
     page.screenshot(path=str(ARTIFACTS / "erase.png"), full_page=True)
     page.locator("#edit-keep textarea, #edit-keep input").first.fill("orange, yellow, green, blue, purple")
+    page.locator("#edit-mode").get_by_text("fast: one trajectory per image").click()  # five identity attributions: fast keeps this check quick
     page.locator("#edit-protect").get_by_text("identity").click()
     page.locator("#edit-contrast").get_by_text("max").click()
     page.locator("#edit-run").click()

@@ -34,7 +34,7 @@ def plain_scores(tiny_pipe):
 @pytest.fixture(scope="module")
 def world():
     """A stand-in for a registry entry: what scores_for and score_key read."""
-    defaults = SimpleNamespace(steps=3, guidance=5.0, height=32, width=32, concept_template="a {concept} square")
+    defaults = SimpleNamespace(edit_mode="fast", attribution_images={"fast": 2, "faithful": 2}, steps=3, guidance=5.0, height=32, width=32, concept_template="a {concept} square")
     return SimpleNamespace(name="tiny", pipeline=SimpleNamespace(describe=lambda: "tiny-random"), defaults=defaults)
 
 

@@ -32,7 +32,7 @@ def private_cache(tmp_path_factory, monkeypatch):
 @pytest.fixture(scope="module")
 def world():
     """A stand-in for a registry entry on the tiny random pipeline (no toy scenes)."""
-    defaults = SimpleNamespace(steps=3, guidance=5.0, height=32, width=32, concept_template="a {concept} square", edit_scenes=0, toy_scenes=False)
+    defaults = SimpleNamespace(edit_mode="fast", attribution_images={"fast": 2, "faithful": 2}, steps=3, guidance=5.0, height=32, width=32, concept_template="a {concept} square", edit_scenes=0, toy_scenes=False)
     return SimpleNamespace(name="tiny", pipeline=SimpleNamespace(describe=lambda: "tiny-random"), defaults=defaults)
 
 
@@ -109,7 +109,7 @@ def test_sparing_identity_keeps_orange_where_sparing_presence_turns_it_yellow():
     assert colours(red).count("red") >= 11 and colours(orange).count("orange") >= 11
     plans = {}
     for protect in ("presence", "identity"):
-        spec = EditSpec("red", keep=keep, contrast="max", protect=protect, scope="matrix", scenes=0)
+        spec = EditSpec("red", mode="fast", keep=keep, contrast="max", protect=protect, scope="matrix", scenes=0)  # the README's identity rows: fast scores
         _, plans[protect] = edit_plan(world, pipe, spec, "a red shape", 0.036)
     by_presence, by_identity = colours(orange, plans["presence"]), colours(orange, plans["identity"])
     assert by_presence.count("orange") <= 3 and by_presence.count("yellow") >= 8, by_presence

@@ -29,7 +29,7 @@ from concepts.toy.prompts import prompts_showing
 
 def a_world(concept_images: str = "toy-world", edit_scenes: int = 0):
     """A stand-in registry entry at the tiny pipeline's size: what the service and score cache read."""
-    defaults = SimpleNamespace(steps=2, guidance=5.0, height=32, width=32, concept_template="a {concept} shape",
+    defaults = SimpleNamespace(edit_mode="fast", attribution_images={"fast": 2, "faithful": 2}, steps=2, guidance=5.0, height=32, width=32, concept_template="a {concept} shape",
                                concept_images=concept_images, toy_scenes=concept_images == "toy-world", edit_scenes=edit_scenes)
     return SimpleNamespace(name="tiny-toy", pipeline=SimpleNamespace(describe=lambda: "tiny-random"), defaults=defaults, knowledge=ToyKnowledge())
 

@@ -42,7 +42,8 @@ def test_erase_cli_reports_images_rates_and_where(tmp_path):
     assert not report["scores_cached"]
     code, again, _ = cli("erase", "--concept", "red", "--images", "1", "--out", str(tmp_path / "2"))
     assert code == 0 and again["scores_cached"]  # the second request reuses the scores on disk
-    assert list(cache_root().rglob("erase-fast-*.safetensors"))
+    assert report["mode"] == "faithful"  # the toy's default attribution (registry: seed-stable)
+    assert list(cache_root().rglob("erase-faithful-*.safetensors"))
 
 
 def test_generate_with_erase_differs_from_plain(tmp_path):
@@ -79,10 +80,10 @@ def test_bad_edit_input_is_one_line(tmp_path, args, field):
 
 def test_corrupt_cached_scores_are_recomputed():
     existing = set(cache_root().rglob("*.safetensors"))
-    outcome = run_edit(None, EditSpec("blue"), prompts=["a blue shape"], kept_prompts=[])
+    outcome = run_edit(None, EditSpec("blue", mode="fast"), prompts=["a blue shape"], kept_prompts=[])
     (path,) = set(cache_root().rglob("*.safetensors")) - existing
     path.write_bytes(b"not a safetensors file")
-    again = run_edit(None, EditSpec("blue"), prompts=["a blue shape"], kept_prompts=[])
+    again = run_edit(None, EditSpec("blue", mode="fast"), prompts=["a blue shape"], kept_prompts=[])
     assert not again.attribution.cached and path.stat().st_size > 100
     assert np.array_equal(np.asarray(outcome.concept_after[0]), np.asarray(again.concept_after[0]))
     with pytest.raises(InvalidInputError, match="action"):

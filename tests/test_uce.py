@@ -33,7 +33,7 @@ from concepts.errors import InvalidInputError
 @pytest.fixture(scope="module")
 def world():
     """A stand-in for a registry entry on the tiny random pipeline (no toy scenes)."""
-    defaults = SimpleNamespace(steps=3, guidance=5.0, height=32, width=32, concept_template="a {concept} square", edit_scenes=0, toy_scenes=False)
+    defaults = SimpleNamespace(edit_mode="fast", attribution_images={"fast": 2, "faithful": 2}, steps=3, guidance=5.0, height=32, width=32, concept_template="a {concept} square", edit_scenes=0, toy_scenes=False)
     return SimpleNamespace(name="tiny", pipeline=SimpleNamespace(describe=lambda: "tiny-random"), defaults=defaults)
 
 

@@ -58,7 +58,7 @@ def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str,
     plan = outcome.plan
     if plan.method == "uce":
         return concept_gallery, kept_gallery, *uce_summary(world, concept, keep, outcome)
-    figure = block_mass_figure(block_mass(outcome.attribution.scores), plan.by_block(), f"Attribution of {attributed_on(outcome.spec, prompt)} ({action} objective, {mode})")
+    figure = block_mass_figure(block_mass(outcome.attribution.scores), plan.by_block(), f"Attribution of {attributed_on(outcome.spec, prompt)} ({action} objective, {outcome.spec.mode})")
     rows = [[layer, r, c, round(v, 6)] for layer, r, c, v in top_components(outcome.attribution.scores, 10)]
     source = "cached scores" if outcome.attribution.cached else f"scores computed in {outcome.attribution.seconds:.1f} s"
     info = (f"{action.capitalize()}d **{concept}**: zeroed {plan.count:,} of {plan.total_weights:,} feed-forward weights "
@@ -116,6 +116,21 @@ def kept_clause(keep: tuple[str, ...], spec: EditSpec) -> str:
     return f", sparing what {names} need ({how} scores)"
 
 
+MODE_CHOICES = [("faithful: a fresh trajectory per timestep", "faithful"), ("fast: one trajectory per image", "fast")]
+
+
+@user_errors
+def action_ratio(model: str, action: str):
+    """When the action changes: its own default ratio (amplify works at much smaller ratios)."""
+    return gr.update(value=REGISTRY.get(model).defaults.ratio_for(action))
+
+
+@user_errors
+def model_edit_mode(model: str):
+    """When the model changes: its default attribution mode."""
+    return gr.update(value=REGISTRY.get(model).defaults.edit_mode)
+
+
 @user_errors
 def model_edit_defaults(model: str, method: str = "cad"):
     world = REGISTRY.get(model)
@@ -128,20 +143,24 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
     """The tab's layout and events (inside the app's Blocks)."""
     with gr.Tab("Erase / amplify", elem_id="edit-tab"):
         gr.Markdown(
-            "Component attribution (CAD) scores every feed-forward weight of the UNet's transformer blocks by how much "
-            "removing it would weaken (erase) or strengthen (amplify) a concept. Zeroing the top-scored weights at "
-            "inference time erases or amplifies the concept; prompts of other concepts show what is kept. Nothing in the "
-            "shared model changes: the edit lives in your request. Concepts to keep have their scores subtracted, so weights "
-            "they need are spared: on the toy model that helps amplify (amplify *striped*, keep the other textures). "
-            "For erase, spare their *identity* instead (what tells each kept concept from the others), with the *max*: "
-            "erasing red there moves red towards orange, and sparing presence alone lets orange drift to yellow "
-            "(identity keeps orange, but erases less red). "
-            "**UCE** erases differently: it edits the cross-attention keys and values (the only UNet weights that read the "
-            "prompt) in closed form, sending the concept's text embeddings to its neighbours' mean and holding the kept "
-            "concepts' own. On toy-shapes it takes red off every red prompt and leaves the other colours as they were. "
-            "On toy-shapes the concept's images come from fully specified prompts that name it (at small ratios a short "
-            "prompt such as *a red shape* loses red sooner); a concept prompt of your own is shown as typed."
+            "Erase or amplify a concept for your request only: **CAD** zeroes the feed-forward weights whose removal most "
+            "weakens (erase) or strengthens (amplify) it, **UCE** edits the cross-attention keys and values in closed form "
+            "(erase only). The galleries show the concept's images and other prompts' images before and after, from the same seeds."
         )
+        with gr.Accordion("More: what to try, and what the toy measures", open=False):
+            gr.Markdown(
+                "- **Erase red** with CAD: at the default ratio red goes from 1.00 to 0.07 ± 0.09 on red prompts (mean ± sd "
+                "over three attribution seeds), but the rest of those images falls from 0.97 to 0.69 right and four in ten "
+                "other colours change. **UCE** takes red off and keeps the other colours.\n"
+                "- **Amplify red** (ratio 0.006): on prompts that name no colour, red rises from 0.12 to 0.49 ± 0.06 with 0.92 "
+                "of the rest kept. Striped rises only from 0.08 to 0.19 ± 0.13 there. On toy-shapes the concept's images for "
+                "amplify leave its attribute open: a prompt that already asks for it cannot show it amplified.\n"
+                "- **Attribution**: *faithful* draws a fresh trajectory per timestep; on toy-shapes, with 6 images, two seeds "
+                "agree at Spearman 0.81 and zero 58 % of the same weights, against 0.42 and 28 % for *fast*.\n"
+                "- **Concepts to keep** have their scores subtracted (*presence*: what each needs; *identity*, erase only: what "
+                "tells them apart, with the *max*). Nothing in the shared model changes: the edit lives in your request.\n"
+                "The tables, with the commands that measure them, are in the README's Erase / amplify section."
+            )
         with gr.Row():
             with gr.Column():
                 c_concept = gr.Textbox(label="Concept", value="red", placeholder="red, striped, dog, Van Gogh ...", elem_id="edit-concept")
@@ -151,7 +170,8 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
                 c_action = gr.Radio(["erase", "amplify"], value="erase", label="Action", elem_id="edit-action")
                 c_keep = gr.Textbox(label=EDIT_LABELS["cad"]["keep"], placeholder="blue, green", value=", ".join(default.defaults.edit_keep), elem_id="edit-keep")
                 with gr.Column(elem_id="edit-cad-settings") as c_cad_settings:
-                    c_mode = gr.Radio(["fast", "faithful"], value="fast", label="Attribution", elem_id="edit-mode")
+                    c_mode = gr.Radio(MODE_CHOICES, value=default.defaults.edit_mode, label="Attribution", elem_id="edit-mode",
+                                      info="faithful: a fresh trajectory per timestep, far less dependent on the seed than fast (the README's stability table)")
                     with gr.Row():
                         c_ratio = gr.Slider(0.0005, 0.2, value=default.defaults.edit_ratio, step=0.0005, label="Share of weights zeroed", elem_id="edit-ratio", scale=2)
                         c_scope = gr.Radio([(label, scope) for scope, label in SCOPE_LABELS.items()], value=default.defaults.edit_scope,
@@ -179,6 +199,8 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
             c_top = gr.Dataframe(headers=["layer", "row", "column", EDIT_LABELS["cad"]["score"]], label=EDIT_LABELS["cad"]["top"], interactive=False, elem_id="edit-top")
 
     model.change(model_edit_defaults, inputs=[model, c_method], outputs=[c_ratio, c_kept, c_scope, c_keep, c_scenes], api_visibility="private")
+    model.change(model_edit_mode, inputs=model, outputs=c_mode, api_visibility="private")
+    c_action.change(action_ratio, inputs=[model, c_action], outputs=c_ratio, api_visibility="private")
     c_method.change(method_defaults, inputs=[model, c_method], outputs=[c_scenes, c_action, c_cad_settings, c_plot, c_top, c_keep], api_visibility="private")
     c_run.click(
         edit_concept, inputs=[model, c_concept, c_action, c_ratio, c_mode, c_prompt, c_kept, c_seed, c_images, c_keep, c_scope, c_scenes, c_contrast, c_protect, c_method],

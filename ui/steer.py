@@ -151,7 +151,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
         gr.Markdown(
             "Sparse autoencoders (SAEs) split what a UNet block adds to the image into features. "
             "**Explore** which features fire where, then **steer**: push a concept's features into a region "
-            "(layout, early steps) or over the whole image (style, middle and final steps)."
+            "(the paper moves layout this way in the early steps) or over the whole image (style, in the middle steps)."
         )
         explored = gr.State(None)
         with gr.Row():

@@ -20,7 +20,7 @@ from ..generation import SHARED_PIPELINES
 from ..pipeline import PipelineCache
 from ..progress import ProgressFn, report
 from ..prompts import check_prompt, known_words_message, unknown_words
-from ..registry import EDIT_METHODS, EDIT_PROTECTS, ModelWorld, Registry, load_registry
+from ..registry import EDIT_METHODS, EDIT_MODES, EDIT_PROTECTS, ModelWorld, Registry, load_registry
 from ..sampling import MAX_SEED, GenerationRequest, check_int, generate
 from .ablation import (
     AblationHooks,
@@ -47,7 +47,8 @@ class EditSpec:
     action: str = "erase"
     ratio: float | None = None
     """Share of the feed-forward weights zeroed, per row, matrix or model as `scope` says (None: the model's default)."""
-    mode: str = "fast"
+    mode: str | None = None
+    """Attribution mode, "fast" or "faithful" (None: the model's default, `defaults.edit_mode`)."""
     concept_prompt: str | None = None
     """The prompt attribution runs on (None: the model's template filled with the concept)."""
     keep: tuple[str, ...] = ()
@@ -111,12 +112,15 @@ def concept_image_prompts(world: ModelWorld, spec: EditSpec, prompt: str, count:
     else, on a toy world, fully specified captions with the concept (the template prompt, "a red
     shape", is what attribution runs on, and how an erase fares on it differs from full prompts, in
     either direction from one retraining to the next: the full captions are what the judge's
-    tables measure); else the template prompt. One prompt per image."""
+    tables measure); for amplify, the same captions with the concept's attribute left open (a
+    prompt that already asks for the concept cannot show it amplified); else the template prompt.
+    One prompt per image."""
     if not (isinstance(count, int) and 1 <= count <= MAX_PROMPTS):
         raise InvalidInputError("images", f"must be in 1..{MAX_PROMPTS}, got {count!r}")
     if world.defaults.toy_scenes and not (spec.concept_prompt and spec.concept_prompt.strip()):
         check_int("seed", seed, 0, MAX_SEED)  # it seeds the scenes too: named here, before numpy sees it
-        shown = world.knowledge.prompts_showing(spec.concept, count, seed)
+        knowledge = world.knowledge
+        shown = (knowledge.prompts_leaving_open if spec.action == "amplify" else knowledge.prompts_showing)(spec.concept, count, seed)
         if shown is not None:
             return shown
     return [prompt] * count
@@ -136,11 +140,13 @@ def anchor_prompts(world: ModelWorld, spec: EditSpec) -> tuple[str, ...]:
     return tuple(dict.fromkeys(check_prompt(world.defaults.concept_template.format(concept=a), field="anchor").text for a in anchor))
 
 
-def scores_for(world: ModelWorld, pipe, prompt: str, objective: str, mode: str, anchor: tuple[str, ...] = ()) -> Scores:
+def scores_for(world: ModelWorld, pipe, prompt: str, objective: str, mode: str | None, anchor: tuple[str, ...] = ()) -> Scores:
     """Attribution scores for the concept prompt, from the disk cache when there (`anchor`: the
-    anchor prompts of the erase objective, () for CAD's unconditional one)."""
+    anchor prompts of the erase objective, () for CAD's unconditional one; `mode` None: the model's)."""
     d = world.defaults
-    cfg = AttributionConfig(objective=objective, mode=mode, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width, anchor=tuple(anchor))  # type: ignore[arg-type]
+    mode = d.edit_mode if mode is None else mode
+    cfg = AttributionConfig(objective=objective, mode=mode, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width,  # type: ignore[arg-type]
+                            images=d.attribution_images[mode], anchor=tuple(anchor))
     key = score_key(world, pipe.unet, prompt, cfg)
     path = score_path(key)
     with lock_for(path):
@@ -286,7 +292,7 @@ def edit_plan(world: ModelWorld, pipe, spec: EditSpec, prompt: str, ratio: float
     check_method(spec)
     if spec.method == "uce":
         return uce_edit(world, pipe, spec, prompt)
-    spec = with_scenes(world, spec)
+    spec = with_mode(world, with_scenes(world, spec))
     check_protect(spec)
     scope = edit_scope(world, spec)
     # The model's default applies to the per-row scope; an explicit value elsewhere is refused by
@@ -299,6 +305,14 @@ def edit_plan(world: ModelWorld, pipe, spec: EditSpec, prompt: str, ratio: float
         raise InvalidInputError("min_per_row", f"applies to the per-row scope only, not {scope!r}")
     scores = contrasted(world, pipe, spec, target_scores(world, pipe, spec, prompt), how=spec.contrast)
     return scores, plan_ablation(pipe.unet, scores.scores, ratio, min_per_row=min_per_row, scope=scope)
+
+
+def with_mode(world: ModelWorld, spec: EditSpec) -> EditSpec:
+    """The spec with its attribution mode settled (the model's default when None) and checked."""
+    mode = world.defaults.edit_mode if spec.mode is None else spec.mode
+    if mode not in EDIT_MODES:
+        raise InvalidInputError("mode", f"{mode!r} is not fast or faithful")
+    return replace(spec, mode=mode)
 
 
 def edit_scope(world: ModelWorld, spec: EditSpec) -> str:
@@ -373,10 +387,9 @@ def run_edit(
     world = (registry or load_registry()).get(model)
     if spec.action not in ACTIONS:
         raise InvalidInputError("action", f"{spec.action!r} is not erase or amplify")
-    if spec.mode not in ("fast", "faithful"):
-        raise InvalidInputError("mode", f"{spec.mode!r} is not fast or faithful")
+    spec = with_mode(world, spec)
     check_method(spec)
-    ratio = check_ratio(world.defaults.edit_ratio if spec.ratio is None else spec.ratio)
+    ratio = check_ratio(world.defaults.ratio_for(spec.action) if spec.ratio is None else spec.ratio)
     if spec.method == "cad":  # what only CAD's scores use
         edit_scope(world, spec)
         if spec.contrast not in CONTRASTS:

@@ -31,7 +31,7 @@ def erase_by_prompt(concept: str, ratios: tuple[float, ...], images: int, seed: 
     attribute = attribute_of(concept)
     keep = tuple(v for v in ATTRIBUTES[attribute] if v != concept)
     plain = scores_for(world, pipe, d.concept_template.format(concept=concept), "erase", "fast")
-    variants = {"plain": plain, "contrasted (mean)": contrasted(world, pipe, EditSpec(concept, "erase", keep=keep, scenes=0), plain, "mean", 1.0)}
+    variants = {"plain": plain, "contrasted (mean)": contrasted(world, pipe, EditSpec(concept, "erase", mode="fast", keep=keep, scenes=0), plain, "mean", 1.0)}
 
     def rate(prompt: str, plan=None) -> float:
         reads = judged_images(pipe, judge, world, [prompt] * images, seed, plan)

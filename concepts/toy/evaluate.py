@@ -4,6 +4,7 @@
 `evolve`: the mean step at which each attribute is decided (see `evaluate_evolve`).
 `edit`: CAD erase / amplify of toy concepts, against a random ablation (see `evaluate_edit`).
 `names`: whether the names in the explore table are true of the image (see `evaluate_names`).
+`stability`: how far an attribution depends on its seed, per mode (see `evaluate_stability`).
 
 `model` (the default): prompt fidelity per attribute (the judge reads images generated from fully
 specified prompts), the same on held-out colour/shape pairs, each SAE's explained variance on fresh
@@ -34,6 +35,7 @@ from ..steps import StepWindow
 from .evaluate_edit import EditEvalConfig, evaluate_edit
 from .evaluate_evolve import EvolveEvalConfig, evaluate_evolution
 from .evaluate_names import NamesEvalConfig, evaluate_names
+from .evaluate_stability import StabilityEvalConfig, evaluate_stability
 from .evaluate_steer import SteerEvalConfig, evaluate_steering
 from .judge import accuracy, load_judge, render_dataset
 from .prompts import labelled_prompts
@@ -169,7 +171,7 @@ def evaluate_model(cfg: ModelEvalConfig = ModelEvalConfig(), model: str = TOY_MO
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m concepts.toy.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", default="model", choices=["model", "steer", "evolve", "edit", "names"], help="what to measure")
+    parser.add_argument("what", nargs="?", default="model", choices=["model", "steer", "evolve", "edit", "names", "stability"], help="what to measure")
     parser.add_argument("--prompts", type=int, default=None, help=f"prompts (default: {ModelEvalConfig.prompts} for model, {SteerEvalConfig.prompts} for steer, {EvolveEvalConfig.prompts} for evolve)")
     parser.add_argument("--block", default=SteerEvalConfig.block, help="steer, evolve: the block whose SAEs steer or are read")
     parser.add_argument("--spatial-strengths", type=float, nargs="+", default=list(SteerEvalConfig.spatial_strengths), help="steer: β values of the spatial edit")
@@ -182,13 +184,25 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--figure", help="evolve: also draw the decision steps to this PNG")
     parser.add_argument("--concepts", nargs="+", default=list(EditEvalConfig.concepts), help="edit: toy values to erase / amplify")
     parser.add_argument("--ratios", type=float, nargs="+", default=list(EditEvalConfig.ratios), help="edit: shares of each row zeroed")
+    parser.add_argument("--settings", nargs="+", default=[f"{m}:{n}" for m, n in StabilityEvalConfig.settings],
+                        help="stability: attribution settings MODE:IMAGES to compare (fast:2 faithful:2 ...)")
+    parser.add_argument("--objective", default="erase", choices=["erase", "amplify"], help="stability: the attribution objective")
+    parser.add_argument("--score-seeds", type=int, nargs="+", default=list(StabilityEvalConfig.score_seeds), help="stability: attribution seeds")
+    parser.add_argument("--edit-ratios", type=float, nargs="+", default=None, help="stability: ratios whose erases are judged (default: the model's)")
     parser.add_argument("--out", help="also write the JSON to this file")
     args = parser.parse_args(argv)
     quiet_libraries()
     try:
         if (args.prompts is not None and args.prompts < 1) or args.held_out_prompts < 1:
             raise ConceptLabError("--prompts and --held-out-prompts must be at least 1")
-        if args.what == "names":
+        if args.what == "stability":
+            settings = tuple((m, int(n)) for m, _, n in (s.partition(":") for s in args.settings))
+            report = evaluate_stability(StabilityEvalConfig(concept=args.concepts[0], objective=args.objective, settings=settings, score_seeds=tuple(args.score_seeds),
+                                                            prompts=args.prompts or StabilityEvalConfig.prompts,
+                                                            seed=StabilityEvalConfig.seed if args.seed is None else args.seed,
+                                                            ratios=tuple(args.edit_ratios or ())),
+                                        log=lambda line: print(line, file=sys.stderr))
+        elif args.what == "names":
             report = evaluate_names(NamesEvalConfig(prompts=args.prompts or NamesEvalConfig.prompts, seed=NamesEvalConfig.seed if args.seed is None else args.seed))
         elif args.what == "edit":
             report = evaluate_edit(EditEvalConfig(prompts=args.prompts or EditEvalConfig.prompts, concepts=tuple(args.concepts),

@@ -191,14 +191,14 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
 
         def variants(action: str):
             plain = scores_for(world, pipe, concept_prompt, action, "fast")
-            spec = EditSpec(concept, action, keep=keep, scenes=0)
+            spec = EditSpec(concept, action, mode="fast", keep=keep, scenes=0)
             def protected(spec: EditSpec, variant: str) -> EditSpec:
                 return replace(spec, protect="identity") if variant in IDENTITY else spec
 
             out = [(VARIANTS[v], plain if v == "plain" else contrasted(world, pipe, protected(spec, v), plain, *CONTRAST[v]))
                    for v in cfg.variants if v not in ANCHORED + SCENE_VARIANTS and (action == "erase" or v not in IDENTITY)]
             if action == "erase" and any(v in SCENE_VARIANTS for v in cfg.variants):
-                scened_spec = EditSpec(concept, action, keep=keep, scenes=cfg.scenes)
+                scened_spec = EditSpec(concept, action, mode="fast", keep=keep, scenes=cfg.scenes)
                 scened = target_scores(world, pipe, scened_spec, concept_prompt)
                 out += [(f"{VARIANTS[v]} ({cfg.scenes})", scened if v == "scenes" else contrasted(world, pipe, protected(scened_spec, v), scened, *CONTRAST.get(v, ("mean", 1.0))))
                         for v in cfg.variants if v in SCENE_VARIANTS]

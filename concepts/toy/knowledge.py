@@ -40,6 +40,13 @@ class ToyKnowledge(WorldKnowledge):
     def prompts_showing(self, concept: str, n: int, seed: int) -> list[str] | None:
         return prompts_showing(concept, n, seed)
 
+    def prompts_leaving_open(self, concept: str, n: int, seed: int) -> list[str] | None:
+        found = attribute_of(concept)
+        if found is None:
+            return None
+        named = set(ATTRIBUTES) - {found[0]}
+        return [caption(scene, keep=named) for scene in scenes_showing(concept, n, seed)]  # type: ignore[union-attr]
+
     def prompts_swapped(self, concept: str, other: str, n: int, seed: int) -> list[str] | None:
         mine, theirs = attribute_of(concept), attribute_of(other)
         if mine is None or theirs is None or mine[0] != theirs[0]:
