@@ -10,7 +10,8 @@ import numpy as np
 
 from concepts.registry import CHECKPOINTS_DIR
 from concepts.steer.steering import CELLS
-from concepts.toy.evaluate_steer import kept, object_features, target_cell
+from concepts.toy.evaluate_steer import CLEAN_STRAY, clean, kept, object_features, stray_share, target_cell
+from concepts.toy.world import Scene, render
 
 
 def test_target_cell_is_always_a_move():
@@ -32,6 +33,26 @@ def test_kept_counts_the_other_attributes():
     assert kept(a, b, "position") == 0.8
 
 
+SCENE = Scene("square", "red", "large", "bottom right", "gray", "solid")
+READ = {"shape": "square", "colour": "red", "size": "large", "position": "bottom right", "background": "gray", "texture": "solid"}
+
+
+def pixels(image: np.ndarray) -> np.ndarray:
+    return image.astype(np.float32).transpose(2, 0, 1) / 255
+
+
+def test_a_rendered_scene_is_clean_and_a_ghost_or_a_corner_blob_is_not():
+    drawn = render(SCENE)
+    assert stray_share(pixels(drawn), "gray", "bottom right") == 0.0
+    moved_from = dict(READ, position="top left")
+    assert clean(READ, pixels(drawn), moved_from, "position", "bottom right")  # moved, and nothing else changed
+    ghost = drawn.copy()
+    ghost[8:24, 8:24] = (180, 60, 60)  # the old object still faintly where it was
+    assert stray_share(pixels(ghost), "gray", "bottom right") > CLEAN_STRAY
+    assert not clean(READ, pixels(ghost), moved_from, "position", "bottom right")
+    assert not clean(dict(READ, colour="purple"), pixels(drawn), moved_from, "position", "bottom right")  # moved, but recoloured
+
+
 def test_evaluate_steer_prints_rates_per_window():
     done = subprocess.run(
         [sys.executable, "-m", "concepts.toy.evaluate", "steer", "--prompts", "1", "--windows", "early",
@@ -47,3 +68,5 @@ def test_evaluate_steer_prints_rates_per_window():
         assert cell["by_strength"]["1000"]["trials"] + cell["no_features"] == 1
     rates = [v for k in ("spatial", "global_colour", "global_texture") for v in report[k]["early"]["by_strength"].values()]
     assert all(r["success"] is None or 0.0 <= r["success"] <= 1.0 for r in rates)
+    assert all(r["clean_success"] is None or r["clean_success"] <= r["success"] for r in rates)  # clean is the stricter count
+    assert report["baseline_clean"] == 1.0

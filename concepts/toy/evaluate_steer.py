@@ -8,6 +8,14 @@
 - **Already there**: how often the baseline already shows the target (success must beat it).
 - **Kept**: in every steered image, the share of the other attributes that the judge reads the same
   as in the baseline (the edit should change its attribute and leave the rest).
+- **Clean success**: the edit counts only when the scene is still one clean object: the judge reads
+  the target, every other attribute as in the baseline, and outside a 32-px box around the object's
+  cell at most 2 % of the pixels differ from the background (by more than 60/255 in a channel; every
+  baseline image of the toy passes). A blob painted in the corner over a smeared background, with
+  the old object still ghosted where it was, is a position success but not a clean one.
+- **Prompts**: fully specified ones name the position, so an early edit fights the prompt; with
+  `prompts_open` the position is left out of the caption, the paper's setting ("a photo of a dog"),
+  and the object's cell is where the judge reads it in the baseline.
 
 Each is measured per stage window (early, middle, final) and for a few strengths, since the paper's
 β scaling does not carry over to other models exactly. The paper's pattern: early steps move
@@ -31,7 +39,8 @@ from ..steer.steering import CELLS, SteeringPlan, pool_to_grid, region_mask
 from ..steps import STAGES, StepWindow, stage_of
 from .judge import load_judge
 from .prompts import labelled_prompts
-from .world import ATTRIBUTES
+from .captions import caption
+from .world import ATTRIBUTES, BACKGROUNDS, POSITIONS
 
 TOY_MODEL = "toy-shapes"
 
@@ -46,6 +55,31 @@ class SteerEvalConfig:
     """How many of the object's strongest features the spatial edit moves."""
     seed: int = 4321
     windows: tuple[str, ...] = field(default=STAGES)
+    prompt_kinds: tuple[str, ...] = ("named",)
+    """"named": fully specified prompts; "open": the same with the position left out."""
+
+
+CLEAN_BOX = 16
+"""Half the side of the box around the object's cell centre that may differ from the background."""
+CLEAN_STRAY = 0.02
+"""The most of the image outside that box that may differ from the background."""
+CLEAN_TOLERANCE = 60 / 255
+
+
+def stray_share(pixels: np.ndarray, background: str, cell: str) -> float:
+    """The share of pixels [3, H, W] outside the box around `cell` that are not the background colour."""
+    cx, cy = POSITIONS[cell]
+    outside = np.ones(pixels.shape[1:], bool)
+    outside[max(0, cy - CLEAN_BOX): cy + CLEAN_BOX, max(0, cx - CLEAN_BOX): cx + CLEAN_BOX] = False
+    deviation = np.abs(pixels.transpose(1, 2, 0) - np.asarray(BACKGROUNDS[background]) / 255).max(-1)
+    return float((deviation[outside] > CLEAN_TOLERANCE).mean())
+
+
+def clean(read: dict[str, str], pixels: np.ndarray, baseline: dict[str, str], changed: str, target: str) -> bool:
+    """One clean object with the target change: the target read, the rest as in the baseline, and no
+    stray paint outside the object's box."""
+    return (read[changed] == target and kept(baseline, read, changed) == 1.0
+            and stray_share(pixels, read["background"], read["position"]) <= CLEAN_STRAY)
 
 
 def target_cell(position: str) -> str:
@@ -72,12 +106,12 @@ class Tally:
     """Success and kept rates per (kind, window, strength)."""
 
     def __init__(self) -> None:
-        self.rows: dict[tuple[str, str, float], list[tuple[bool, float]]] = {}
+        self.rows: dict[tuple[str, str, float], list[tuple[bool, float, bool]]] = {}
         self.skipped: dict[tuple[str, str], int] = {}
         self.already: dict[tuple[str, str], list[bool]] = {}
 
-    def add(self, kind: str, window: str, strength: float, success: bool, kept_share: float) -> None:
-        self.rows.setdefault((kind, window, strength), []).append((success, kept_share))
+    def add(self, kind: str, window: str, strength: float, success: bool, kept_share: float, clean_success: bool) -> None:
+        self.rows.setdefault((kind, window, strength), []).append((success, kept_share, clean_success))
 
     def baseline(self, kind: str, window: str, already_there: bool) -> None:
         self.already.setdefault((kind, window), []).append(already_there)
@@ -95,6 +129,7 @@ class Tally:
                     "trials": len(rows),
                     "success": round(float(np.mean([r[0] for r in rows])), 3) if rows else None,
                     "kept": round(float(np.mean([r[1] for r in rows])), 3) if rows else None,
+                    "clean_success": round(float(np.mean([r[2] for r in rows])), 3) if rows else None,
                 }
             already = self.already.get((kind, window), [])
             out[window] = {
@@ -113,49 +148,58 @@ def evaluate_steering(cfg: SteerEvalConfig = SteerEvalConfig(), model: str = TOY
     steps, guidance = world.defaults.steps, world.defaults.guidance
     windows = {w: StepWindow.parse(w, steps) for w in cfg.windows}
     saes = {w: SAES.get(world, cfg.block, stage_of((win.start + win.end) // 2, steps), "cond", pipe.unet) for w, win in windows.items()}
-    tally = Tally()
+    tallies = {kind: Tally() for kind in cfg.prompt_kinds}
+    baseline_clean: list[bool] = []
 
-    def judged(result) -> dict[str, str]:
-        return judge.predict(result.pixels)[0]
+    def judged(result) -> tuple[dict[str, str], np.ndarray]:
+        return judge.predict(result.pixels)[0], result.pixels[0].numpy()
 
-    for i, (scene, prompt) in enumerate(labelled_prompts(cfg.prompts, cfg.seed, "train")):
-        request = GenerationRequest(prompt, seed=cfg.seed + i, steps=steps, guidance=guidance, height=64, width=64)
-        sums = {w: None for w in windows}
+    for kind in cfg.prompt_kinds:
+        tally = tallies[kind]
+        for i, (scene, full) in enumerate(labelled_prompts(cfg.prompts, cfg.seed, "train")):
+            prompt = full if kind == "named" else caption(scene, keep=set(ATTRIBUTES) - {"position"})
+            request = GenerationRequest(prompt, seed=cfg.seed + i, steps=steps, guidance=guidance, height=64, width=64)
+            sums = {w: None for w in windows}
 
-        def sink(block: str, capture: Capture) -> None:
+            def sink(block: str, capture: Capture) -> None:
+                for w, win in windows.items():
+                    if win.contains(capture.step.index):
+                        maps = feature_maps(saes[w].sae, capture.cond)[0].float()
+                        sums[w] = maps if sums[w] is None else sums[w] + maps
+
+            with BlockHooks(pipe.unet, capture=[cfg.block], sink=sink) as hooks:
+                baseline = generate(pipe, request, hooks)
+            before, pixels = judged(baseline)
+            baseline_clean.append(stray_share(pixels, before["background"], before["position"]) <= CLEAN_STRAY)
+            here = scene.position if kind == "named" else before["position"]  # an open prompt's object is where it was drawn
             for w, win in windows.items():
-                if win.contains(capture.step.index):
-                    maps = feature_maps(saes[w].sae, capture.cond)[0].float()
-                    sums[w] = maps if sums[w] is None else sums[w] + maps
-
-        with BlockHooks(pipe.unet, capture=[cfg.block], sink=sink) as hooks:
-            baseline = generate(pipe, request, hooks)
-        before = judged(baseline)
-        for w, win in windows.items():
-            loaded = saes[w]
-            # Spatial: move the object's own features to the opposite cell.
-            moving = object_features(sums[w].numpy(), scene.position, cfg.object_features)
-            target = target_cell(scene.position)
-            if moving:
-                tally.baseline("spatial", w, before["position"] == target)
-                for strength in cfg.spatial_strengths:
-                    plan = SteeringPlan(loaded.entry.block, tuple(moving), win, strength, region_mask(target, 64, 64))
-                    after = _steered(pipe, request, plan, loaded.sae, judged)
-                    tally.add("spatial", w, strength, after["position"] == target, kept(before, after, "position"))
-            else:
-                tally.skip("spatial", w)
-            # Global: add another colour's / texture's labelled features everywhere.
-            for attribute in ("colour", "texture"):
-                goal = _labelled_other(loaded.concepts, attribute, getattr(scene, attribute), i)
-                if goal is None:
-                    tally.skip(attribute, w)
-                    continue
-                value, features = goal
-                tally.baseline(attribute, w, before[attribute] == value)
-                for strength in cfg.global_strengths:
-                    plan = SteeringPlan(loaded.entry.block, tuple(features), win, strength, None)
-                    after = _steered(pipe, request, plan, loaded.sae, judged)
-                    tally.add(attribute, w, strength, after[attribute] == value, kept(before, after, attribute))
+                loaded = saes[w]
+                # Spatial: move the object's own features to the opposite cell.
+                moving = object_features(sums[w].numpy(), here, cfg.object_features)
+                target = target_cell(here)
+                if moving:
+                    tally.baseline("spatial", w, before["position"] == target)
+                    for strength in cfg.spatial_strengths:
+                        plan = SteeringPlan(loaded.entry.block, tuple(moving), win, strength, region_mask(target, 64, 64))
+                        after, after_pixels = _steered(pipe, request, plan, loaded.sae, judged)
+                        tally.add("spatial", w, strength, after["position"] == target, kept(before, after, "position"),
+                                  clean(after, after_pixels, before, "position", target))
+                else:
+                    tally.skip("spatial", w)
+                # Global: add another colour's / texture's labelled features everywhere.
+                for attribute in ("colour", "texture"):
+                    goal = _labelled_other(loaded.concepts, attribute, getattr(scene, attribute), i)
+                    if goal is None:
+                        tally.skip(attribute, w)
+                        continue
+                    value, features = goal
+                    tally.baseline(attribute, w, before[attribute] == value)
+                    for strength in cfg.global_strengths:
+                        plan = SteeringPlan(loaded.entry.block, tuple(features), win, strength, None)
+                        after, after_pixels = _steered(pipe, request, plan, loaded.sae, judged)
+                        tally.add(attribute, w, strength, after[attribute] == value, kept(before, after, attribute),
+                                  clean(after, after_pixels, before, attribute, value))
+    first = tallies[cfg.prompt_kinds[0]]
     report = {
         "what": "steer",
         "model": world.name,
@@ -163,16 +207,21 @@ def evaluate_steering(cfg: SteerEvalConfig = SteerEvalConfig(), model: str = TOY
         "prompts": cfg.prompts,
         "steps": steps,
         "guidance": guidance,
-        "spatial": tally.report("spatial", cfg.windows, cfg.spatial_strengths),
-        "global_colour": tally.report("colour", cfg.windows, cfg.global_strengths),
-        "global_texture": tally.report("texture", cfg.windows, cfg.global_strengths),
+        "spatial": first.report("spatial", cfg.windows, cfg.spatial_strengths),
+        "global_colour": first.report("colour", cfg.windows, cfg.global_strengths),
+        "global_texture": first.report("texture", cfg.windows, cfg.global_strengths),
+        "baseline_clean": round(float(np.mean(baseline_clean)), 3),
+        "clean_rule": {"box_half_px": CLEAN_BOX, "stray_share_at_most": CLEAN_STRAY, "tolerance": round(CLEAN_TOLERANCE, 4)},
         "seconds": round(time.time() - started, 1),
     }
+    if "open" in cfg.prompt_kinds and cfg.prompt_kinds[0] != "open":
+        report["position_open"] = {"spatial": tallies["open"].report("spatial", cfg.windows, cfg.spatial_strengths),
+                                   "global_texture": tallies["open"].report("texture", cfg.windows, cfg.global_strengths)}
     report["best_window"] = {kind: _best_window(report[kind]) for kind in ("spatial", "global_colour", "global_texture")}
     return report
 
 
-def _steered(pipe, request: GenerationRequest, plan: SteeringPlan, sae, judged) -> dict[str, str]:
+def _steered(pipe, request: GenerationRequest, plan: SteeringPlan, sae, judged) -> tuple[dict[str, str], np.ndarray]:
     with BlockHooks(pipe.unet, edits=[plan.edit(sae)]) as hooks:
         return judged(generate(pipe, request, hooks))
 
