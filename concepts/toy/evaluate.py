@@ -5,6 +5,7 @@
 `edit`: CAD erase / amplify of toy concepts, against a random ablation (see `evaluate_edit`).
 `names`: whether the names in the explore table are true of the image (see `evaluate_names`).
 `stability`: how far an attribution depends on its seed, per mode (see `evaluate_stability`).
+`maps`: SAE concept maps against the renderer's masks, as IoU (see `evaluate_maps`).
 
 `model` (the default): prompt fidelity per attribute (the judge reads images generated from fully
 specified prompts), the same on held-out colour/shape pairs, each SAE's explained variance on fresh
@@ -34,6 +35,7 @@ from ..sampling import GenerationRequest, decode_latents, sample
 from ..steps import StepWindow
 from .evaluate_edit import EditEvalConfig, evaluate_edit
 from .evaluate_evolve import EvolveEvalConfig, evaluate_evolution
+from .evaluate_maps import MapsEvalConfig, evaluate_maps
 from .evaluate_names import NamesEvalConfig, evaluate_names
 from .evaluate_stability import StabilityEvalConfig, evaluate_stability
 from .evaluate_steer import SteerEvalConfig, evaluate_steering
@@ -171,7 +173,7 @@ def evaluate_model(cfg: ModelEvalConfig = ModelEvalConfig(), model: str = TOY_MO
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m concepts.toy.evaluate", description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("what", nargs="?", default="model", choices=["model", "steer", "evolve", "edit", "names", "stability"], help="what to measure")
+    parser.add_argument("what", nargs="?", default="model", choices=["model", "steer", "evolve", "edit", "names", "stability", "maps"], help="what to measure")
     parser.add_argument("--prompts", type=int, default=None, help=f"prompts (default: {ModelEvalConfig.prompts} for model, {SteerEvalConfig.prompts} for steer, {EvolveEvalConfig.prompts} for evolve)")
     parser.add_argument("--block", default=SteerEvalConfig.block, help="steer, evolve: the block whose SAEs steer or are read")
     parser.add_argument("--spatial-strengths", type=float, nargs="+", default=list(SteerEvalConfig.spatial_strengths), help="steer: β values of the spatial edit")
@@ -196,7 +198,9 @@ def main(argv: list[str] | None = None) -> int:
     try:
         if (args.prompts is not None and args.prompts < 1) or args.held_out_prompts < 1:
             raise ConceptLabError("--prompts and --held-out-prompts must be at least 1")
-        if args.what == "stability":
+        if args.what == "maps":
+            report = evaluate_maps(MapsEvalConfig(prompts=args.prompts or MapsEvalConfig.prompts, seed=MapsEvalConfig.seed if args.seed is None else args.seed))
+        elif args.what == "stability":
             settings = tuple((m, int(n)) for m, _, n in (s.partition(":") for s in args.settings))
             report = evaluate_stability(StabilityEvalConfig(concept=args.concepts[0], objective=args.objective, settings=settings, score_seeds=tuple(args.score_seeds),
                                                             prompts=args.prompts or StabilityEvalConfig.prompts,
