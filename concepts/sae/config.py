@@ -9,8 +9,14 @@ from ..errors import CheckpointError, InvalidInputError
 from ..steps import BRANCHES, READS, STAGES
 
 # sparsify / SAeUron options that change what the encoder computes at inference; a checkpoint that
-# turns one on is refused rather than silently read wrong (SAeUron's config defaults have them all off).
-UNSUPPORTED_FLAGS = ("skip_connection", "transcode", "batch_topk", "sample_topk", "input_unit_norm")
+# turns one on is refused rather than silently read wrong.
+UNSUPPORTED_FLAGS = ("skip_connection", "transcode", "input_unit_norm")
+TRAINING_ONLY_FLAGS = ("batch_topk", "sample_topk", "multi_topk")
+"""Flags that only change training. SAeUron trains its published SAEs with `batch_topk` and writes it
+into cfg.json; its own loader resets `batch_topk` and `sample_topk` after loading and encodes with
+ordinary per-sample TopK, which is what this SAE computes (docs/checkpoints.md)."""
+ACTIVATIONS = ("topk",)
+"""sparsify's `activation` values we run; "groupmax" encodes differently and is refused."""
 
 
 @dataclass
@@ -62,6 +68,11 @@ class SAEConfig:
         if self.branch is not None and self.branch not in BRANCHES:
             raise InvalidInputError("branch", f"{self.branch!r} is not one of {', '.join(BRANCHES)} (or null)")
 
+    @property
+    def training_only(self) -> list[str]:
+        """The training-only flags the checkpoint was written with (inference is per-sample TopK)."""
+        return [flag for flag in TRAINING_ONLY_FLAGS if self.extra.get(flag)]
+
     def to_dict(self) -> dict[str, Any]:
         """cfg.json content: our fields, then the foreign extras at top level (as they were read)."""
         data = asdict(self)
@@ -76,6 +87,9 @@ class SAEConfig:
         for flag in UNSUPPORTED_FLAGS:
             if data.get(flag):
                 raise CheckpointError(f"{source}: {flag}=true is not supported by Concept Lab's TopK SAE")
+        activation = data.get("activation", "topk")
+        if activation not in ACTIVATIONS:
+            raise CheckpointError(f"{source}: activation {activation!r} is not supported (only {', '.join(ACTIVATIONS)}): its latents would be read wrong")
         missing = [name for name in ("d_in", "k") if name not in data]
         if "num_latents" not in data and "expansion_factor" not in data:
             missing.append("num_latents or expansion_factor")

@@ -58,7 +58,9 @@ def read_config(folder: str | Path) -> SAEConfig:
 
 
 def load_native(folder: str | Path, device: torch.device | str | None = None, dtype: torch.dtype | None = None) -> TopKSAE:
-    """Load an SAE folder; CheckpointError names the file, key or shape at fault."""
+    """Load an SAE folder; CheckpointError names the file, key or shape at fault. The SAE runs in fp32
+    whatever its file stores (as its writers run it: fp16 changes which latents make the top k and
+    overflows the explained variance), unless `dtype` says otherwise."""
     folder = Path(folder)
     if not folder.is_dir():
         raise CheckpointError(f"SAE folder {folder} does not exist")
@@ -79,7 +81,7 @@ def load_native(folder: str | Path, device: torch.device | str | None = None, dt
             raise CheckpointError(f"{path}: {name} has shape {list(tensors[name].shape)}, cfg.json implies {list(shape)}")
     sae = TopKSAE(cfg, device="meta")
     sae.load_state_dict(tensors, assign=True)
-    return sae.to(device=device or "cpu", dtype=dtype or tensors["W_dec"].dtype)
+    return sae.to(device=device or "cpu", dtype=dtype or torch.float32)
 
 
 def load_concepts(folder: str | Path) -> dict[str, Any] | None:
