@@ -17,7 +17,7 @@ from typing import Callable, Sequence
 from .errors import ConceptLabError, InvalidInputError, one_line
 from .quiet import quiet_libraries
 from .registry import EDIT_METHODS as METHODS
-from .registry import EDIT_MODES, EDIT_PROTECTS, EDIT_SCOPES
+from .registry import EDIT_MODES, EDIT_PROTECTS, EDIT_SCOPES, STEER_BRANCHES
 
 EXIT_USAGE = 2
 PROTECT_HELP = ("what of the --keep concepts to spare: presence (CAD's objective: the weights each needs to be drawn) or identity "
@@ -458,7 +458,7 @@ def build_parser() -> _Parser:
     where.add_argument("--mask", default=None, help="PNG: painted (non-zero) pixels mark where to steer")
     steer.add_argument("--window", default="middle", help="early, middle, final, all or A:B (step indices)")
     steer.add_argument("--strength", type=float, default=None, help="β (default: by window and mode, see concepts/steer/steering.py)")
-    steer.add_argument("--branch", default="cond", choices=["cond", "both"])
+    steer.add_argument("--branch", default=None, choices=STEER_BRANCHES, help="the guidance branch edited (default: the model's: cond, or both on SAeUron's)")
     steer.add_argument("--seed", type=int, default=0)
     steer.add_argument("--steps", type=int, default=None)
     steer.add_argument("--guidance", type=float, default=None)

@@ -37,6 +37,8 @@ WINDOWS = (*STAGES, "all")
 EDIT_SCOPES = ("row", "matrix", "model")
 """Where erase / amplify take the top weights (see `concepts.edit.ablation`); kept here, torch-free,
 so the registry, the CLI's --help and the ablation code share one list."""
+STEER_BRANCHES = ("cond", "both")
+"""Which guidance branch a steering edit changes; torch-free for the CLI."""
 EDIT_MODES = ("fast", "faithful")
 """How CAD attribution draws its trajectories (`concepts.edit.attribution`); torch-free for the CLI."""
 EDIT_PROTECTS = ("presence", "identity")
@@ -64,6 +66,9 @@ class Defaults:
     edit_ratio: float = 0.001
     """Default share of the feed-forward weights zeroed by erase / amplify, taken per `edit_scope`
     (CAD's 0.001 per row on SD1.4)."""
+    steer_branch: str = "cond"
+    """Which guidance branch a steering edit changes when the request names none: "cond" (the
+    paper's) or "both" (SAeUron applies its SAE edits to both halves of the batch)."""
     amplify_ratio: float | None = None
     """Default share zeroed by amplify, in the same scope (None: `edit_ratio`): amplify moves a
     concept at much smaller ratios than erase needs, and past them it wrecks the images."""
@@ -107,6 +112,8 @@ class Defaults:
             raise InvalidInputError("defaults.concept_template", f"{self.concept_template!r} has no {{concept}} slot")
         if not (isinstance(self.edit_ratio, (int, float)) and 0 < self.edit_ratio <= 0.5):
             raise InvalidInputError("defaults.edit_ratio", f"must be in (0, 0.5], got {self.edit_ratio!r}")
+        if self.steer_branch not in STEER_BRANCHES:
+            raise InvalidInputError("defaults.steer_branch", f"{self.steer_branch!r} is not one of {', '.join(STEER_BRANCHES)}")
         if self.amplify_ratio is not None and not (isinstance(self.amplify_ratio, (int, float)) and 0 < self.amplify_ratio <= 0.5):
             raise InvalidInputError("defaults.amplify_ratio", f"must be in (0, 0.5], got {self.amplify_ratio!r}")
         if self.edit_mode not in EDIT_MODES:

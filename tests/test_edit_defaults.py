@@ -74,3 +74,24 @@ def test_bad_defaults_are_named(tmp_path, field, value):
     path.write_text(json.dumps({"models": {"m": {"pipeline": {"path": "x"}, "defaults": {field: value}}}}))
     with pytest.raises((CheckpointError, InvalidInputError), match=field):
         Registry.from_file(path)
+
+
+def test_steering_edits_the_branch_each_world_edits_by_default():
+    """SAeUron applies its SAE edits to both guidance halves; the paper (and our SAEs) the cond one."""
+    import ui.steer
+    from concepts.generation import SHARED_PIPELINES
+    from concepts.sampling import GenerationRequest
+    from concepts.steer.service import SteerSpec, plan_steering
+
+    registry = load_registry()
+    assert registry.get("sd14-saeuron").defaults.steer_branch == "both"
+    assert registry.get("toy-shapes").defaults.steer_branch == registry.get("sdxl-turbo-unbox").defaults.steer_branch == "cond"
+    assert ui.steer.model_branch("sd14-saeuron")["value"] == "both" and ui.steer.model_branch("toy-shapes")["value"] == "cond"
+    world = toy()
+    pipe = SHARED_PIPELINES.get(world, "cpu")
+    request = GenerationRequest("a red square", steps=25, guidance=4.0, height=64, width=64)
+    for asked, applied in ((None, "cond"), ("both", "both")):
+        plan, _, _ = plan_steering(world, SteerSpec("mid_block.attentions.0", "early", 8.0, features=(3,), branch=asked), request, pipe.unet)
+        assert plan.branch == applied
+    with pytest.raises(InvalidInputError, match="defaults.steer_branch"):
+        Defaults(steer_branch="uncond")

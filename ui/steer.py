@@ -44,6 +44,12 @@ def painted_mask(painting: dict | None) -> torch.Tensor:
     return torch.from_numpy(np.maximum.reduce([x.astype(np.float32) for x in alphas]))
 
 
+@user_errors
+def model_branch(model: str):
+    """When the model changes: its default guidance branch (both on SAeUron's, as it edits)."""
+    return gr.update(value=REGISTRY.get(model).defaults.steer_branch)
+
+
 def model_window(model: str):
     """When the model changes: "all" for models whose SAEs serve every step (SAeUron, one-step
     SDXL-Turbo, where no middle stage exists), else the paper's middle window."""
@@ -194,7 +200,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
                 )
                 with gr.Row():
                     strength = gr.Number(label="Strength β", value=default_strength("middle", False, default.defaults.strengths), elem_id="steer-strength")
-                    branch = gr.Radio(["cond", "both"], value="cond", label="CFG branch", elem_id="steer-branch")
+                    branch = gr.Radio(["cond", "both"], value=default.defaults.steer_branch, label="CFG branch", elem_id="steer-branch")
                 steer = gr.Button("Steer", variant="primary", elem_id="steer")
             with gr.Column():
                 with gr.Row():
@@ -208,6 +214,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
     model.change(model_defaults, inputs=model, outputs=[s_steps, s_guidance], api_visibility="private")
     model.change(model_blocks, inputs=model, outputs=block, api_visibility="private")
     model.change(model_window, inputs=model, outputs=window, api_visibility="private")
+    model.change(model_branch, inputs=model, outputs=branch, api_visibility="private")
     for trigger in (block.change, window.change, demo.load):
         trigger(concept_choices, inputs=sae_inputs, outputs=concept, api_visibility="private")
     for trigger in (model.change, window.change, where.change):

@@ -83,7 +83,8 @@ class SteerSpec:
     region: str | None = "global"
     """A preset region name (`steering.REGIONS`); ignored when `mask` is given."""
     mask: torch.Tensor | None = None
-    branch: str = "cond"
+    branch: str | None = None
+    """"cond" or "both" (None: the model's default, `defaults.steer_branch`)."""
 
 
 class SteerOutcome(NamedTuple):
@@ -117,7 +118,7 @@ def plan_steering(world: ModelWorld, spec: SteerSpec, request: GenerationRequest
     loaded = SAES.get(world, spec.block, stage, "cond", unet)
     features = resolve_features(loaded, spec.concept, spec.features)
     mask = spec.mask if spec.mask is not None else region_mask(spec.region or "global", request.height, request.width)
-    plan = SteeringPlan(loaded.entry.block, features, window, spec.strength, mask, spec.branch)
+    plan = SteeringPlan(loaded.entry.block, features, window, spec.strength, mask, spec.branch or world.defaults.steer_branch)
     return plan, loaded, stage
 
 
