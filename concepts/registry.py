@@ -37,6 +37,7 @@ WINDOWS = (*STAGES, "all")
 EDIT_SCOPES = ("row", "matrix", "model")
 """Where erase / amplify take the top weights (see `concepts.edit.ablation`); kept here, torch-free,
 so the registry, the CLI's --help and the ablation code share one list."""
+STRENGTH_SCALES = ("paper", "feature-mean")
 STEER_BRANCHES = ("cond", "both")
 """Which guidance branch a steering edit changes; torch-free for the CLI."""
 EDIT_MODES = ("fast", "faithful")
@@ -66,6 +67,9 @@ class Defaults:
     edit_ratio: float = 0.001
     """Default share of the feed-forward weights zeroed by erase / amplify, taken per `edit_scope`
     (CAD's 0.001 per row on SD1.4)."""
+    strength_scale: str = "paper"
+    """What a steering strength means: "paper" (the paper's spatial and global edits) or
+    "feature-mean" (the sdxl-unbox demo's: β × the feature's mean activation, added where painted)."""
     steer_branch: str = "cond"
     """Which guidance branch a steering edit changes when the request names none: "cond" (the
     paper's) or "both" (SAeUron applies its SAE edits to both halves of the batch)."""
@@ -112,6 +116,8 @@ class Defaults:
             raise InvalidInputError("defaults.concept_template", f"{self.concept_template!r} has no {{concept}} slot")
         if not (isinstance(self.edit_ratio, (int, float)) and 0 < self.edit_ratio <= 0.5):
             raise InvalidInputError("defaults.edit_ratio", f"must be in (0, 0.5], got {self.edit_ratio!r}")
+        if self.strength_scale not in STRENGTH_SCALES:
+            raise InvalidInputError("defaults.strength_scale", f"{self.strength_scale!r} is not one of {', '.join(STRENGTH_SCALES)}")
         if self.steer_branch not in STEER_BRANCHES:
             raise InvalidInputError("defaults.steer_branch", f"{self.steer_branch!r} is not one of {', '.join(STEER_BRANCHES)}")
         if self.amplify_ratio is not None and not (isinstance(self.amplify_ratio, (int, float)) and 0 < self.amplify_ratio <= 0.5):

@@ -108,3 +108,39 @@ def test_suppression_removes_exactly_the_chosen_features_contribution(sae):
     changed = suppress_edit(sae, active)(STEP, read)
     expected = read - codes[..., active] @ sae.W_dec[active]
     assert torch.allclose(changed, expected, atol=1e-5) and not torch.allclose(changed, read)
+
+
+def test_the_unbox_paint_adds_strength_times_the_features_mean_where_painted():
+    """sdxl-unbox's paint: Δ + β · mean[f] · (share of the cell painted) · f, nothing encoded."""
+    from concepts.sae import SAEConfig, TopKSAE
+    from concepts.steer.steering import SteeringPlan
+    from concepts.steps import StepInfo, StepWindow
+
+    torch.manual_seed(0)
+    sae = TopKSAE(SAEConfig(d_in=6, num_latents=12, k=3))
+    mean = torch.rand(12) * 40
+    mask = torch.zeros(8, 8)
+    mask[:4, :4] = 1.0  # the top left quarter painted
+    plan = SteeringPlan("mid_block.attentions.0", (2, 5), StepWindow(0, 0), 10.0, mask, feature_scale=mean)
+    assert plan.mode == "paint"
+    read = torch.randn(1, 4, 4, 6)
+    out = plan.edit(sae).fn(StepInfo(0, 1, 999, False), read)
+    added = 10.0 * (mean[2] * sae.W_dec[2] + mean[5] * sae.W_dec[5])
+    assert torch.allclose(out[0, :2, :2], read[0, :2, :2] + added, atol=1e-5)  # painted cells
+    assert torch.equal(out[0, 2:, 2:], read[0, 2:, 2:])  # unpainted cells untouched
+
+
+def test_a_world_that_scales_by_the_feature_mean_uses_it_and_one_without_means_is_named():
+    from types import SimpleNamespace
+
+    from concepts.errors import InvalidInputError
+    from concepts.registry import load_registry
+    from concepts.steer.service import feature_scale
+
+    unbox = load_registry().get("sdxl-turbo-unbox")
+    assert unbox.defaults.strength_scale == "feature-mean" and unbox.defaults.strengths["spatial"]["middle"] == 10.0  # the demo's default
+    mean = torch.arange(4.0)
+    assert torch.equal(feature_scale(unbox, SimpleNamespace(feature_mean=mean, entry=None)), mean)
+    assert feature_scale(load_registry().get("toy-shapes"), SimpleNamespace(feature_mean=mean, entry=None)) is None
+    with pytest.raises(InvalidInputError, match="strength"):
+        feature_scale(unbox, SimpleNamespace(feature_mean=None, entry=SimpleNamespace(block="mid_block.attentions.0")))

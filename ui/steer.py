@@ -144,7 +144,9 @@ def steer_image(model: str, prompt: str, seed: float, steps: float, guidance: fl
     plan = outcome.plan
     what = f"concept **{concept}**" if concept else "features"
     info = (f"Steered {what} {list(plan.features)} at {plan.block} · {plan.mode} ({where}) · steps {plan.window} "
-            f"(SAE of the {outcome.stage} stage) · β {plan.strength:g} · branch {plan.branch} · "
+            f"(SAE of the {outcome.stage} stage) · β {plan.strength:g}"
+            + (" × each feature's mean activation, as in the sdxl-unbox demo" if plan.feature_scale is not None else "")
+            + f" · branch {plan.branch} · "
             f"mean pixel change {float(change.mean()):.4f} · {outcome.seconds:.2f} s")
     return outcome.baseline.images[0], outcome.steered.images[0], diff, info
 

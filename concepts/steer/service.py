@@ -118,8 +118,19 @@ def plan_steering(world: ModelWorld, spec: SteerSpec, request: GenerationRequest
     loaded = SAES.get(world, spec.block, stage, "cond", unet)
     features = resolve_features(loaded, spec.concept, spec.features)
     mask = spec.mask if spec.mask is not None else region_mask(spec.region or "global", request.height, request.width)
-    plan = SteeringPlan(loaded.entry.block, features, window, spec.strength, mask, spec.branch or world.defaults.steer_branch)
+    plan = SteeringPlan(loaded.entry.block, features, window, spec.strength, mask, spec.branch or world.defaults.steer_branch,
+                        feature_scale(world, loaded))
     return plan, loaded, stage
+
+
+def feature_scale(world: ModelWorld, loaded: LoadedSAE) -> torch.Tensor | None:
+    """The per-feature scale of a strength: the features' mean activations on a world whose strength
+    means the sdxl-unbox demo's (its SAEs ship `mean.pt`), else None (the paper's edits)."""
+    if world.defaults.strength_scale != "feature-mean":
+        return None
+    if loaded.feature_mean is None:
+        raise InvalidInputError("strength", f"{world.name}'s strengths are scaled by each feature's mean activation, but the SAE of {loaded.entry.block} ships none")
+    return loaded.feature_mean
 
 
 def run_steering(

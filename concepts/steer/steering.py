@@ -30,7 +30,7 @@ MAX_STRENGTH = 10_000.0
 CELLS = ("top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right")
 QUADRANTS = ("top left quadrant", "top right quadrant", "bottom left quadrant", "bottom right quadrant")
 REGIONS = (*CELLS, *QUADRANTS, "global")
-Mode = Literal["spatial", "global"]
+Mode = Literal["spatial", "global", "paint"]
 
 
 # The paper's β per stage (docs/paper.md); its scaling is not fully recoverable, so these are starting
@@ -139,6 +139,24 @@ def global_edit(sae: TopKSAE, features: Sequence[int], strength: float) -> EditF
     return edit
 
 
+def paint_edit(sae: TopKSAE, features: Sequence[int], strength: float, mask: torch.Tensor | None, scale: torch.Tensor) -> EditFn:
+    """The sdxl-unbox demo's paint: add β · scale[f] · (share of the cell painted) · f to Δ for each
+    feature f, where `scale` is the feature's mean activation (its `mean.pt`), so a strength copied
+    from that demo means the same here. Nothing is encoded: the painted direction is simply added."""
+    ids = list(check_features(sae, features))
+    beta = check_strength(strength)
+    mask = None if mask is None else check_mask(mask)
+    weights = torch.as_tensor(scale, dtype=torch.float32)[ids]
+
+    def edit(step: StepInfo, read: torch.Tensor) -> torch.Tensor:
+        h, w = read.shape[1], read.shape[2]
+        region = torch.ones(h, w) if mask is None else pool_to_grid(mask, h, w)
+        direction = (beta * weights.to(sae.W_dec.device, sae.W_dec.dtype)) @ sae.W_dec[ids]  # [d]
+        return read + (region.to(read.device, direction.dtype)[None, :, :, None] * direction).to(read.dtype)
+
+    return edit
+
+
 def suppress_edit(sae: TopKSAE, features: Sequence[int]) -> EditFn:
     """Switch features off everywhere (z_c := 0), keeping the SAE error: the SAE way to erase a
     concept, which the erase panel compares with CAD."""
@@ -162,6 +180,9 @@ class SteeringPlan:
     mask: torch.Tensor | None = None
     """Image-resolution mask (None: a global, style edit)."""
     branch: str = "cond"
+    feature_scale: torch.Tensor | None = None
+    """Per-feature scale [n] of the sdxl-unbox paint (its features' mean activations); None: the
+    paper's spatial or global edit."""
 
     def __post_init__(self) -> None:
         if self.branch not in ("cond", "both"):
@@ -172,8 +193,15 @@ class SteeringPlan:
 
     @property
     def mode(self) -> Mode:
+        if self.feature_scale is not None:
+            return "paint"
         return "global" if self.mask is None else "spatial"
 
     def edit(self, sae: TopKSAE) -> BlockEdit:
-        fn = global_edit(sae, self.features, self.strength) if self.mask is None else spatial_edit(sae, self.features, self.strength, self.mask)
+        if self.feature_scale is not None:
+            fn = paint_edit(sae, self.features, self.strength, self.mask, self.feature_scale)
+        elif self.mask is None:
+            fn = global_edit(sae, self.features, self.strength)
+        else:
+            fn = spatial_edit(sae, self.features, self.strength, self.mask)
         return BlockEdit(self.block, fn, self.window, self.branch)  # type: ignore[arg-type]
