@@ -95,6 +95,11 @@ def model_blocks(model: str):
     return gr.update(choices=world.blocks, value=default_block(world))
 
 
+def first_example(world) -> str:
+    """The prompt a tab opens with: the world's first example."""
+    return world.examples[0] if world.examples else ""
+
+
 def default_block(world) -> str | None:
     """The block a tab opens on: the mid block (the paper's), else the world's first."""
     blocks = world.blocks

@@ -20,7 +20,7 @@ from concepts.registry import ModelWorld
 from concepts.saes import SAES
 
 from .common import (
-    DEVICE, REGISTRY, as_float, as_int, default_block, gpu, model_blocks, model_defaults, progress_callback, sampling_inputs,
+    DEVICE, REGISTRY, first_example, as_float, as_int, default_block, gpu, model_blocks, model_defaults, progress_callback, sampling_inputs,
     user_errors,
 )
 
@@ -100,7 +100,7 @@ def scrub_evolution(state: dict | None, step: float):
 def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
     """The tab's layout and events (inside the app's Blocks)."""
     blocks = default.blocks
-    example = default.examples[0] if default.examples else ""
+    example = first_example(default)
     with gr.Tab("Evolution", elem_id="evolution-tab"):
         gr.Markdown(
             "Follow one generation through its denoising steps: the model's guess of the final image at every "

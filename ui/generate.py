@@ -8,7 +8,7 @@ from concepts.errors import ConceptLabError, one_line
 from concepts.generation import run_generation
 from concepts.registry import ModelWorld
 
-from .common import DEVICE, REGISTRY, as_float, as_int, gpu, model_defaults, sampling_inputs
+from .common import DEVICE, REGISTRY, first_example, as_float, as_int, gpu, model_defaults, sampling_inputs
 
 
 @gpu
@@ -35,7 +35,7 @@ def generate_image(model: str, prompt: str, seed: float, steps: float, guidance:
 
 def build(model: gr.Dropdown, default: ModelWorld) -> None:
     """The tab's layout and events (inside the app's Blocks)."""
-    example = default.examples[0] if default.examples else ""
+    example = first_example(default)
     with gr.Tab("Generate"):
         with gr.Row():
             with gr.Column():

@@ -16,7 +16,7 @@ from concepts.steer.steering import CELLS, QUADRANTS, default_strength
 
 from . import features
 from .common import (
-    DEVICE, REGISTRY, WINDOWS, as_float, as_int, default_block, gpu, model_blocks, model_defaults, sae_dictionary,
+    DEVICE, REGISTRY, first_example, WINDOWS, as_float, as_int, default_block, gpu, model_blocks, model_defaults, sae_dictionary,
     sampling_inputs, user_errors,
 )
 
@@ -154,7 +154,7 @@ def steer_image(model: str, prompt: str, seed: float, steps: float, guidance: fl
 def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
     """The tab's layout and events (inside the app's Blocks)."""
     blocks = default.blocks
-    example = default.examples[0] if default.examples else ""
+    example = first_example(default)
     with gr.Tab("Steer", elem_id="steer-tab"):
         gr.Markdown(
             "Sparse autoencoders (SAEs) split what a UNet block adds to the image into features. "
