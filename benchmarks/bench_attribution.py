@@ -1,10 +1,12 @@
-"""Speed of CAD attribution: fast mode (one trajectory, timesteps batched) against faithful mode (a
-fresh trajectory per timestep), with a plain generation for scale, in one run.
+"""Speed of CAD attribution: fast mode (one trajectory per image, timesteps batched), faithful mode
+(a fresh trajectory per timestep) and the world's default (its `edit_mode` with its
+`attribution_images`: faithful with 6 images on toy-shapes, chosen for seed stability), with a plain
+generation for scale, in one run.
 
     python benchmarks/bench_attribution.py [--model toy-shapes] [--concept red] [--repeats 3] [--out FILE]
 
-Attribution runs at the model's default steps, guidance and size, summed over 2 trajectories (the
-service's setting); scores are not cached here. Prints one JSON object with median seconds and
+Attribution runs at the model's default steps, guidance and size; fast and faithful over 2 images,
+the default over the world's own count; scores are not cached here. Prints one JSON object with median seconds and
 ratios to the plain generation.
 """
 
@@ -50,10 +52,12 @@ def main() -> None:
         "diffusers": plain,
         "attribution_fast": lambda: attribute(pipe, prompt, AttributionConfig(mode="fast", **settings)),
         "attribution_faithful": lambda: attribute(pipe, prompt, AttributionConfig(mode="faithful", **settings)),
+        "attribution_default": lambda: attribute(pipe, prompt, AttributionConfig(mode=d.edit_mode, images=d.attribution_images[d.edit_mode], **settings)),
     }
     median = median_seconds(variants, args.repeats, pipe.device)
-    report(world.name, pipe.device, median, args.repeats, args.out, concept_prompt=prompt, trajectories=2, **settings,
-           targets={"attribution_fast_seconds_cpu_toy": 10.0, "attribution_fast_seconds_gpu_sd14": 5.0})
+    report(world.name, pipe.device, median, args.repeats, args.out, concept_prompt=prompt, images=2,
+           default={"mode": d.edit_mode, "images": d.attribution_images[d.edit_mode]}, **settings,
+           targets={"attribution_fast_seconds_cpu_toy": 10.0, "attribution_default_seconds_cpu_toy": 15.0, "attribution_fast_seconds_gpu_sd14": 5.0})
 
 
 if __name__ == "__main__":
