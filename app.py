@@ -8,6 +8,7 @@ and per-user data lives in `gr.State`, never in module globals.
 
 from __future__ import annotations
 
+import logging
 import os
 
 os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers is imported: no import-time advice
@@ -50,6 +51,11 @@ def launch_style() -> dict:
 
 
 if __name__ == "__main__":
+    # The app's own log (one line per user error) on the console; other libraries keep their level.
+    handler = logging.StreamHandler()
+    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    logging.getLogger("concept_lab").addHandler(handler)
+    logging.getLogger("concept_lab").setLevel(logging.INFO)
     demo.queue(default_concurrency_limit=2).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

@@ -7,6 +7,7 @@ Per-user data lives in each tab's `gr.State`, never here: these globals are read
 from __future__ import annotations
 
 import functools
+import logging
 import math
 import os
 from typing import Callable
@@ -29,6 +30,7 @@ except ImportError:  # everywhere else the decorator is a no-op
         return fn
 
 
+log = logging.getLogger("concept_lab.ui")
 REGISTRY = load_registry()
 DEVICE = os.environ.get("CONCEPT_LAB_DEVICE", "auto")
 WINDOWS = ["early", "middle", "final", "all"]
@@ -59,20 +61,12 @@ def as_float(value: object, field: str) -> float:
     return number
 
 
-def model_defaults(model: str):
-    """When the model changes, show its own default steps and guidance."""
-    try:
-        world = REGISTRY.get(model)
-    except ConceptLabError as exc:
-        raise gr.Error(one_line(exc)) from None
-    return gr.update(value=world.defaults.steps), gr.update(value=world.defaults.guidance)
-
-
-def progress_callback(progress: gr.Progress | None) -> Callable[[float, str], None] | None:
-    """The core's progress callback, shown as Gradio's progress bar."""
-    if progress is None:
-        return None
-    return lambda fraction, what: progress(fraction, desc=what)
+def user_error(exc: ConceptLabError) -> gr.Error:
+    """The message a user sees for their mistake, logged as one line: Gradio would print the whole
+    traceback of every gr.Error, and a server log full of user typos hides the real faults."""
+    message = one_line(exc)
+    log.info("user error: %s", message)
+    return gr.Error(message, print_exception=False)
 
 
 def user_errors(fn: Callable) -> Callable:
@@ -83,9 +77,23 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except ConceptLabError as exc:
-            raise gr.Error(one_line(exc)) from None
+            raise user_error(exc) from None
 
     return wrapper
+
+
+@user_errors
+def model_defaults(model: str):
+    """When the model changes, show its own default steps and guidance."""
+    world = REGISTRY.get(model)
+    return gr.update(value=world.defaults.steps), gr.update(value=world.defaults.guidance)
+
+
+def progress_callback(progress: gr.Progress | None) -> Callable[[float, str], None] | None:
+    """The core's progress callback, shown as Gradio's progress bar."""
+    if progress is None:
+        return None
+    return lambda fraction, what: progress(fraction, desc=what)
 
 
 @user_errors

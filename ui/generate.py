@@ -4,28 +4,25 @@ from __future__ import annotations
 
 import gradio as gr
 
-from concepts.errors import ConceptLabError, one_line
 from concepts.generation import run_generation
 from concepts.registry import ModelWorld
 
-from .common import DEVICE, REGISTRY, first_example, as_float, as_int, gpu, model_defaults, sampling_inputs
+from .common import DEVICE, REGISTRY, as_float, as_int, first_example, gpu, model_defaults, sampling_inputs, user_errors
 
 
 @gpu
+@user_errors
 def generate_image(model: str, prompt: str, seed: float, steps: float, guidance: float):
     """Generate one image; returns (image, a line describing what was run)."""
-    try:
-        outcome = run_generation(
-            model,
-            prompt,
-            seed=as_int(seed, "seed"),
-            steps=as_int(steps, "steps"),
-            guidance=as_float(guidance, "guidance"),
-            device=DEVICE,
-            registry=REGISTRY,
-        )
-    except ConceptLabError as exc:
-        raise gr.Error(one_line(exc)) from None
+    outcome = run_generation(
+        model,
+        prompt,
+        seed=as_int(seed, "seed"),
+        steps=as_int(steps, "steps"),
+        guidance=as_float(guidance, "guidance"),
+        device=DEVICE,
+        registry=REGISTRY,
+    )
     for warning in outcome.warnings:
         gr.Warning(warning)
     r = outcome.request
