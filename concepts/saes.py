@@ -32,6 +32,15 @@ class LoadedSAE(NamedTuple):
     feature_std: torch.Tensor | None
 
 
+def loading_notes(loaded: LoadedSAE) -> list[str]:
+    """What a user should know about how a checkpoint is run, beyond its shape (e.g. SAeUron's
+    training-only flags, which inference ignores as SAeUron's own loader does)."""
+    flags = loaded.sae.cfg.training_only
+    if not flags:
+        return []
+    return [f"written with {', '.join(flags)} (a training option); encoded with per-sample TopK, as its authors' loader does"]
+
+
 def load_entry(world: ModelWorld, entry: SAEEntry, unet: nn.Module | None = None, device: torch.device | str = "cpu") -> LoadedSAE:
     """Load one registry SAE; with `unet`, check that its block exists and has the SAE's width."""
     folder = resolve(entry.source, required=REQUIRED_FILES[entry.format], base_dir=world.base_dir)

@@ -102,3 +102,17 @@ def test_an_fp16_checkpoint_runs_in_fp32(tmp_path):
     x = inputs(6)
     pre = torch.relu((x - upcast["b_dec"]) @ upcast["encoder.weight"].T + upcast["encoder.bias"])
     assert torch.allclose(ours.pre_acts(x), pre, atol=1e-6)
+
+
+def test_the_explore_info_says_how_a_checkpoint_with_training_flags_is_run(tmp_path):
+    from concepts.saes import LoadedSAE, loading_notes
+
+    coder = sparsify_coder(seed=9)
+    coder.save_to_disk(tmp_path)
+    plain = load_native(tmp_path)
+    cfg = json.loads((tmp_path / "cfg.json").read_text())
+    (tmp_path / "cfg.json").write_text(json.dumps({**cfg, "batch_topk": True}))
+    flagged = load_native(tmp_path)
+    assert loading_notes(LoadedSAE(None, plain, None, None, None)) == []
+    (note,) = loading_notes(LoadedSAE(None, flagged, None, None, None))
+    assert "batch_topk" in note and "per-sample TopK" in note

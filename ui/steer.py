@@ -10,6 +10,7 @@ import torch
 from concepts.errors import InvalidInputError
 from concepts.heatmaps import heatmap_overlay
 from concepts.registry import ModelWorld
+from concepts.saes import loading_notes
 from concepts.steer.explore import run_explore, search_concepts
 from concepts.steer.service import SteerSpec, run_steering
 from concepts.steer.steering import CELLS, QUADRANTS, default_strength
@@ -89,9 +90,11 @@ def explore_image(model: str, prompt: str, seed: float, steps: float, guidance: 
     first = outcome.top[0].id if outcome.top else 0
     heat = heatmap_overlay(outcome.image, outcome.maps[..., first])
     names = sorted({f.label for f in outcome.top if f.label})
+    loaded, _ = sae_dictionary(model, block, str(window), as_int(steps, "steps"))
     info = (f"{outcome.block} · SAE of the **{outcome.stage}** stage · window {outcome.window} · "
             f"{outcome.maps.shape[0]}×{outcome.maps.shape[1]} grid · {outcome.seconds:.2f} s · "
-            + (f"named here: {', '.join(names)}" if names else "no named feature fires clearly here; search the concepts below"))
+            + (f"named here: {', '.join(names)}" if names else "no named feature fires clearly here; search the concepts below")
+            + "".join(f" · SAE {note}" for note in loading_notes(loaded)))
     editor = {"background": outcome.image, "layers": [], "composite": outcome.image}
     return outcome.image, rows, heat, first, state, info, editor
 
