@@ -158,6 +158,20 @@ def initial_latents(pipe: StableDiffusionPipeline, request: GenerationRequest, s
     return noise * scheduler.init_noise_sigma
 
 
+def guided_step(pipe: StableDiffusionPipeline, scheduler: DDIMScheduler, request: GenerationRequest, latents: torch.Tensor,
+                timestep: torch.Tensor, unet_kwargs: dict):
+    """One DDIM step (eta = 0) with classifier-free guidance as diffusers does it: the UNet on
+    [uncond; cond] copies of `latents` when `request.cfg`; `unet_kwargs` carry the text conditioning
+    for that batch. Returns the scheduler's output (prev_sample, pred_original_sample)."""
+    model_input = torch.cat([latents] * 2) if request.cfg else latents
+    model_input = scheduler.scale_model_input(model_input, timestep)
+    noise = pipe.unet(model_input, timestep, **unet_kwargs, return_dict=False)[0]
+    if request.cfg:
+        noise_uncond, noise_cond = noise.chunk(2)
+        noise = noise_uncond + request.guidance * (noise_cond - noise_uncond)
+    return scheduler.step(noise, timestep, latents, eta=0.0, return_dict=True)
+
+
 @torch.no_grad()
 def sample(
     pipe: StableDiffusionPipeline,
@@ -180,13 +194,7 @@ def sample(
         step = StepInfo(index=index, num_steps=num_steps, timestep=int(timestep), cfg=request.cfg)
         for h in hook_list:
             h.set_step(step)
-        model_input = torch.cat([latents] * 2) if request.cfg else latents
-        model_input = scheduler.scale_model_input(model_input, timestep)
-        noise = pipe.unet(model_input, timestep, **text.unet_kwargs(), return_dict=False)[0]
-        if request.cfg:
-            noise_uncond, noise_cond = noise.chunk(2)
-            noise = noise_uncond + request.guidance * (noise_cond - noise_uncond)
-        out = scheduler.step(noise, timestep, latents, eta=0.0, return_dict=True)
+        out = guided_step(pipe, scheduler, request, latents, timestep, text.unet_kwargs())
         latents, pred_x0 = out.prev_sample, out.pred_original_sample
         wanted = previews(index) if callable(previews) else previews
         preview = decode_latents(pipe, pred_x0) if wanted else None

@@ -39,6 +39,7 @@ from ..sampling import (
     denoising_target,
     encode_text,
     fresh_scheduler,
+    guided_step,
     initial_latents,
     sample,
 )
@@ -116,13 +117,8 @@ def _stopped_inputs(pipe: StableDiffusionPipeline, prompt: str, cfg: Attribution
         if not len(latents):
             break
         b = latents.shape[0]
-        model_input = scheduler.scale_model_input(torch.cat([latents] * 2) if request.cfg else latents, timestep)
         hidden = torch.cat([text[:1].expand(b, -1, -1), text[-1:].expand(b, -1, -1)]) if request.cfg else text.expand(b, -1, -1)
-        noise = pipe.unet(model_input, timestep, encoder_hidden_states=hidden, return_dict=False)[0]
-        if request.cfg:
-            noise_uncond, noise_cond = noise.chunk(2)
-            noise = noise_uncond + request.guidance * (noise_cond - noise_uncond)
-        latents = scheduler.step(noise, timestep, latents, eta=0.0, return_dict=True).prev_sample
+        latents = guided_step(pipe, scheduler, request, latents, timestep, {"encoder_hidden_states": hidden}).prev_sample
     return found
 
 

@@ -144,7 +144,7 @@ def scores_for(world: ModelWorld, pipe, prompt: str, objective: str, mode: str |
     """Attribution scores for the concept prompt, from the disk cache when there (`anchor`: the
     anchor prompts of the erase objective, () for CAD's unconditional one; `mode` None: the model's)."""
     d = world.defaults
-    mode = d.edit_mode if mode is None else mode
+    mode = settled_mode(world, mode)
     cfg = AttributionConfig(objective=objective, mode=mode, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width,  # type: ignore[arg-type]
                             images=d.attribution_images[mode], anchor=tuple(anchor))
     key = score_key(world, pipe.unet, prompt, cfg)
@@ -307,12 +307,17 @@ def edit_plan(world: ModelWorld, pipe, spec: EditSpec, prompt: str, ratio: float
     return scores, plan_ablation(pipe.unet, scores.scores, ratio, min_per_row=min_per_row, scope=scope)
 
 
-def with_mode(world: ModelWorld, spec: EditSpec) -> EditSpec:
-    """The spec with its attribution mode settled (the model's default when None) and checked."""
-    mode = world.defaults.edit_mode if spec.mode is None else spec.mode
+def settled_mode(world: ModelWorld, mode: str | None) -> str:
+    """An attribution mode, checked; the model's default (`defaults.edit_mode`) when None."""
+    mode = world.defaults.edit_mode if mode is None else mode
     if mode not in EDIT_MODES:
         raise InvalidInputError("mode", f"{mode!r} is not fast or faithful")
-    return replace(spec, mode=mode)
+    return mode
+
+
+def with_mode(world: ModelWorld, spec: EditSpec) -> EditSpec:
+    """The spec with its attribution mode settled and checked."""
+    return replace(spec, mode=settled_mode(world, spec.mode))
 
 
 def edit_scope(world: ModelWorld, spec: EditSpec) -> str:
