@@ -268,6 +268,41 @@ def cmd_top_images(args: argparse.Namespace) -> dict:
             "registry_entry": {"top_images": {"path": str(out.resolve())}}}
 
 
+def cmd_label(args: argparse.Namespace) -> dict:
+    from .pipeline import load_pipeline
+    from .registry import load_registry
+    from .saes import load_entry
+    from .steer.label import LabelConfig, label_world, push_labels
+    from .training.prompt_sources import PromptSpec, load_prompts, token_fitter
+    from .training.word_dictionary import WordDictionaryConfig, read_vocabulary
+
+    # Everything a user typed is checked before a weight is loaded or a prompt generated.
+    world = load_registry(args.registry).get(args.model)
+    if not world.saes:
+        raise InvalidInputError("model", f"{world.name} has no SAEs to label")
+    reads = {e.reads for e in world.saes}
+    if len(reads) > 1:
+        raise InvalidInputError("model", f"{world.name}'s SAEs read different things ({', '.join(sorted(reads))}); label them one world at a time")
+    spec = PromptSpec(file=args.prompts, hub_dataset=args.hub_dataset, column=args.dataset_column, max_prompts=args.max_prompts)
+    words = WordDictionaryConfig(min_word_prompts=args.min_word_prompts, max_word_share=args.max_word_share, min_fires=args.min_fires,
+                                 labelled_precision=args.label_precision, vocabulary=read_vocabulary(args.nouns) if args.nouns else None)
+    cfg = LabelConfig(steps=args.steps, guidance=args.guidance, prompts_per_batch=args.prompts_per_batch, chunk_prompts=args.chunk_prompts,
+                      seed=args.seed, top=args.top, tile=args.tile, words=words)
+    if args.push_to_hub:
+        from .hub import validate_repo_id
+
+        validate_repo_id(args.push_to_hub, field="push_to_hub")
+    out = _output_dir(args.out)
+    pipe = load_pipeline(world, args.device)
+    prompts = load_prompts(spec, token_fitter(pipe.tokenizer)).prompts
+    saes = {(e.block, e.window, e.branch): load_entry(world, e, pipe.unet, pipe.unet.device).sae for e in world.saes}
+    report = label_world(world, pipe, saes, prompts, out, cfg, reads=reads.pop(), check_disk=not args.no_disk_check, dry_run=args.dry_run,
+                         log_line=lambda line: print(line, file=sys.stderr) if args.verbose else None)
+    if args.push_to_hub and not args.dry_run:
+        report["pushed"] = push_labels(out, args.push_to_hub, private=args.private)
+    return report
+
+
 def cmd_evolve(args: argparse.Namespace) -> dict:
     from .evolve.evolution import run_evolution
     from .evolve.figures import (
@@ -491,6 +526,33 @@ def build_parser() -> _Parser:
     top.add_argument("--device", default="auto")
     top.add_argument("--out", required=True, help="cache folder (upload it to the Hub and name it in the registry's top_images)")
     top.set_defaults(run=cmd_top_images)
+
+    label = sub.add_parser("label", help="label a world's SAEs by prompt words and cache their top images, without training (resumable)")
+    source = label.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prompts", help="text file, one prompt per line")
+    source.add_argument("--hub-dataset", help="Hub dataset OWNER/NAME holding the prompts")
+    label.add_argument("--dataset-column", default=None, help="the dataset's prompt column (default: prompt, text, caption, ...)")
+    label.add_argument("--max-prompts", type=int, default=None)
+    label.add_argument("--model", default=None)
+    label.add_argument("--steps", type=int, default=None, help="default: the world's")
+    label.add_argument("--guidance", type=float, default=None, help="default: the world's")
+    label.add_argument("--prompts-per-batch", type=int, default=8)
+    label.add_argument("--chunk-prompts", type=int, default=64, help="prompts per resumable chunk")
+    label.add_argument("--top", type=int, default=8, help="top images kept per feature")
+    label.add_argument("--tile", type=int, default=128, help="top images are stored at most this many px a side")
+    label.add_argument("--seed", type=int, default=0)
+    label.add_argument("--nouns", default=None, help="file of label words, one per line (default: every prompt word but a stoplist)")
+    label.add_argument("--min-word-prompts", type=int, default=3)
+    label.add_argument("--max-word-share", type=float, default=0.5)
+    label.add_argument("--min-fires", type=int, default=10)
+    label.add_argument("--label-precision", type=float, default=0.8)
+    label.add_argument("--device", default="auto")
+    label.add_argument("--out", required=True, help="output folder: concepts/<block>/<window>/<branch>/concepts.json and top_images/")
+    label.add_argument("--dry-run", action="store_true", help="print the plan (prompts, UNet passes, disk) and stop")
+    label.add_argument("--no-disk-check", action="store_true")
+    label.add_argument("--push-to-hub", default=None, help="also upload the dictionaries and top images to this Hub model repo")
+    label.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
+    label.set_defaults(run=cmd_label)
 
     train = sub.add_parser("train-sae", help="collect block reads over prompts and train one SAE per block × window × branch (resumable)")
     train.add_argument("--prompts", required=True, help="text file, one prompt per line")

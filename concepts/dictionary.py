@@ -11,7 +11,9 @@ image — and each image's ground-truth labels (attribute → value). For every 
   still scores.
 
 A feature's label is the value with the highest precision (ties broken by AUROC); it counts as
-*labelled* when that precision reaches `labelled_precision`. The dictionary is plain JSON
+*labelled* when that precision reaches `labelled_precision`. For every value, `closest` names the
+feature that comes nearest (highest precision), so a search for a value no feature stands for can
+say how near the best one comes. The dictionary is plain JSON
 (`concepts.json` beside the SAE) so a Hub-hosted SAE can carry one too.
 """
 
@@ -110,6 +112,13 @@ def build_dictionary(
         if labelled:
             concepts.setdefault(label, []).append((best["precision"] * best["auroc"], j))
 
+    closest = {}  # per value: the feature that comes nearest to standing for it, labelled or not
+    usable = fire_counts >= cfg.min_fires
+    for v, (attribute, value) in enumerate(pairs):
+        if usable.any():
+            j = int(np.flatnonzero(usable)[np.lexsort((auroc[usable, v], precision[usable, v]))[-1]])
+            closest[readable(attribute, value)] = {"feature": j, "precision": round(float(precision[j, v]), 4), "auroc": round(float(auroc[j, v]), 4)}
+
     alive = sum(1 for f in features if f["label"] is not None)
     labelled_count = sum(1 for f in features if f["labelled"])
     return {
@@ -127,6 +136,7 @@ def build_dictionary(
         },
         "concepts": {label: [j for _, j in sorted(ids, reverse=True)] for label, ids in sorted(concepts.items())},
         "features": features,
+        "closest": closest,
     }
 
 

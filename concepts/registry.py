@@ -189,6 +189,9 @@ class ModelWorld:
     """Example prompts shown in the UI."""
     top_images: Source | None = None
     """Cache of generated images with each SAE feature's top activations (`concepts.steer.top_images`)."""
+    labels: Source | None = None
+    """Labels made for SAEs that ship none (`python -m concepts label`): a folder or Hub repo with
+    `concepts/<block>/<window>/<branch>/concepts.json` and, unless `top_images` is set, `top_images/`."""
     base_dir: Path = field(default=CHECKPOINTS_DIR, compare=False)
     """Folder that relative local paths are resolved against (the registry file's folder)."""
     knowledge_class: str | None = None
@@ -289,6 +292,7 @@ class Registry:
                 saes=saes,
                 examples=tuple(spec.get("examples", ())),
                 top_images=_source(spec["top_images"]) if spec.get("top_images") else None,
+                labels=_source(spec["labels"]) if spec.get("labels") else None,
                 base_dir=base_dir,
                 knowledge_class=spec.get("knowledge"),
             )

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from .hooks import block_width, resolve_blocks
-from .hub import resolve
+from .hub import member_path, resolve
 from .registry import ModelWorld, SAEEntry
 from .sae import TopKSAE, load_concepts, load_native, load_unbox
 
@@ -52,7 +52,17 @@ def load_entry(world: ModelWorld, entry: SAEEntry, unet: nn.Module | None = None
     if unet is not None:
         module = resolve_blocks(unet, [entry.block])[entry.block.removeprefix("unet.")]
         sae.check_width(block_width(module), entry.block)
-    return LoadedSAE(entry, sae.eval().requires_grad_(False), load_concepts(folder), mean, std)
+    concepts = load_concepts(folder)
+    if concepts is None and world.labels is not None:
+        concepts = labels_dictionary(world, entry)
+    return LoadedSAE(entry, sae.eval().requires_grad_(False), concepts, mean, std)
+
+
+def labels_dictionary(world: ModelWorld, entry: SAEEntry) -> dict | None:
+    """The dictionary the world's `labels` hold for an SAE (`python -m concepts label`), or None."""
+    root = resolve(world.labels, required=[], base_dir=world.base_dir)
+    folder = member_path(root, f"concepts/{entry.block}/{entry.window}/{entry.branch}", "labels folder")
+    return load_concepts(folder) if folder.is_dir() else None
 
 
 class SAECache:

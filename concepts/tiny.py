@@ -30,6 +30,8 @@ class TinyConfig:
     text_width: int = 32
     """CLIP text encoder width, also the UNet's cross-attention width."""
     text_layers: int = 2
+    layers_per_block: int = 1
+    """2 gives the up blocks three attentions, as SD1.x has (SAeUron hooks `up_blocks.1.attentions.1` and `.2`)."""
     sample_size: int = 64
     """Default image size in pixels."""
     seed: int = 0
@@ -47,7 +49,7 @@ def build_tiny_pipeline(config: TinyConfig = TinyConfig()) -> StableDiffusionPip
         in_channels=4,
         out_channels=4,
         block_out_channels=config.unet_channels,
-        layers_per_block=1,
+        layers_per_block=config.layers_per_block,
         down_block_types=down,
         up_block_types=up,
         cross_attention_dim=config.text_width,
@@ -99,25 +101,29 @@ def assemble(vae: AutoencoderKL, text_encoder: CLIPTextModel, tokenizer, unet: U
                                    safety_checker=None, feature_extractor=None, requires_safety_checker=False)
 
 
-def build_tiny_sdxl_pipeline(seed: int = 0):
+def build_tiny_sdxl_pipeline(seed: int = 0, levels: int = 2):
     """A random SDXL-architecture pipeline as diffusers' SDXL tests build one: two text encoders
     (the second projected and pooled), "text_time" added conditioning, linear projections, no
     attention in the first down block and the last up block, so attentions sit in `down_blocks.1`,
-    `mid_block` and `up_blocks.0` as in SDXL."""
+    `mid_block` and `up_blocks.0` as in SDXL; `levels=3` adds SDXL's third level, so every block
+    sdxl-unbox hooks (`down_blocks.2.attentions.1`, `up_blocks.0.attentions.1`, ...) exists."""
     from diffusers import StableDiffusionXLPipeline  # only here: importing it makes transformers warn
 
     torch.manual_seed(seed)
     text_width, time_dim = 32, 8
+    if levels not in (2, 3):
+        raise ValueError(f"levels must be 2 or 3, got {levels}")
+    widths = (32, 64, 64)[:levels]
     unet = UNet2DConditionModel(
         sample_size=32,
         in_channels=4,
         out_channels=4,
-        block_out_channels=(32, 64),
+        block_out_channels=widths,
         layers_per_block=2,
-        down_block_types=("DownBlock2D", "CrossAttnDownBlock2D"),
-        up_block_types=("CrossAttnUpBlock2D", "UpBlock2D"),
-        transformer_layers_per_block=(1, 2),
-        attention_head_dim=(2, 4),
+        down_block_types=("DownBlock2D",) + ("CrossAttnDownBlock2D",) * (levels - 1),
+        up_block_types=("CrossAttnUpBlock2D",) * (levels - 1) + ("UpBlock2D",),
+        transformer_layers_per_block=(1, 2, 2)[:levels],
+        attention_head_dim=(2, 4, 4)[:levels],
         use_linear_projection=True,
         addition_embed_type="text_time",
         addition_time_embed_dim=time_dim,

@@ -50,6 +50,20 @@ def test_concept_picker_and_search_read_the_dictionary():
         ui.steer.find_concepts(MODEL, MID, "middle", 25, "purple elephant")
 
 
+def test_a_value_no_feature_stands_for_is_explained_not_just_missing():
+    """'red' has no feature of its own at the mid block's middle window; the search says how near the
+    nearest comes and which window of the block labels it."""
+    middle, _ = ui.common.sae_dictionary(MODEL, MID, "middle", 25)
+    final, _ = ui.common.sae_dictionary(MODEL, MID, "final", 25)
+    assert "red" not in middle.concepts["concepts"] and "red" in final.concepts["concepts"]
+    nearest = middle.concepts["closest"]["red"]
+    with pytest.raises(gr.Error) as raised:
+        ui.steer.find_concepts(MODEL, MID, "middle", 25, "Red")
+    message = str(raised.value)
+    assert f"feature {nearest['feature']}" in message and f"{nearest['precision']:.0%}" in message
+    assert "labelled in the final window" in message
+
+
 def test_steering_a_painted_region_changes_the_image_there():
     base, _, _, _, _, _, editor = ui.steer.explore_image(MODEL, PROMPT, 3, 10, 4.0, MID, "early")
     layer = np.zeros((64, 64, 4), np.uint8)

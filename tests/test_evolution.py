@@ -43,6 +43,34 @@ def test_features_decide_a_group_when_its_leader_settles():
     assert (trace.composition(3) == 1).all()
 
 
+def test_composition_names_a_position_only_with_a_concept_of_the_region_that_fires_there():
+    """An object concept that also fires over the background (as real features do) may not paint it."""
+    def trace(with_regions: bool) -> BlockTrace:
+        t = BlockTrace("b", ["red", "white background"], {"red": "colour", "white background": "background"})
+        maps = np.zeros((2, 2, 4), np.float32)
+        maps[0] = 1.0  # red fires everywhere, strongest of all
+        maps[1, :, 2:] = 0.6  # the background concept fires on the right half
+        t.maps.append(maps)
+        if with_regions:
+            t.regions, t.label_regions = ["object", "background"], {"red": "object", "white background": "background"}
+            region = np.zeros((2, 2, 4), np.float32)
+            region[0, :, :2], region[1, :, 2:] = 1.0, 1.0  # object on the left, background on the right
+            t.region_maps.append(region)
+        return t
+    assert (trace(False).composition(0) == 0).all()
+    with_regions = trace(True)
+    assert (with_regions.composition(0)[:, :2] == 0).all() and (with_regions.composition(0)[:, 2:] == 1).all()
+    assert (with_regions.region_at(0) == np.array([[0, 0, 1, 1]] * 2)).all()
+
+
+def test_toy_traces_know_where_features_fire():
+    evo = run_evolution("toy-shapes", "a large red solid square at the top left on a white background", seed=3, with_previews=False)
+    trace = evo.traces["mid_block.attentions.0"]
+    assert trace.regions == ["object", "background"] and len(trace.region_maps) == len(trace.maps)
+    on_object = trace.region_at(len(trace.maps) // 2) == trace.regions.index("object")
+    assert on_object[:3, :3].mean() > 0.5 > on_object[5:, 5:].mean(), "the object features do not fire on the top-left object"
+
+
 def test_every_step_has_a_preview_and_concept_maps():
     evo = run_evolution(None, PROMPT, seed=5, steps=8)
     assert len(evo.previews) == 8 and evo.previews[0].size == (64, 64)

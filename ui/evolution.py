@@ -86,7 +86,7 @@ def follow_evolution(model: str, prompt: str, seed: float, steps: float, guidanc
     summary = "; ".join(f"{source}: " + (", ".join(f"{k} at step {v}" for k, v in sorted(d.items(), key=lambda kv: kv[1])) or "nothing readable") for source, d in first.items())
     info = f"{len(evo.previews)} steps in {evo.seconds:.2f} s. Decided (the step from which the reading stays final) — {summary}"
     gallery = [(p, f"step {i}") for i, p in enumerate(evo.previews)]
-    return (state, gr.update(maximum=last, value=last), preview, composition, legend, rows, gallery, emergence, decided_plot,
+    return (state, gr.update(maximum=max(1, last), value=last), preview, composition, legend, rows, gallery, emergence, decided_plot,
             heatmap_grid(evo, block, shown), composition_strip(evo, block), files, info)
 
 
@@ -117,7 +117,8 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
                 follow = gr.Button("Follow the denoising", variant="primary", elem_id="follow")
                 evolve_info = gr.Markdown(elem_id="evolve-info")
             with gr.Column():
-                step = gr.Slider(0, default.defaults.steps - 1, value=0, step=1, label="Step", elem_id="evolve-step")
+                # A one-step model (SDXL-Turbo) still gets a slider: Gradio refuses one whose ends meet.
+                step = gr.Slider(0, max(1, default.defaults.steps - 1), value=0, step=1, label="Step", elem_id="evolve-step")
                 with gr.Row():
                     step_preview = gr.Image(label="Predicted x0 at this step", type="pil", format="png", elem_id="step-preview", elem_classes="pixelated", height=256)
                     step_composition = gr.Image(label="Dominant concept per position", type="pil", format="png", elem_id="step-composition", height=256)

@@ -35,7 +35,8 @@ def top_image_gallery(model: str, block: str, window: str, steps: float, feature
     """The cached images where the feature fired most, captioned with prompt and activation."""
     world = REGISTRY.get(model)
     stage = sae_stage(StepWindow.parse(str(window), as_int(steps, "steps")), as_int(steps, "steps"))
-    tops = world_top_images(world).for_feature((block, stage, "cond"), as_int(feature, "feature"))
+    entry = world.sae(block, stage, "cond")  # an SAE for every step is cached under its own window, "all"
+    tops = world_top_images(world).for_feature((entry.block, entry.window, entry.branch), as_int(feature, "feature"))
     if not tops:
         raise InvalidInputError("feature", "never fired on the cached images")
     return [(t.image, f"{t.value:.3f} · {t.prompt}") for t in tops]

@@ -11,11 +11,12 @@ from concepts.errors import InvalidInputError
 from concepts.heatmaps import heatmap_overlay
 from concepts.registry import ModelWorld
 from concepts.saes import loading_notes
-from concepts.steer.explore import run_explore, search_concepts
+from concepts.steer.explore import run_explore
 from concepts.steer.service import SteerSpec, run_steering
 from concepts.steer.steering import CELLS, QUADRANTS, default_strength
 
 from . import features
+from .concept_search import find_concepts
 from .common import (
     DEVICE, REGISTRY, first_example, WINDOWS, as_float, as_int, default_block, gpu, model_blocks, model_defaults, sae_dictionary,
     sampling_inputs, user_errors,
@@ -51,12 +52,16 @@ def model_branch(model: str):
     return gr.update(value=REGISTRY.get(model).defaults.steer_branch)
 
 
-def model_window(model: str):
-    """When the model changes: "all" for models whose SAEs serve every step (SAeUron, one-step
-    SDXL-Turbo, where no middle stage exists), else the paper's middle window."""
-    world = REGISTRY.get(model)
+def opening_window(world) -> str:
+    """"all" for models whose SAEs serve every step (SAeUron, one-step SDXL-Turbo, where no middle
+    stage exists), else the paper's middle window."""
     every_step = world.defaults.steps < 3 or (world.saes and all(e.window == "all" for e in world.saes))
-    return gr.update(value="all" if every_step else "middle")
+    return "all" if every_step else "middle"
+
+
+def model_window(model: str):
+    """When the model changes: the window it opens on (`opening_window`)."""
+    return gr.update(value=opening_window(REGISTRY.get(model)))
 
 
 @user_errors
@@ -117,15 +122,6 @@ def pick_table_row(evt: gr.SelectData):
     return int(row[0]) if row else gr.update()
 
 
-@user_errors
-def find_concepts(model: str, block: str, window: str, steps: float, query: str):
-    loaded, _ = sae_dictionary(model, block, str(window), as_int(steps, "steps"))
-    found = search_concepts(loaded.concepts, query or "")
-    if not found:
-        raise InvalidInputError("concept", f"no label contains {query!r}")
-    return [[label, ", ".join(map(str, ids))] for label, ids in found]
-
-
 @gpu
 @user_errors
 def steer_image(model: str, prompt: str, seed: float, steps: float, guidance: float, block: str, window: str,
@@ -171,7 +167,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
                 with gr.Row():
                     block = gr.Dropdown(choices=blocks, value=default_block(default), label="Block", elem_id="steer-block")
                     window = gr.Dropdown(
-                        choices=WINDOWS, value="middle", allow_custom_value=True, elem_id="steer-window",
+                        choices=WINDOWS, value=opening_window(default), allow_custom_value=True, elem_id="steer-window",
                         label="Denoising window (early, middle, final, all, or steps A:B)",
                     )
                 explore = gr.Button("Generate and explore", variant="primary", elem_id="explore")
@@ -189,7 +185,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
             interactive=False, elem_id="top-features",
         )
         with gr.Row():
-            query = gr.Textbox(label="Search concepts by label", placeholder="red, striped, top left ...", elem_id="concept-query")
+            query = gr.Textbox(label="Search concepts by label", placeholder="large, dotted, white background ...", elem_id="concept-query")
             search = gr.Button("Search", elem_id="concept-search")
         found = gr.Dataframe(headers=["concept", "features"], label="Concepts found", interactive=False, elem_id="concepts-found")
 
@@ -204,7 +200,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
                     brush=gr.Brush(colors=["#ff3030"], default_size=8), height=256,
                 )
                 with gr.Row():
-                    strength = gr.Number(label="Strength β", value=default_strength("middle", False, default.defaults.strengths), elem_id="steer-strength")
+                    strength = gr.Number(label="Strength β", value=default_strength(opening_window(default), False, default.defaults.strengths), elem_id="steer-strength")
                     branch = gr.Radio(["cond", "both"], value=default.defaults.steer_branch, label="CFG branch", elem_id="steer-branch")
                 steer = gr.Button("Steer", variant="primary", elem_id="steer")
             with gr.Column():

@@ -48,6 +48,17 @@ class BlockTrace:
     groups: dict[str, str]
     """Label → what it is a value of (the dictionary's attribute, or the label itself)."""
     maps: list[np.ndarray] = field(default_factory=list)
+    regions: list[str] = field(default_factory=list)
+    """Where the dictionaries' features fire ("object", "background"), when they say so (`concepts.mask_dictionary`)."""
+    label_regions: dict[str, str] = field(default_factory=dict)
+    """Label → the region its features fire on."""
+    region_maps: list[np.ndarray] = field(default_factory=list)
+    """region_maps[step] is [regions, H, W]: per region, the sum of its features' maps, each divided by
+    the feature's peak (so a region's many weak features count as much as one strong one)."""
+
+    def region_at(self, step: int) -> np.ndarray | None:
+        """[H, W] index into `regions` of the region whose features fire most, or None without regions."""
+        return self.region_maps[step].argmax(axis=0) if self.regions and self.region_maps else None
 
     def curves(self) -> np.ndarray:
         """[steps, concepts]: each concept's score (mean of its map) per step."""
@@ -58,9 +69,13 @@ class BlockTrace:
         maps = self.maps[step]
         if not len(self.labels):
             return np.full(maps.shape[1:], -1)
+        region = self.region_at(step)
+        if region is not None:  # only a concept of the region that fires there may name a position
+            allowed = np.array([[self.label_regions.get(label) == name for name in self.regions] for label in self.labels])  # [labels, regions]
+            maps = np.where(allowed[:, region], maps, 0.0)
         best = maps.argmax(axis=0)
         strength = maps.max(axis=0)
-        best[strength <= floor * max(float(strength.max()), 1e-12)] = -1
+        best[strength <= floor * max(float(self.maps[step].max()), 1e-12)] = -1
         return best
 
 
@@ -95,6 +110,21 @@ def concept_tables(concepts: dict | None) -> tuple[list[str], dict[str, list[int
     attribute = {f["label"]: f.get("attribute") or f["label"] for f in (concepts or {}).get("features", []) if f.get("labelled")}
     labels = sorted(table)
     return labels, {label: list(table[label]) for label in labels}, {label: attribute.get(label, label) for label in labels}
+
+
+def region_tables(concepts: dict | None, n_features: int) -> tuple[list[str], np.ndarray, dict[str, str]] | None:
+    """Regions, per-feature weights [n_features, regions] (1 / peak on the feature's region) and each
+    label's region, from a dictionary labelled against masks; None for one without `fires_on`."""
+    features = (concepts or {}).get("features", [])
+    if not features or any("fires_on" not in f for f in features):
+        return None
+    regions = list((concepts or {}).get("meta", {}).get("regions") or sorted({f["fires_on"] for f in features}))
+    weights = np.zeros((n_features, len(regions)), np.float32)
+    for f in features:
+        if f["fires_on"] in regions and f.get("peak", 0) > 0 and f["id"] < n_features:
+            weights[f["id"], regions.index(f["fires_on"])] = 1.0 / f["peak"]
+    label_regions = {f["label"]: f["fires_on"] for f in features if f.get("labelled")}
+    return regions, weights, label_regions
 
 
 def decided_at(sequence: list[str | None]) -> int | None:
@@ -155,6 +185,14 @@ def run_evolution(
             if bb == b:
                 groups.update(g)
         traces[b] = BlockTrace(saes[(b, stages[0])].entry.block, all_labels[b], groups)
+    regions = {key: region_tables(loaded.concepts, loaded.sae.num_latents) for key, loaded in saes.items()}
+    for b in chosen:
+        found = [regions[key] for key in saes if key[0] == b]
+        if found and all(r is not None and r[0] == found[0][0] for r in found):  # every window's SAE says where it fires
+            traces[b].regions = found[0][0]
+            for r in found:
+                traces[b].label_regions.update(r[2])
+    region_weights = {key: torch.from_numpy(r[1]) for key, r in regions.items() if r is not None and traces[key[0]].regions}
 
     # Per SAE, one gather turns its feature maps into the trace's concept maps: index [labels, widest]
     # into the features plus one all-zero column that pads the shorter concepts.
@@ -179,6 +217,8 @@ def run_evolution(
         if rows:
             stacked[rows] = concept_maps[: len(rows)]
         trace.maps.append(stacked)
+        if key in region_weights:
+            trace.region_maps.append((maps @ region_weights[key]).permute(2, 0, 1).numpy())
 
     started = time.perf_counter()
     previews: list[Image.Image] = []

@@ -102,6 +102,22 @@ def search_concepts(concepts: dict | None, query: str) -> list[tuple[str, list[i
     return [(label, list(ids)) for label, ids in sorted(concepts.get("concepts", {}).items()) if needle in label.lower()]
 
 
+def not_found_reason(concepts: dict | None, query: str, labelled_elsewhere: list[str] = ()) -> str:
+    """Why a search found nothing, in a sentence a student can act on: how near this SAE's best
+    feature comes to the value (when the dictionary knows it) and which other windows label it."""
+    needle = " ".join(query.lower().split())
+    near = next((row | {"label": label} for label, row in (concepts or {}).get("closest", {}).items() if label.lower() == needle), None)
+    bar = (concepts or {}).get("config", {}).get("labelled_precision", 0.8)
+    if near is None:
+        text = f"no label contains {query!r}"
+    else:
+        text = (f"no feature of this SAE stands for {near['label']!r}: a label needs {bar:.0%} of the images a feature fires on "
+                f"to show it, and the nearest, feature {near['feature']}, fires on {near['precision']:.0%} such images")
+    if labelled_elsewhere:
+        text += f"; labelled in the {', '.join(labelled_elsewhere)} window{'s' if len(labelled_elsewhere) > 1 else ''} of this block"
+    return text
+
+
 def run_explore(
     model: str | None,
     prompt: str,

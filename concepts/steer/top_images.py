@@ -118,10 +118,13 @@ _LOCK = threading.Lock()
 
 def world_top_images(world: ModelWorld) -> TopImages:
     """The world's top-image cache (local folder or Hub), loaded once per process."""
-    if world.top_images is None:
-        raise CheckpointError(f"model {world.name!r} has no top-image cache; build one with `python -m concepts top-images`")
+    if world.top_images is None and world.labels is None:
+        raise CheckpointError(f"model {world.name!r} has no top-image cache; build one with `python -m concepts label` (or `top-images`)")
     with _LOCK:
         if world.name not in _LOADED:
-            folder = resolve(world.top_images, required=[INDEX, GRID], base_dir=world.base_dir)
+            if world.top_images is not None:
+                folder = resolve(world.top_images, required=[INDEX, GRID], base_dir=world.base_dir)
+            else:
+                folder = resolve(world.labels, required=[f"top_images/{INDEX}", f"top_images/{GRID}"], base_dir=world.base_dir) / "top_images"
             _LOADED[world.name] = load_top_images(folder)
         return _LOADED[world.name]

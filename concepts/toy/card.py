@@ -111,8 +111,9 @@ colour and shape both right {held["accuracy"]["colour_and_shape"]} (target ≥ {
 TopK SAEs on Δ = block output − input at three blocks (down, mid, up) × three stage windows × both
 CFG branches: {saes["recipe"]["expansion_factor"]}× expansion, k = {saes["recipe"]["k"]}, trained on every step of their window
 over {saes["recipe"]["prompts"]} training-like prompts. Explained variance is measured on fresh generations;
-"labelled" is the share of live features whose best ground-truth attribute value has precision ≥ 0.8
-(`concepts.json`, built from {saes["recipe"]["dictionary_prompts"]} fully specified prompts).
+"labelled" is the share of live features whose best ground-truth attribute value has precision ≥ 0.8,
+among the values of the side the feature fires on, object or background, read from the renderer's
+masks (`concepts.json`, built from {saes["recipe"]["dictionary_prompts"]} fully specified prompts; `concepts/mask_dictionary.py`).
 
 {_table(sae_rows, ["block", "window", "branch", "explained variance", "labelled share", "concepts covered"])}
 

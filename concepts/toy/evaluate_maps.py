@@ -6,13 +6,19 @@ tab's: per labelled concept, the strongest of its features at each position) are
 denoising window, upsampled (bilinear) from the block's grid to the image's 64 × 64 pixels as the
 paper does, and compared with that mask:
 
-- **object / background IoU**: the composition map (the dominant concept per position, as the
-  Evolution tab paints it) called "object" where that concept is not a background, against the mask;
+- **object / background IoU**: where the block's features say the object is, against the mask. With
+  dictionaries labelled against masks (`concepts.mask_dictionary`), a position is "object" where the
+  features that fire on objects (each divided by its peak, summed) outweigh those that fire on
+  backgrounds; older dictionaries: where the composition map's dominant concept is not a background.
+  `grid_ceiling_iou` is the best any map on the block's grid can do: the true mask averaged over each
+  cell, upsampled the same way and cut at half (an 8 × 8 grid cannot draw a 14 px star);
 - **concept IoU**: each concept the scene has (red, large, striped, top left …: the object mask;
   "white background": the rest), its map thresholded at 0.1 of its own peak as the paper does,
   against the mask; the mean per attribute and over all (the paper's mIoU is about 0.26 at the mid
   block on the first step, against Grounded-SAM masks of real images);
-- **searchable**: which of the toy's 29 attribute values each block's dictionaries label at all.
+- **searchable**: which of the toy's 29 attribute values each block's dictionaries label at all; for
+  each missing value, the precision of the feature that comes nearest in any window (a label needs
+  0.8: the share of the images it fires on, on its region, that show the value).
 The first step of the early window is reported on its own, the paper's setting.
 """
 
@@ -26,10 +32,13 @@ import torch
 import torch.nn.functional as F
 
 from ..evolve.evolution import run_evolution
+from ..generation import SHARED_PIPELINES
 from ..registry import load_registry
+from ..saes import SAES
 from ..steps import STAGES, stage_of
+from .masks import object_mask, region_masks
 from .prompts import labelled_prompts, readable_label
-from .world import ATTRIBUTES, IMAGE_SIZE, POSITIONS, SIZES, _shape_mask
+from .world import ATTRIBUTES, IMAGE_SIZE
 
 TOY_MODEL = "toy-shapes"
 PEAK_THRESHOLD = 0.1
@@ -42,16 +51,16 @@ class MapsEvalConfig:
     seed: int = 2468
 
 
-def object_mask(scene) -> np.ndarray:
-    """[64, 64] bool: the pixels the scene's object covers at least half of (no jitter)."""
-    cx, cy = POSITIONS[scene.position]
-    mask = np.asarray(_shape_mask(scene.shape, cx, cy, SIZES[scene.size], 4), np.float32) / 255  # 256 × 256
-    return mask.reshape(IMAGE_SIZE, 4, IMAGE_SIZE, 4).mean(axis=(1, 3)) >= 0.5
-
-
 def upsampled(maps: np.ndarray) -> np.ndarray:
     """[labels, h, w] → [labels, 64, 64], bilinear."""
     return F.interpolate(torch.from_numpy(maps)[None], size=(IMAGE_SIZE, IMAGE_SIZE), mode="bilinear", align_corners=False)[0].numpy()
+
+
+def grid_ceiling(scene, height: int, width: int) -> float | None:
+    """The best object/background IoU a map on the block's grid can reach: the true mask averaged
+    over each cell, upsampled back like the maps and cut at half."""
+    cells = region_masks([scene], height, width)[0, 0].reshape(1, height, width).astype(np.float32)
+    return iou(upsampled(cells)[0] >= 0.5, object_mask(scene))
 
 
 def iou(a: np.ndarray, b: np.ndarray) -> float | None:
@@ -71,19 +80,24 @@ def evaluate_maps(cfg: MapsEvalConfig = MapsEvalConfig(), model: str = TOY_MODEL
     windows = ("first step", *STAGES)
     tallies: dict[tuple[str, str], dict[str, list]] = {}
     searchable: dict[str, set[str]] = {}
+    ceilings: dict[str, list] = {}
     for i, (scene, prompt) in enumerate(scenes):
         evo = run_evolution(model, prompt, seed=cfg.seed + i, with_previews=False)
         steps = len(evo.timesteps)
         truth = {readable_label(a, getattr(scene, a)): ("background" if a == "background" else "object") for a in ATTRIBUTES}
         for block, trace in evo.traces.items():
             searchable.setdefault(block, set()).update(trace.labels)
+            ceilings.setdefault(block, []).append(grid_ceiling(scene, *trace.maps[0].shape[1:]))
             for window in windows:
                 chosen = [0] if window == "first step" else [s for s in range(steps) if stage_of(s, steps) == window]
                 maps = upsampled(np.mean([trace.maps[s] for s in chosen], axis=0))  # [labels, 64, 64]
                 grid = maps.shape[1:]
                 obj = object_mask(scene)
                 tally = tallies.setdefault((block, window), {"object": [], "concepts": [], **{a: [] for a in ATTRIBUTES}})
-                if len(trace.labels):
+                if trace.regions and trace.region_maps:  # the dictionaries say where each feature fires
+                    regions = upsampled(np.mean([trace.region_maps[s] for s in chosen], axis=0))
+                    tally["object"].append(iou(regions.argmax(axis=0) == trace.regions.index("object"), obj))
+                elif len(trace.labels):
                     strength = maps.max(axis=0)
                     dominant = maps.argmax(axis=0)
                     named = strength > COMPOSITION_FLOOR * max(float(strength.max()), 1e-12)
@@ -100,9 +114,18 @@ def evaluate_maps(cfg: MapsEvalConfig = MapsEvalConfig(), model: str = TOY_MODEL
     every = {readable_label(a, v) for a, values in ATTRIBUTES.items() for v in values}
     report = {"what": "maps", "model": world.name, "prompts": cfg.prompts, "seed": cfg.seed,
               "paper": {"miou": 0.26, "where": "mid block, first step, against Grounded-SAM masks"}, "blocks": {}}
+    pipe = SHARED_PIPELINES.get(world, "cpu")
     for block, labels in searchable.items():
+        closest: dict[str, float] = {}
+        for stage in STAGES:
+            near = (SAES.get(world, block, stage, "cond", pipe.unet).concepts or {}).get("closest", {})
+            for value in every - labels:
+                if value in near:
+                    closest[value] = max(closest.get(value, 0.0), near[value]["precision"])
         report["blocks"][block] = {
             "searchable": f"{len(labels & every)}/{len(every)}",
+            "nearest_precision_of_missing": dict(sorted(closest.items(), key=lambda kv: -kv[1])),
+            "grid_ceiling_iou": mean(ceilings[block]),
             "missing": sorted(every - labels),
             "windows": {w: {"object_background_iou": mean(t["object"]), "concept_miou": mean(t["concepts"]),
                             "by_attribute": {a: mean(t[a]) for a in ATTRIBUTES}}

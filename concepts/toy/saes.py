@@ -3,10 +3,11 @@
 1. Collect Δ at the three hook blocks (down, mid, up) over training-like prompts, every step of each
    stage window, both CFG branches (the toy is cheap enough for uncond too).
 2. Train one TopK SAE per block × window × branch with the core trainer (resumable).
-3. Build each SAE's concept dictionary (`concepts.json`): generate fully specified prompts, read each
-   feature's strongest response per image (averaged over the window's steps) and score it against
-   the prompt's attribute values (`concepts.dictionary`). The same images become the top-image cache
-   (`<out>/top_images/`) that the steering panel browses.
+3. Build each SAE's concept dictionary (`concepts.json`): generate fully specified prompts, keep each
+   feature's map (averaged over the window's steps) and read it against the renderer's masks
+   (`concepts.mask_dictionary`): a feature is labelled only with values of the region it fires on
+   (the object's shape, colour, size, position, texture; or the background), scored over images.
+   The same images become the top-image cache (`<out>/top_images/`) that the steering panel browses.
 
 The SAEs land in `<out>/saes/<block>/<window>/<branch>/`; the registry's toy-shapes entry lists them.
 """
@@ -20,9 +21,11 @@ import shutil
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+import numpy as np
 from diffusers import StableDiffusionPipeline
 
-from ..dictionary import DictionaryConfig, build_dictionary
+from ..dictionary import DictionaryConfig
+from ..mask_dictionary import build_mask_dictionary
 from ..pipeline import load_pipeline_from_folder, pick_device
 from ..quiet import quiet_libraries
 from ..sae import load_native
@@ -31,8 +34,10 @@ from ..steer.top_images import save_top_images
 from ..steps import BRANCHES, STAGES
 from ..training import CollectConfig, TrainConfig, collect_activations, train_collected
 from . import TOY_DIR
+from .masks import REGIONS, region_masks, region_of
 from .model import HOOK_BLOCKS
 from .prompts import labelled_prompts, readable_label, varied_prompts
+from .world import Scene
 
 log = logging.getLogger("concepts.toy.saes")
 
@@ -91,20 +96,28 @@ def label_all(pipe: StableDiffusionPipeline, out: Path, recipe: ToySAERecipe, pr
                 saes[(block, window, branch)] = load_native(sae_folder(out, block, window, branch)).eval()
     labelled = labelled_prompts(recipe.dictionary_prompts, recipe.seed + 1)
     prompts = [text for _, text in labelled]
-    labels = [scene.as_dict() for scene, _ in labelled]
     table = feature_table(
         pipe, saes, prompts, steps=recipe.steps, guidance=recipe.guidance, height=64, width=64,
-        batch=recipe.prompts_per_batch, seed=recipe.seed + 1, keep_images=True, progress=progress,
+        batch=recipe.prompts_per_batch, seed=recipe.seed + 1, keep_images=True, spatial=True, progress=progress,
     )
     generation = {"prompts": "toy full captions", "seed": recipe.seed + 1, "steps": recipe.steps, "guidance": recipe.guidance}
     save_top_images(out / "top_images", table, generation)
     summaries = {}
-    for key, matrix in table.activations.items():
+    for key, maps in table.maps.items():
         meta = {"block": key[0], "window": key[1], "branch": key[2], **generation}
-        dictionary = build_dictionary(matrix, labels, DictionaryConfig(), readable=readable_label, meta=meta)
+        dictionary = toy_dictionary(maps, [scene for scene, _ in labelled], meta)
         (sae_folder(out, *key) / "concepts.json").write_text(json.dumps(dictionary, indent=1))
         summaries["/".join(key)] = dictionary["summary"]
     return summaries
+
+
+def toy_dictionary(maps: np.ndarray, scenes: list[Scene], meta: dict) -> dict:
+    """The concept dictionary of one SAE's feature maps [images, H, W, features] over `scenes`."""
+    images, height, width, n = maps.shape
+    masks = region_masks(scenes, height, width)
+    labels = [scene.as_dict() for scene in scenes]
+    return build_mask_dictionary(maps.reshape(images, height * width, n), masks, REGIONS, labels, region_of,
+                                 DictionaryConfig(), readable=readable_label, meta=meta)
 
 
 def registry_entries(out: Path, base: Path) -> list[dict]:
