@@ -16,12 +16,19 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers 
 import gradio as gr  # noqa: E402
 
 from concepts.quiet import quiet_libraries  # noqa: E402
-from ui import erase, evolution, generate, steer  # noqa: E402
+from ui import erase, evolution, generate, models, steer  # noqa: E402
 from ui.common import REGISTRY  # noqa: E402
 
 quiet_libraries()
-# Small toy images are shown enlarged with crisp pixels; the file itself keeps its true size.
-CSS = ".pixelated img { image-rendering: pixelated; width: 100%; height: 100%; object-fit: contain; }"
+# Small toy images are shown enlarged with crisp pixels (the file itself keeps its true size), also in
+# a gallery's enlarged view. A component's name badge sits above its picture or plot, never over it:
+# Gradio floats it over the top left corner, where the toy's objects and a plot's title often are.
+CSS = """
+.pixelated img, #previews img, #top-images img, .preview img { image-rendering: pixelated; }
+.pixelated img { width: 100%; height: 100%; object-fit: contain; }
+label[data-testid="block-label"].float { position: static !important; margin: 0 0 4px 0; }
+#heatmap-grid img, #composition-strip img { max-width: 100%; height: auto; object-fit: contain; }
+"""
 
 
 def build_app() -> gr.Blocks:
@@ -32,9 +39,7 @@ def build_app() -> gr.Blocks:
             "# Concept Lab\nSee, steer and erase the concepts inside a text-to-image diffusion model. "
             "The default model is tiny and runs on a CPU in seconds."
         )
-        model = gr.Dropdown(
-            choices=[(REGISTRY.get(n).title, n) for n in REGISTRY.names], value=default.name, label="Model", elem_id="model",
-        )
+        model = models.build(default)  # the active world: what every tab reads and follows
         generate.build(model, default)
         steer.build(model, default, demo)
         evolution.build(model, default, demo)

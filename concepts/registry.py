@@ -194,6 +194,10 @@ class ModelWorld:
     `concepts/<block>/<window>/<branch>/concepts.json` and, unless `top_images` is set, `top_images/`."""
     base_dir: Path = field(default=CHECKPOINTS_DIR, compare=False)
     """Folder that relative local paths are resolved against (the registry file's folder)."""
+    needs: str = ""
+    """What running it takes, for the model menu: hardware and first-use download."""
+    concept_examples: tuple[str, ...] = ()
+    """Concepts the Erase tab offers as examples (ones this world draws)."""
     knowledge_class: str | None = None
     """"module:Class" of what the world knows beyond its weights (`concepts.world.WorldKnowledge`:
     a judge, attributes, scenes); None: nothing (every answer "none")."""
@@ -295,6 +299,8 @@ class Registry:
                 labels=_source(spec["labels"]) if spec.get("labels") else None,
                 base_dir=base_dir,
                 knowledge_class=spec.get("knowledge"),
+                needs=str(spec.get("needs", "")),
+                concept_examples=tuple(spec.get("concept_examples", ())),
             )
         default = data.get("default") or next(iter(models))
         if default not in models:

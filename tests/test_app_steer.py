@@ -28,7 +28,7 @@ def unet_state():
 
 def test_explore_shows_image_top_features_and_heatmap():
     image, rows, heat, first, state, info, editor = ui.steer.explore_image(MODEL, PROMPT, 2, 10, 4.0, MID, "middle")
-    assert image.size == (64, 64) and heat.size == (256, 256)
+    assert image.size == (64, 64) and heat.size == (256 + 56, 256)  # the map and its colour bar
     assert rows and first == rows[0][0] and "middle" in info
     names = {label for _, label, _, _ in rows if label}
     assert names and all(name in info for name in names)  # the info line says which concepts were named
@@ -75,7 +75,7 @@ def test_steering_a_painted_region_changes_the_image_there():
     assert np.array_equal(np.asarray(baseline), np.asarray(base))  # same seed, same baseline
     change = np.abs(np.asarray(steered, dtype=float) - np.asarray(baseline, dtype=float)).mean(-1)
     assert change.mean() > 1.0, "steering did not change the image"
-    assert "spatial" in info and "painted mask" in info and diff.size == (256, 256)
+    assert "spatial" in info and "painted mask" in info and diff.size == (256 + 56, 256)
 
 
 def test_global_steering_by_concept_changes_the_image():
@@ -121,3 +121,32 @@ def test_icon_gallery_and_top_images():
     assert values == sorted(values, reverse=True)
     with pytest.raises(gr.Error, match="icons"):
         ui.features.icon_gallery(MODEL, MID, "middle", 25, 500)
+
+
+def test_a_heatmap_carries_its_colour_scale():
+    """The bar beside the map runs from the peak's colour at the top to 0's at the bottom."""
+    from concepts.heatmaps import heatmap_with_scale
+
+    image = Image.new("RGB", (64, 64), "white")
+    fmap = np.zeros((8, 8), np.float32)
+    fmap[2, 3] = 2.5
+    shown = np.asarray(heatmap_with_scale(image, fmap), dtype=float)
+    assert shown.shape == (256, 256 + 56, 3)
+    top, bottom = shown[14, 256 + 12], shown[256 - 14, 256 + 12]
+    assert top.sum() > bottom.sum() + 300  # inferno: bright yellow at the peak, near black at 0
+
+
+def test_choosing_a_table_row_selects_the_feature_everywhere_and_a_window_change_clears_ids():
+    import ui.selection
+
+    class Row:
+        row_value = [63, "large", 0.5, 4.0]
+
+    assert ui.selection.pick_feature_row(Row()) == (63, "63", 63)
+
+    class Hit:
+        row_value = ["large", "377, 460"]
+
+    assert ui.selection.pick_concept_row(Hit()) == ("large", "", 377, 377)
+    assert ui.selection.forget_features("63") == ""
+    assert ui.selection.forget_features("  ") == gr.update()

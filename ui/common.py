@@ -83,10 +83,14 @@ def user_errors(fn: Callable) -> Callable:
 
 
 @user_errors
-def model_defaults(model: str):
-    """When the model changes, show its own default steps and guidance."""
+def model_defaults(model: str, prompt: str | None = None):
+    """When the model changes: its own default steps and guidance, and its first example as the
+    prompt unless the user typed their own (a toy caption means nothing to SD1.4, and back)."""
     world = REGISTRY.get(model)
-    return gr.update(value=world.defaults.steps), gr.update(value=world.defaults.guidance)
+    examples = {e for name in REGISTRY.names for e in REGISTRY.get(name).examples}
+    untouched = not (prompt or "").strip() or prompt in examples
+    return (gr.update(value=first_example(world)) if untouched else gr.update(),
+            gr.update(value=world.defaults.steps), gr.update(value=world.defaults.guidance))
 
 
 def progress_callback(progress: gr.Progress | None) -> Callable[[float, str], None] | None:

@@ -61,7 +61,7 @@ def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str,
     figure = block_mass_figure(block_mass(outcome.attribution.scores), plan.by_block(), f"Attribution of {attributed_on(outcome.spec, prompt)} ({action} objective, {outcome.spec.mode})")
     rows = [[layer, r, c, round(v, 6)] for layer, r, c, v in top_components(outcome.attribution.scores, 10)]
     source = "cached scores" if outcome.attribution.cached else f"scores computed in {outcome.attribution.seconds:.1f} s"
-    info = (f"{action.capitalize()}d **{concept}**: zeroed {plan.count:,} of {plan.total_weights:,} feed-forward weights "
+    info = (f"{PAST_TENSE[action]} **{concept}**: zeroed {plan.count:,} of {plan.total_weights:,} feed-forward weights "
             f"({plan.count / plan.total_weights:.2%}; ratio {outcome.ratio:g} {SCOPE_LABELS[plan.scope]})"
             + (kept_clause(keep, outcome.spec) if keep else "") + f", {source}, {outcome.seconds:.1f} s in all."
             + judged_summary(world, concept, outcome))
@@ -82,6 +82,7 @@ def uce_summary(world, concept: str, keep: tuple[str, ...], outcome) -> tuple:
     return figure, rows, info
 
 
+PAST_TENSE = {"erase": "Erased", "amplify": "Amplified"}
 EDIT_LABELS = {
     "cad": {"plot": "Attribution mass per block", "top": "Top components", "score": "score",
             "scenes": "Scenes to attribute over (0: the concept prompt alone)",
@@ -159,19 +160,20 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
                 "agree at Spearman 0.81 and zero 58 % of the same weights, against 0.42 and 28 % for *fast*.\n"
                 "- **Concepts to keep** have their scores subtracted (*presence*: what each needs; *identity*, erase only: what "
                 "tells them apart, with the *max*). Nothing in the shared model changes: the edit lives in your request.\n"
-                "The tables, with the commands that measure them, are in the README's Erase / amplify section."
+                "The tables, with the commands that measure them, are in docs/erase.md."
             )
         with gr.Row():
             with gr.Column():
-                c_concept = gr.Textbox(label="Concept", value="red", placeholder="red, striped, dog, Van Gogh ...", elem_id="edit-concept")
-                gr.Examples(examples=[["red"], ["striped"], ["large"], ["blue"], ["dog"], ["Van Gogh"]], inputs=[c_concept], label="Concepts (toy first, then SD1.4)")
+                c_concept = gr.Textbox(label="Concept", value=(default.concept_examples or ("",))[0], placeholder=", ".join(default.concept_examples) or "a concept",
+                                       elem_id="edit-concept")
+                concept_chips = gr.Examples(examples=[[c] for c in default.concept_examples] or [[""]], inputs=[c_concept], label="Concepts this model draws")
                 c_method = gr.Radio([("CAD: zero the top-attributed feed-forward weights", "cad"), ("UCE: closed-form cross-attention edit (erase)", "uce")],
                                     value="cad", label="Method", elem_id="edit-method")
                 c_action = gr.Radio(["erase", "amplify"], value="erase", label="Action", elem_id="edit-action")
                 c_keep = gr.Textbox(label=EDIT_LABELS["cad"]["keep"], placeholder="blue, green", value=", ".join(default.defaults.edit_keep), elem_id="edit-keep")
                 with gr.Column(elem_id="edit-cad-settings") as c_cad_settings:
                     c_mode = gr.Radio(MODE_CHOICES, value=default.defaults.edit_mode, label="Attribution", elem_id="edit-mode",
-                                      info="faithful: a fresh trajectory per timestep, far less dependent on the seed than fast (the README's stability table)")
+                                      info="faithful: a fresh trajectory per timestep, far less dependent on the seed than fast (docs/erase.md's stability table)")
                     with gr.Row():
                         c_ratio = gr.Slider(0.0005, 0.2, value=default.defaults.edit_ratio, step=0.0005, label="Share of weights zeroed", elem_id="edit-ratio", scale=2)
                         c_scope = gr.Radio([(label, scope) for scope, label in SCOPE_LABELS.items()], value=default.defaults.edit_scope,
@@ -194,12 +196,14 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
                 c_info = gr.Markdown(elem_id="edit-info")
                 c_concept_gallery = gr.Gallery(label="The concept: before and after", columns=4, height="auto", elem_id="edit-concept-gallery")
                 c_kept_gallery = gr.Gallery(label="Other concepts: before and after (kept?)", columns=4, height="auto", elem_id="edit-kept-gallery")
-        with gr.Row():
-            c_plot = gr.Plot(label=EDIT_LABELS["cad"]["plot"], elem_id="edit-mass")
-            c_top = gr.Dataframe(headers=["layer", "row", "column", EDIT_LABELS["cad"]["score"]], label=EDIT_LABELS["cad"]["top"], interactive=False, elem_id="edit-top")
+        c_plot = gr.Plot(label=EDIT_LABELS["cad"]["plot"], elem_id="edit-mass")
+        c_top = gr.Dataframe(  # full width: a layer's name is long, and every column must stay in view
+            headers=["layer", "row", "column", EDIT_LABELS["cad"]["score"]], label=EDIT_LABELS["cad"]["top"], interactive=False, elem_id="edit-top")
 
     model.change(model_edit_defaults, inputs=[model, c_method], outputs=[c_ratio, c_kept, c_scope, c_keep, c_scenes], api_visibility="private")
     model.change(model_edit_mode, inputs=model, outputs=c_mode, api_visibility="private")
+    model.change(lambda m: gr.Dataset(samples=[[c] for c in REGISTRY.get(m).concept_examples] or [[""]]), inputs=model,
+                 outputs=concept_chips.dataset, api_visibility="private")
     c_action.change(action_ratio, inputs=[model, c_action], outputs=c_ratio, api_visibility="private")
     c_method.change(method_defaults, inputs=[model, c_method], outputs=[c_scenes, c_action, c_cad_settings, c_plot, c_top, c_keep], api_visibility="private")
     c_run.click(

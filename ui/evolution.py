@@ -107,6 +107,18 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
             "step (the predicted x0), which concepts its SAE features see, and from which step each attribute "
             "is settled. In Stable Diffusion the layout is decided first, style in the middle, texture last."
         )
+        with gr.Accordion("More: how to read the figures", open=False):
+            gr.Markdown(
+                "- **Composition map**: per position of the block's grid, the concept whose features fire most. Where the "
+                "dictionaries know on which side each feature fires (object or background, as the toy's do), a position is "
+                "first called object or background and then named only by a concept of that side; uncoloured: no named "
+                "concept fires there.\n"
+                "- **Concept emergence**: a concept's score is the mean of its map (the strongest of its features at each "
+                "position) at each step.\n"
+                "- **Heatmaps**: each map is scaled to its own peak, so brightness compares positions within a cell.\n"
+                "- **When is it decided?**: the first step from which a reading (the toy judge on the preview, or the SAE "
+                "features' leading label) stays what the final image shows."
+            )
         evolution = gr.State(None)
         with gr.Row():
             with gr.Column():
@@ -120,19 +132,18 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
                 # A one-step model (SDXL-Turbo) still gets a slider: Gradio refuses one whose ends meet.
                 step = gr.Slider(0, max(1, default.defaults.steps - 1), value=0, step=1, label="Step", elem_id="evolve-step")
                 with gr.Row():
-                    step_preview = gr.Image(label="Predicted x0 at this step", type="pil", format="png", elem_id="step-preview", elem_classes="pixelated", height=256)
-                    step_composition = gr.Image(label="Dominant concept per position", type="pil", format="png", elem_id="step-composition", height=256)
+                    step_preview = gr.Image(label="Predicted x0 at this step", type="pil", format="png", elem_id="step-preview", buttons=[], elem_classes="pixelated", height=256)
+                    step_composition = gr.Image(label="Dominant concept per position", type="pil", format="png", elem_id="step-composition", buttons=[], height=256)
                 step_legend = gr.Markdown(elem_id="step-legend")
                 step_top = gr.Dataframe(headers=["concept", "score", "block"], label="Top concepts at this step", interactive=False, elem_id="step-top")
-        previews = gr.Gallery(label="Every step's preview", columns=13, height=200, elem_id="previews")
+        previews = gr.Gallery(label="Every step's preview", columns=9, height="auto", elem_id="previews")
         curves = gr.Plot(label="Concept emergence", elem_id="curves")
-        with gr.Row():
-            decided_plot = gr.Plot(label="When is it decided?", elem_id="decided")
-            grid = gr.Image(label="Concept heatmaps: steps × concepts", type="pil", format="png", elem_id="heatmap-grid")
-        composition = gr.Image(label="Composition maps through the steps", type="pil", format="png", elem_id="composition-strip")
+        decided_plot = gr.Plot(label="When is it decided?", elem_id="decided")
+        grid = gr.Image(label="Concept heatmaps: steps × concepts (each map scaled to its own peak)", type="pil", format="png", elem_id="heatmap-grid", buttons=[])
+        composition = gr.Image(label="Composition maps through the steps", type="pil", format="png", elem_id="composition-strip", buttons=[])
         downloads = gr.File(label="Downloads: animated GIF, preview strip, per-step JSON", file_count="multiple", elem_id="evolve-files")
 
-    model.change(model_defaults, inputs=model, outputs=[e_steps, e_guidance], api_visibility="private")
+    model.change(model_defaults, inputs=[model, e_prompt], outputs=[e_prompt, e_steps, e_guidance], api_visibility="private")
     model.change(model_blocks, inputs=model, outputs=e_block, api_visibility="private")
     for trigger in (model.change, demo.load):
         trigger(evolution_concepts, inputs=model, outputs=e_concepts, api_visibility="private")

@@ -42,8 +42,9 @@ def top_image_gallery(model: str, block: str, window: str, steps: float, feature
     return [(t.image, f"{t.value:.3f} · {t.prompt}") for t in tops]
 
 
-def build(sae_inputs: list) -> None:
-    """Two accordions inside the Steer tab; `sae_inputs` (model, block, window, steps) pick the SAE."""
+def build(sae_inputs: list) -> gr.Number:
+    """Two accordions inside the Steer tab; `sae_inputs` (model, block, window, steps) pick the SAE.
+    Returns the top images' feature field (a feature chosen elsewhere in the tab lands there)."""
     with gr.Accordion("Feature icons: what each feature draws on its own", open=False):
         with gr.Row():
             icon_count = gr.Number(label="Icons", value=16, precision=0, minimum=1, maximum=MAX_ICONS, elem_id="icon-count")
@@ -51,8 +52,9 @@ def build(sae_inputs: list) -> None:
         icons = gr.Gallery(label="Feature icons (labelled features first)", columns=8, height="auto", elem_id="icons")
     with gr.Accordion("Top images: where a feature fires most", open=False):
         with gr.Row():
-            top_feature = gr.Number(label="Feature", value=0, precision=0, minimum=0, elem_id="top-feature")
+            top_feature = gr.Number(label="Feature (of this block and window's SAE)", value=0, precision=0, minimum=0, elem_id="top-feature")
             show_top = gr.Button("Show top images", elem_id="show-top")
         top_images = gr.Gallery(label="Top images (activation · prompt)", columns=8, height="auto", elem_id="top-images")
     show_icons.click(icon_gallery, inputs=[*sae_inputs, icon_count], outputs=icons, api_name="icons")
     show_top.click(top_image_gallery, inputs=[*sae_inputs, top_feature], outputs=top_images, api_name="top_images")
+    return top_feature

@@ -10,6 +10,11 @@ from concepts.registry import ModelWorld
 from .common import DEVICE, REGISTRY, as_float, as_int, first_example, gpu, model_defaults, sampling_inputs, user_errors
 
 
+def world_examples(model: str):
+    """The example chips of the chosen world (a toy caption means nothing to SD1.4, and back)."""
+    return gr.Dataset(samples=[[e] for e in REGISTRY.get(model).examples] or [[""]])
+
+
 @gpu
 @user_errors
 def generate_image(model: str, prompt: str, seed: float, steps: float, guidance: float):
@@ -41,8 +46,8 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
             with gr.Column():
                 image = gr.Image(label="Image", type="pil", format="png", elem_id="image", elem_classes="pixelated", height=320)
                 info = gr.Markdown(elem_id="info")
-        if default.examples:
-            gr.Examples(examples=[[e] for e in default.examples], inputs=[prompt])
-    model.change(model_defaults, inputs=model, outputs=[steps, guidance], api_visibility="private")
+        examples = gr.Examples(examples=[[e] for e in default.examples] or [[""]], inputs=[prompt], label="Examples this model draws")
+    model.change(world_examples, inputs=model, outputs=examples.dataset, api_visibility="private")
+    model.change(model_defaults, inputs=[model, prompt], outputs=[prompt, steps, guidance], api_visibility="private")
     run.click(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_name="generate")
     prompt.submit(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_visibility="private")

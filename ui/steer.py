@@ -8,14 +8,14 @@ import numpy as np
 import torch
 
 from concepts.errors import InvalidInputError
-from concepts.heatmaps import heatmap_overlay
+from concepts.heatmaps import heatmap_with_scale
 from concepts.registry import ModelWorld
 from concepts.saes import loading_notes
 from concepts.steer.explore import run_explore
 from concepts.steer.service import SteerSpec, run_steering
 from concepts.steer.steering import CELLS, QUADRANTS, default_strength
 
-from . import features
+from . import features, selection
 from .concept_search import find_concepts
 from .common import (
     DEVICE, REGISTRY, first_example, WINDOWS, as_float, as_int, default_block, gpu, model_blocks, model_defaults, sae_dictionary,
@@ -23,6 +23,22 @@ from .common import (
 )
 
 PAINTED = "painted mask"
+STEER_MORE = """
+- **A feature belongs to one SAE.** Each block and denoising window has its own SAE, so feature 63 of
+  the middle window is another feature in the early one. Choosing a row or a search hit selects the
+  feature for the heatmap, the steering ids and the top images; changing the block or window clears
+  typed ids.
+- **mean**: the feature's activation averaged over every position and the window's steps; **peak**:
+  at its strongest position. The heatmap's colour bar runs from 0 to the map's peak.
+- **label**: the attribute value the feature fires for on at least 80 % of the images where it
+  fires, in the dictionary's generated images (on toy-shapes, only values of the region it fires on,
+  object or background). A blank label means no value reaches 80 %, so no name is shown rather than
+  a wrong one. A search for a value no feature stands for says how near the nearest one comes.
+- **Strength β**: a spatial edit sets the features to β × the code's norm inside the region and to 0
+  outside; a global edit adds β × (the position's code norm ÷ the sum over positions) × each
+  feature's direction everywhere (the paper's two edits). Each model's defaults come from its
+  measured tables (docs/steer.md).
+"""
 WHERE_CHOICES = ["global", *CELLS, *QUADRANTS, PAINTED]
 
 
@@ -93,7 +109,7 @@ def explore_image(model: str, prompt: str, seed: float, steps: float, guidance: 
     rows = [[f.id, f.label or "", round(f.mean, 4), round(f.peak, 4)] for f in outcome.top]
     state = {"model": outcome.world.name, "block": outcome.block, "stage": outcome.stage, "image": outcome.image, "maps": outcome.maps}
     first = outcome.top[0].id if outcome.top else 0
-    heat = heatmap_overlay(outcome.image, outcome.maps[..., first])
+    heat = heatmap_with_scale(outcome.image, outcome.maps[..., first])
     names = sorted({f.label for f in outcome.top if f.label})
     loaded, _ = sae_dictionary(model, block, str(window), as_int(steps, "steps"))
     info = (f"{outcome.block} · SAE of the **{outcome.stage}** stage · window {outcome.window} · "
@@ -113,13 +129,7 @@ def feature_heatmap(state: dict | None, feature: float):
     count = state["maps"].shape[-1]
     if not 0 <= index < count:
         raise InvalidInputError("feature", f"{index} is outside this SAE's 0..{count - 1}")
-    return heatmap_overlay(state["image"], state["maps"][..., index])
-
-
-def pick_table_row(evt: gr.SelectData):
-    """Clicking a row of the top-features table shows that feature's heatmap."""
-    row = evt.row_value or []
-    return int(row[0]) if row else gr.update()
+    return heatmap_with_scale(state["image"], state["maps"][..., index])
 
 
 @gpu
@@ -139,7 +149,7 @@ def steer_image(model: str, prompt: str, seed: float, steps: float, guidance: fl
     for warning in outcome.warnings:
         gr.Warning(warning)
     change = outcome.change[0].numpy()
-    diff = heatmap_overlay(outcome.baseline.images[0], change, opacity=0.75)
+    diff = heatmap_with_scale(outcome.baseline.images[0], change, opacity=0.75)
     plan = outcome.plan
     what = f"concept **{concept}**" if concept else "features"
     info = (f"Steered {what} {list(plan.features)} at {plan.block} · {plan.mode} ({where}) · steps {plan.window} "
@@ -160,6 +170,8 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
             "**Explore** which features fire where, then **steer**: push a concept's features into a region "
             "(the paper moves layout this way in the early steps) or over the whole image (style, in the middle steps)."
         )
+        with gr.Accordion("More: what the numbers mean", open=False):
+            gr.Markdown(STEER_MORE)
         explored = gr.State(None)
         with gr.Row():
             with gr.Column():
@@ -174,30 +186,31 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
                 explore_info = gr.Markdown(elem_id="explore-info")
             with gr.Column():
                 with gr.Row():
-                    explored_image = gr.Image(label="Image", type="pil", format="png", elem_id="explored", elem_classes="pixelated", height=256)
-                    heatmap = gr.Image(label="Feature heatmap", type="pil", format="png", elem_id="heatmap", height=256)
+                    explored_image = gr.Image(label="Image", type="pil", format="png", elem_id="explored", buttons=[], elem_classes="pixelated", height=256)
+                    heatmap = gr.Image(label="Feature heatmap", type="pil", format="png", elem_id="heatmap", buttons=[], height=256)
                 with gr.Row():
                     heat_feature = gr.Number(label="Feature", value=0, precision=0, minimum=0, elem_id="heat-feature")
                     show_heat = gr.Button("Show heatmap", elem_id="show-heatmap")
         top_table = gr.Dataframe(
-            headers=["feature", "label", "mean", "peak"],
-            label="Top features: the strongest, plus up to half named ones that clearly fire (click a row for its heatmap)",
+            headers=["feature", "label (blank: none reaches 80 % precision)", "mean (over the image and window)", "peak (strongest position)"],
+            label="Top features: the strongest, plus up to half named ones that clearly fire (click a row to select it for the heatmap, steering and top images)",
             interactive=False, elem_id="top-features",
         )
         with gr.Row():
             query = gr.Textbox(label="Search concepts by label", placeholder="large, dotted, white background ...", elem_id="concept-query")
             search = gr.Button("Search", elem_id="concept-search")
-        found = gr.Dataframe(headers=["concept", "features"], label="Concepts found", interactive=False, elem_id="concepts-found")
+        found = gr.Dataframe(headers=["concept", "features"], label="Concepts found (click one to steer it)", interactive=False, elem_id="concepts-found")
 
         gr.Markdown("### Steer")
         with gr.Row():
             with gr.Column():
                 concept = gr.Dropdown(choices=[], value=None, allow_custom_value=True, label="Concept", elem_id="steer-concept")
-                feature_text = gr.Textbox(label="...or feature ids", placeholder="12, 40", elem_id="steer-features")
+                feature_text = gr.Textbox(label="...or feature ids (of this block and window's SAE)", placeholder="12, 40", elem_id="steer-features")
                 where = gr.Dropdown(choices=WHERE_CHOICES, value="global", label="Where", elem_id="steer-where")
-                painter = gr.ImageEditor(
-                    label="Paint where to steer (choose 'painted mask' above)", type="numpy", elem_id="painter",
-                    brush=gr.Brush(colors=["#ff3030"], default_size=8), height=256,
+                gr.Markdown("**Paint where to steer** (then choose *painted mask* under Where)")
+                painter = gr.ImageEditor(  # cyan: no toy object or background has it
+                    label="Paint where to steer", show_label=False, type="numpy", elem_id="painter",
+                    brush=gr.Brush(colors=["#00e5ff"], default_size=8), height=256,
                 )
                 with gr.Row():
                     strength = gr.Number(label="Strength β", value=default_strength(opening_window(default), False, default.defaults.strengths), elem_id="steer-strength")
@@ -205,14 +218,14 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
                 steer = gr.Button("Steer", variant="primary", elem_id="steer")
             with gr.Column():
                 with gr.Row():
-                    baseline = gr.Image(label="Baseline", type="pil", format="png", elem_id="baseline", elem_classes="pixelated", height=200)
-                    steered = gr.Image(label="Steered", type="pil", format="png", elem_id="steered", elem_classes="pixelated", height=200)
-                    difference = gr.Image(label="Difference", type="pil", format="png", elem_id="difference", height=200)
+                    baseline = gr.Image(label="Baseline", type="pil", format="png", elem_id="baseline", buttons=[], elem_classes="pixelated", height=200)
+                    steered = gr.Image(label="Steered", type="pil", format="png", elem_id="steered", buttons=[], elem_classes="pixelated", height=200)
+                    difference = gr.Image(label="Difference", type="pil", format="png", elem_id="difference", buttons=[], height=200)
                 steer_info = gr.Markdown(elem_id="steer-info")
         sae_inputs = [model, block, window, s_steps]
-        features.build(sae_inputs)
+        top_feature = features.build(sae_inputs)
 
-    model.change(model_defaults, inputs=model, outputs=[s_steps, s_guidance], api_visibility="private")
+    model.change(model_defaults, inputs=[model, s_prompt], outputs=[s_prompt, s_steps, s_guidance], api_visibility="private")
     model.change(model_blocks, inputs=model, outputs=block, api_visibility="private")
     model.change(model_window, inputs=model, outputs=window, api_visibility="private")
     model.change(model_branch, inputs=model, outputs=branch, api_visibility="private")
@@ -225,9 +238,8 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
         outputs=[explored_image, top_table, heatmap, heat_feature, explored, explore_info, painter], api_name="explore",
     )
     show_heat.click(feature_heatmap, inputs=[explored, heat_feature], outputs=heatmap, api_visibility="private")
-    top_table.select(pick_table_row, outputs=heat_feature, api_visibility="private").then(
-        feature_heatmap, inputs=[explored, heat_feature], outputs=heatmap, api_visibility="private"
-    )
+    selection.wire(top_table=top_table, found=found, block=block, window=window, heat_feature=heat_feature, feature_text=feature_text,
+                   concept=concept, top_feature=top_feature, show_heatmap=(feature_heatmap, [explored, heat_feature], heatmap))
     search.click(find_concepts, inputs=[*sae_inputs, query], outputs=found, api_name="search_concepts")
     query.submit(find_concepts, inputs=[*sae_inputs, query], outputs=found, api_visibility="private")
     steer.click(

@@ -6,7 +6,7 @@ at their ablated values.
 Why it exists: it is a measuring instrument for what CAD can do. If holding the kept concepts'
 outputs gives the erased concept back too, the two share the layer's input subspace, and no edit of
 the feed-forward weights can move one without the other. On toy-shapes it does, for red and its
-neighbouring colours (README, "What falls short"). Offline use only: the input statistics are
+neighbouring colours (docs/erase.md, "What falls short"). Offline use only: the input statistics are
 collected with plain hooks, not per-request ones.
 
 For one row w of a layer with input Gram matrices Hk (kept prompts) and Hc (the concept's), with

@@ -12,7 +12,7 @@ matplotlib.use("Agg")
 import numpy as np  # noqa: E402
 from matplotlib import colormaps  # noqa: E402
 from matplotlib.figure import Figure  # noqa: E402
-from PIL import Image, ImageDraw  # noqa: E402
+from PIL import Image, ImageDraw, ImageFont  # noqa: E402
 
 from ..heatmaps import heatmap_overlay  # noqa: E402
 from ..steps import step_t  # noqa: E402
@@ -53,7 +53,9 @@ def emergence_figure(evo: Evolution, concepts: list[str] | None = None) -> Figur
         for label in concepts or default_concepts(evo, block):
             if label in trace.labels:
                 ax.plot(range(len(curves)), curves[:, trace.labels.index(label)], label=label, linewidth=1.8)
-        ax.set_title(block, fontsize=9)
+        ax.set_title(block, fontsize=10)
+        if not ax.get_legend_handles_labels()[0]:
+            ax.text(0.5, 0.5, "no labelled concept\nof this block fires here", transform=ax.transAxes, ha="center", va="center", fontsize=10, color="0.35")
         ax.set_xlabel("denoising step")
         ax.grid(alpha=0.3)
         if ax.get_legend_handles_labels()[0]:
@@ -63,21 +65,33 @@ def emergence_figure(evo: Evolution, concepts: list[str] | None = None) -> Figur
     return fig
 
 
-def heatmap_grid(evo: Evolution, block: str, concepts: list[str], most_steps: int = 10, cell: int = 72) -> Image.Image:
-    """Rows: concepts; columns: steps; each cell the concept's map over that step's preview."""
+FONT_SIZE = 16
+"""Text drawn into figure images: readable when the figure is shown about 1300 px wide."""
+
+
+def _font(size: int = FONT_SIZE):
+    return ImageFont.load_default(size=size)
+
+
+def heatmap_grid(evo: Evolution, block: str, concepts: list[str], most_steps: int = 10, cell: int = 112) -> Image.Image:
+    """Rows: concepts; columns: steps; each cell the concept's map over that step's preview (each
+    map scaled to its own peak, so brightness compares positions, not cells)."""
     trace = evo.traces[block]
     steps = shown_steps(len(trace.maps), most_steps)
     rows = [c for c in concepts if c in trace.labels]
-    label_width = 110
-    grid = Image.new("RGB", (label_width + cell * len(steps), 16 + cell * max(1, len(rows))), "white")
+    label_width, header = 170, 26
+    grid = Image.new("RGB", (label_width + cell * len(steps), header + cell * max(1, len(rows))), "white")
     draw = ImageDraw.Draw(grid)
+    font = _font()
     for j, s in enumerate(steps):
-        draw.text((label_width + j * cell + 4, 2), f"step {s}", fill="black")
+        draw.text((label_width + j * cell + 6, 4), f"step {s}", fill="black", font=font)
+    if not rows:
+        draw.text((8, header + 8), "no labelled concept of this block fires in this generation", fill="black", font=font)
     for i, label in enumerate(rows):
-        draw.text((4, 16 + i * cell + cell // 2 - 6), label[:18], fill="black")
+        draw.text((6, header + i * cell + cell // 2 - FONT_SIZE // 2), label[:18], fill="black", font=font)
         for j, s in enumerate(steps):
             fmap = trace.maps[s][trace.labels.index(label)]
-            grid.paste(heatmap_overlay(evo.previews[s], fmap, size=cell), (label_width + j * cell, 16 + i * cell))
+            grid.paste(heatmap_overlay(evo.previews[s], fmap, size=cell), (label_width + j * cell, header + i * cell))
     return grid
 
 
@@ -95,21 +109,25 @@ def composition_image(evo: Evolution, block: str, step: int, size: int = 256, op
     return Image.composite(layer, base, alpha)
 
 
-def composition_strip(evo: Evolution, block: str, most_steps: int = 10, cell: int = 96) -> Image.Image:
+def composition_strip(evo: Evolution, block: str, most_steps: int = 10, cell: int = 128) -> Image.Image:
     """Composition maps of spread-out steps side by side, with the colour legend underneath."""
     trace = evo.traces[block]
     steps = shown_steps(len(trace.maps), most_steps)
     present = sorted({int(i) for s in steps for i in np.unique(trace.composition(s)) if i >= 0})
-    rows = max(1, (len(present) + 3) // 4)
-    strip = Image.new("RGB", (cell * len(steps), 16 + cell + 16 * rows), "white")
+    per_row, line, header = 5, FONT_SIZE + 8, 26
+    rows = max(1, (len(present) + per_row - 1) // per_row)
+    strip = Image.new("RGB", (max(cell * len(steps), 5 * 220), header + cell + 6 + line * rows), "white")
     draw = ImageDraw.Draw(strip)
+    font = _font()
     for j, s in enumerate(steps):
-        draw.text((j * cell + 4, 2), f"step {s}", fill="black")
-        strip.paste(composition_image(evo, block, s, size=cell), (j * cell, 16))
+        draw.text((j * cell + 6, 4), f"step {s}", fill="black", font=font)
+        strip.paste(composition_image(evo, block, s, size=cell), (j * cell, header))
+    if not present:
+        draw.text((6, header + cell + 6), "no labelled concept names a position in these steps", fill="black", font=font)
     for k, index in enumerate(present):
-        x, y = (k % 4) * 150 + 4, 16 + cell + 2 + (k // 4) * 16
-        draw.rectangle([x, y + 2, x + 10, y + 12], fill=PALETTE[index % len(PALETTE)])
-        draw.text((x + 14, y), trace.labels[index], fill="black")
+        x, y = (k % per_row) * 220 + 6, header + cell + 6 + (k // per_row) * line
+        draw.rectangle([x, y + 3, x + 14, y + 17], fill=PALETTE[index % len(PALETTE)], outline="black")
+        draw.text((x + 20, y), trace.labels[index], fill="black", font=font)
     return strip
 
 

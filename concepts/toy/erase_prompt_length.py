@@ -5,7 +5,7 @@ mean, per matrix) is applied while generating a short and a fully specified prom
 `--images` seeds each; the judge's rate of the concept is printed before and after, as one JSON object.
 The scores are attributed on the short template prompt, so how far the erase reaches fuller prompts
 is a question of the weights: on one toy model full prompts lost red first, on its retrained
-successor "a red shape" did (README, "What falls short")."""
+successor "a red shape" did (docs/erase.md, "What falls short")."""
 
 from __future__ import annotations
 

@@ -4,7 +4,7 @@ For each fully specified prompt, one generation is followed step by step (`conce
 the judge reads every step's x0 preview, and an attribute counts as decided at the first step from
 which the judge's reading stays what the final image shows. The same is done from the SAE features
 of the mid block (for the attributes its dictionary has labels for). Reports the mean and median
-decision step per attribute, and draws them as one figure (the README's "order of decisions").
+decision step per attribute, and draws them as one figure (docs/evolution.md's order of decisions).
 """
 
 from __future__ import annotations
