@@ -45,3 +45,17 @@ def test_erase_chips_are_concepts_of_their_own_world():
     assert all(attribute_of(c) is not None for c in TOY.concept_examples)  # toy values only
     for name in ("sd14", "sd14-saeuron"):
         assert "dog" in REGISTRY.get(name).concept_examples and "red" not in REGISTRY.get(name).concept_examples
+
+
+@pytest.mark.parametrize("concept", TOY.concept_examples)
+def test_every_erase_chip_opens_on_before_images_that_show_it(concept):
+    """The Erase tab's default images of a chip's concept (4 images, seed 0, as the tab opens) show
+    the concept before anything is edited, read by the judge: an erase cannot be seen on a smudge."""
+    from concepts.edit.service import EditSpec, _generate, concept_image_prompts
+    from concepts.generation import SHARED_PIPELINES
+
+    prompts = concept_image_prompts(TOY, EditSpec(concept, "erase"), "unused", 4, 0)
+    images = _generate(SHARED_PIPELINES.get(TOY, "cpu"), prompts, 0, TOY, None, None, None)
+    attribute, value = attribute_of(concept)
+    read = [r[attribute] for r in read_images(TOY.knowledge.reader(), images)]
+    assert read == [value] * 4, f"{concept}: the judge reads {read} on {prompts}"

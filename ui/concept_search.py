@@ -6,6 +6,8 @@ closest feature comes and which other windows of the block label it, not only th
 
 from __future__ import annotations
 
+import gradio as gr
+
 from concepts.errors import ConceptLabError, InvalidInputError
 from concepts.steer.explore import not_found_reason, search_concepts
 from .common import as_int, sae_dictionary, user_errors
@@ -27,9 +29,15 @@ def windows_labelling(model: str, block: str, window: str, steps: float, query: 
 
 @user_errors
 def find_concepts(model: str, block: str, window: str, steps: float, query: str):
-    """Rows [label, feature ids] of the labels containing `query`; a message saying why when none does."""
+    """Rows [label, feature ids] of the labels containing `query`. When none does, a note saying why
+    and every label this SAE has (what a student can search for instead); an error only when the
+    SAE has no label at all."""
     loaded, _ = sae_dictionary(model, block, str(window), as_int(steps, "steps"))
     found = search_concepts(loaded.concepts, query or "")
     if not found:
-        raise InvalidInputError("concept", not_found_reason(loaded.concepts, query or "", windows_labelling(model, block, str(window), steps, query or "")))
+        reason = not_found_reason(loaded.concepts, query or "", windows_labelling(model, block, str(window), steps, query or ""))
+        found = search_concepts(loaded.concepts, "")
+        if not found:
+            raise InvalidInputError("concept", reason)
+        gr.Warning(f"{reason}. Below: every label of this SAE.")
     return [[label, ", ".join(map(str, ids))] for label, ids in found]

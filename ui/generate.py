@@ -39,6 +39,10 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
     """The tab's layout and events (inside the app's Blocks)."""
     example = first_example(default)
     with gr.Tab("Generate"):
+        gr.Markdown(
+            "Type a prompt and generate one image on the chosen model: the same seed always gives the same image. "
+            "On toy-shapes, name a shape, colour, size, position, background and texture (or leave some out and see what it picks)."
+        )
         with gr.Row():
             with gr.Column():
                 prompt, seed, steps, guidance = sampling_inputs(default, example, "")

@@ -23,12 +23,13 @@ def block_mass_figure(mass: dict[str, tuple[float, float]], zeroed: dict[str, in
     ys = range(len(blocks))
     ax.barh(ys, [mass[b][0] for b in blocks], color="#2a9d8f", label="positive (zeroing lowers J)")
     ax.barh(ys, [mass[b][1] for b in blocks], color="#e76f51", label="negative (zeroing raises J)")
-    ax.set_yticks(list(ys), [f"{b}  ({zeroed.get(b, 0)} zeroed)" for b in blocks], fontsize=7)
+    ax.set_yticks(list(ys), [f"{b}  ({zeroed.get(b, 0)} zeroed)" for b in blocks], fontsize=8)
     ax.axvline(0, color="black", linewidth=0.8)
     ax.invert_yaxis()
     ax.set_xlabel("sum of attribution scores W·∂J/∂W")
-    ax.set_title(title, fontsize=10)
-    ax.legend(fontsize=7, loc="lower right")
+    ax.set_title(title, fontsize=10, pad=22)
+    # Between the title and the axes, not over a bar: the longest bars reach the corners.
+    ax.legend(fontsize=8, loc="lower center", bbox_to_anchor=(0.5, 1.0), ncol=2, frameon=False)
     fig.tight_layout()
     return fig
 

@@ -105,8 +105,10 @@ def composition_image(evo: Evolution, block: str, step: int, size: int = 256, op
             colours[best == index] = PALETTE[index % len(PALETTE)]
     layer = Image.fromarray(colours.astype(np.uint8)).resize((size, size), Image.NEAREST)
     alpha = Image.fromarray(((best >= 0) * int(255 * opacity)).astype(np.uint8)).resize((size, size), Image.NEAREST)
-    base = evo.previews[step].convert("RGB").resize((size, size), Image.NEAREST)
-    return Image.composite(layer, base, alpha)
+    # The preview underneath in light gray: the overlay's colours name concepts, and a red object under
+    # a red-coded concept would read as one.
+    gray = evo.previews[step].convert("L").resize((size, size), Image.NEAREST).point(lambda v: 128 + v // 2)
+    return Image.composite(layer, gray.convert("RGB"), alpha)
 
 
 def composition_strip(evo: Evolution, block: str, most_steps: int = 10, cell: int = 128) -> Image.Image:
