@@ -16,7 +16,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers 
 import gradio as gr  # noqa: E402
 
 from concepts.quiet import quiet_libraries  # noqa: E402
-from ui import erase, evolution, generate, models, steer  # noqa: E402
+from ui import erase, evolution, generate, links, models, steer  # noqa: E402
 from ui.common import REGISTRY  # noqa: E402
 
 quiet_libraries()
@@ -39,11 +39,14 @@ def build_app() -> gr.Blocks:
             "# Concept Lab\nSee, steer and erase the concepts inside a text-to-image diffusion model. "
             "The default model is tiny and runs on a CPU in seconds."
         )
-        model = models.build(default)  # the active world: what every tab reads and follows
-        generate.build(model, default)
-        steer.build(model, default, demo)
-        evolution.build(model, default, demo)
-        erase.build(model, default)
+        menu = models.build(default)
+        model = menu.active  # the active world: what every tab reads and follows
+        with gr.Tabs() as tabs:
+            generate.build(model, default)
+            steer.build(model, default, demo)
+            evolution.build(model, default, demo)
+            erase.build(model, default)
+        links.wire(demo, tabs, menu.menu, menu.active, menu.note)  # share links: settings in the URL
     return demo
 
 

@@ -16,6 +16,7 @@ from concepts.errors import InvalidInputError
 from concepts.generation import SHARED_PIPELINES
 from concepts.registry import ModelWorld
 
+from . import links
 from .common import DEVICE, REGISTRY, as_float, as_int, gpu, progress_callback, user_errors
 
 
@@ -82,6 +83,7 @@ def uce_summary(world, concept: str, keep: tuple[str, ...], outcome) -> tuple:
     return figure, rows, info
 
 
+MAX_LINK_KEPT = 2000
 PAST_TENSE = {"erase": "Erased", "amplify": "Amplified"}
 EDIT_LABELS = {
     "cad": {"plot": "Attribution mass per block", "top": "Top components", "score": "score",
@@ -142,7 +144,7 @@ def model_edit_defaults(model: str, method: str = "cad"):
 
 def build(model: gr.Dropdown, default: ModelWorld) -> None:
     """The tab's layout and events (inside the app's Blocks)."""
-    with gr.Tab("Erase / amplify", elem_id="edit-tab"):
+    with gr.Tab("Erase / amplify", id="erase", elem_id="edit-tab") as c_tab:
         gr.Markdown(
             "Erase or amplify a concept for your request only: **CAD** zeroes the feed-forward weights whose removal most "
             "weakens (erase) or strengthens (amplify) it, **UCE** edits the cross-attention keys and values in closed form "
@@ -206,7 +208,25 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
                  outputs=concept_chips.dataset, api_visibility="private")
     c_action.change(action_ratio, inputs=[model, c_action], outputs=c_ratio, api_visibility="private")
     c_method.change(method_defaults, inputs=[model, c_method], outputs=[c_scenes, c_action, c_cad_settings, c_plot, c_top, c_keep], api_visibility="private")
+    edit_inputs = [model, c_concept, c_action, c_ratio, c_mode, c_prompt, c_kept, c_seed, c_images, c_keep, c_scope, c_scenes, c_contrast, c_protect, c_method]
+    with c_tab:
+        links.panel("erase", "erase", [
+            links.Field("concept", c_concept, links.text("concept", 200)),
+            links.Field("method", c_method, links.choice("method", lambda world: ["cad", "uce"])),
+            links.Field("action", c_action, links.choice("action", lambda world: ["erase", "amplify"])),
+            links.Field("keep", c_keep, links.text("keep", 400)),
+            links.Field("mode", c_mode, links.choice("mode", lambda world: [v for _, v in MODE_CHOICES])),
+            links.Field("ratio", c_ratio, links.real("ratio", 0.0005, 0.2)),
+            links.Field("scope", c_scope, links.choice("scope", lambda world: list(SCOPE_LABELS))),
+            links.Field("protect", c_protect, links.choice("protect", lambda world: ["presence", "identity"])),
+            links.Field("contrast", c_contrast, links.choice("contrast", lambda world: ["mean", "max"])),
+            links.Field("scenes", c_scenes, links.integer("scenes", 0, 8)),
+            links.Field("concept_prompt", c_prompt, links.text("concept_prompt", 400)),
+            links.Field("kept", c_kept, links.text("kept", MAX_LINK_KEPT)),
+            links.Field("seed", c_seed, links.integer("seed", 0, 2**63 - 1)),
+            links.Field("images", c_images, links.integer("images", 1, 8)),
+        ], run=(edit_concept, edit_inputs, [c_concept_gallery, c_kept_gallery, c_plot, c_top, c_info]))
     c_run.click(
-        edit_concept, inputs=[model, c_concept, c_action, c_ratio, c_mode, c_prompt, c_kept, c_seed, c_images, c_keep, c_scope, c_scenes, c_contrast, c_protect, c_method],
+        edit_concept, inputs=edit_inputs,
         outputs=[c_concept_gallery, c_kept_gallery, c_plot, c_top, c_info], api_name="edit",
     )

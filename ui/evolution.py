@@ -19,6 +19,7 @@ from concepts.generation import SHARED_PIPELINES
 from concepts.registry import ModelWorld
 from concepts.saes import SAES
 
+from . import links
 from .common import (
     DEVICE, REGISTRY, first_example, as_float, as_int, default_block, gpu, model_blocks, model_defaults, progress_callback, sampling_inputs,
     user_errors,
@@ -101,7 +102,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
     """The tab's layout and events (inside the app's Blocks)."""
     blocks = default.blocks
     example = first_example(default)
-    with gr.Tab("Evolution", elem_id="evolution-tab"):
+    with gr.Tab("Evolution", id="evolution", elem_id="evolution-tab"):
         gr.Markdown(
             "Follow one generation through its denoising steps: the model's guess of the final image at every "
             "step (the predicted x0), which concepts its SAE features see, and from which step each attribute "
@@ -142,6 +143,11 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
         grid = gr.Image(label="Concept heatmaps: steps × concepts (each map scaled to its own peak)", type="pil", format="png", elem_id="heatmap-grid", buttons=[])
         composition = gr.Image(label="Composition maps through the steps", type="pil", format="png", elem_id="composition-strip", buttons=[])
         downloads = gr.File(label="Downloads: animated GIF, preview strip, per-step JSON", file_count="multiple", elem_id="evolve-files")
+        links.panel("evolution", "evolution", [
+            *links.sampling_fields(e_prompt, e_seed, e_steps, e_guidance),
+            links.Field("block", e_block, links.choice("block", lambda world: world.blocks)),
+        ], run=(follow_evolution, [model, e_prompt, e_seed, e_steps, e_guidance, e_block, e_concepts],
+                [evolution, step, step_preview, step_composition, step_legend, step_top, previews, curves, decided_plot, grid, composition, downloads, evolve_info]))
 
     model.change(model_defaults, inputs=[model, e_prompt], outputs=[e_prompt, e_steps, e_guidance], api_visibility="private")
     model.change(model_blocks, inputs=model, outputs=e_block, api_visibility="private")

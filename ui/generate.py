@@ -7,6 +7,7 @@ import gradio as gr
 from concepts.generation import run_generation
 from concepts.registry import ModelWorld
 
+from . import links
 from .common import DEVICE, REGISTRY, as_float, as_int, first_example, gpu, model_defaults, sampling_inputs, user_errors
 
 
@@ -38,7 +39,7 @@ def generate_image(model: str, prompt: str, seed: float, steps: float, guidance:
 def build(model: gr.Dropdown, default: ModelWorld) -> None:
     """The tab's layout and events (inside the app's Blocks)."""
     example = first_example(default)
-    with gr.Tab("Generate"):
+    with gr.Tab("Generate", id="generate"):
         gr.Markdown(
             "Type a prompt and generate one image on the chosen model: the same seed always gives the same image. "
             "On toy-shapes, name a shape, colour, size, position, background and texture (or leave some out and see what it picks)."
@@ -51,6 +52,8 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
                 image = gr.Image(label="Image", type="pil", format="png", elem_id="image", elem_classes="pixelated", height=320)
                 info = gr.Markdown(elem_id="info")
         examples = gr.Examples(examples=[[e] for e in default.examples] or [[""]], inputs=[prompt], label="Examples this model draws")
+        links.panel("generate", "generate", links.sampling_fields(prompt, seed, steps, guidance),
+                    run=(generate_image, [model, prompt, seed, steps, guidance], [image, info]))
     model.change(world_examples, inputs=model, outputs=examples.dataset, api_visibility="private")
     model.change(model_defaults, inputs=[model, prompt], outputs=[prompt, steps, guidance], api_visibility="private")
     run.click(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_name="generate")

@@ -9,6 +9,7 @@ the note beside it says why, once, instead of every tab showing an error.
 from __future__ import annotations
 
 import logging
+from typing import NamedTuple
 
 import gradio as gr
 
@@ -57,10 +58,17 @@ def choose_world(chosen: str, active: str):
     return gr.update(), chosen, world_note(world)
 
 
-def build(default: ModelWorld) -> gr.Textbox:
-    """The menu and its note; returns the hidden field holding the active world (the tabs' input)."""
+class ModelMenu(NamedTuple):
+    menu: gr.Dropdown
+    active: gr.Textbox
+    """Hidden: the world every tab reads and follows."""
+    note: gr.Markdown
+
+
+def build(default: ModelWorld) -> ModelMenu:
+    """The menu, its note and the hidden field holding the active world (the tabs' input)."""
     menu = gr.Dropdown(choices=[(REGISTRY.get(n).title, n) for n in REGISTRY.names], value=default.name, label="Model", elem_id="model")
     note = gr.Markdown(world_note(default), elem_id="model-note")
     active = gr.Textbox(value=default.name, visible=False, elem_id="active-model")
     menu.change(choose_world, inputs=[menu, active], outputs=[menu, active, note], api_visibility="private")
-    return active
+    return ModelMenu(menu, active, note)

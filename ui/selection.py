@@ -50,5 +50,5 @@ def wire(*, top_table, found, block, window, heat_feature, feature_text, concept
         fn, inputs=inputs, outputs=output, api_visibility="private")
     found.select(pick_concept_row, outputs=[concept, feature_text, heat_feature, top_feature], api_visibility="private").then(
         fn, inputs=inputs, outputs=output, api_visibility="private")
-    for trigger in (block.change, window.change):
+    for trigger in (block.input, window.input):  # a user's change, not a share link setting both
         trigger(forget_features, inputs=feature_text, outputs=feature_text, api_visibility="private")

@@ -15,7 +15,7 @@ from concepts.steer.explore import run_explore
 from concepts.steer.service import SteerSpec, run_steering
 from concepts.steer.steering import CELLS, QUADRANTS, default_strength
 
-from . import features, selection
+from . import features, links, selection, texts
 from .concept_search import find_concepts
 from .common import (
     DEVICE, REGISTRY, first_example, WINDOWS, as_float, as_int, default_block, gpu, model_blocks, model_defaults, sae_dictionary,
@@ -23,22 +23,6 @@ from .common import (
 )
 
 PAINTED = "painted mask"
-STEER_MORE = """
-- **A feature belongs to one SAE.** Each block and denoising window has its own SAE, so feature 63 of
-  the middle window is another feature in the early one. Choosing a row or a search hit selects the
-  feature for the heatmap, the steering ids and the top images; changing the block or window clears
-  typed ids.
-- **mean**: the feature's activation averaged over every position and the window's steps; **peak**:
-  at its strongest position. The heatmap's colour bar runs from 0 to the map's peak.
-- **label**: the attribute value the feature fires for on at least 80 % of the images where it
-  fires, in the dictionary's generated images (on toy-shapes, only values of the region it fires on,
-  object or background). A blank label means no value reaches 80 %, so no name is shown rather than
-  a wrong one. A search for a value no feature stands for says how near the nearest one comes.
-- **Strength β**: a spatial edit sets the features to β × the code's norm inside the region and to 0
-  outside; a global edit adds β × (the position's code norm ÷ the sum over positions) × each
-  feature's direction everywhere (the paper's two edits). Each model's defaults come from its
-  measured tables (docs/steer.md).
-"""
 WHERE_CHOICES = ["global", *CELLS, *QUADRANTS, PAINTED]
 
 
@@ -81,13 +65,14 @@ def model_window(model: str):
 
 
 @user_errors
-def concept_choices(model: str, block: str, window: str, steps: float):
-    """The concept labels of the SAE the chosen block and window use (the concept picker)."""
+def concept_choices(model: str, block: str, window: str, steps: float, current: str | None = None):
+    """The concept labels of the SAE the chosen block and window use (the concept picker); the
+    chosen concept stays when this SAE has it too (a share link sets both at once)."""
     if not block:
         return gr.update(choices=[], value=None)
     loaded, _ = sae_dictionary(model, block, str(window), as_int(steps, "steps"))
     labels = sorted((loaded.concepts or {}).get("concepts", {}))
-    return gr.update(choices=labels, value=None)
+    return gr.update(choices=labels, value=current if current in labels else None)
 
 
 @user_errors
@@ -164,14 +149,14 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
     """The tab's layout and events (inside the app's Blocks)."""
     blocks = default.blocks
     example = first_example(default)
-    with gr.Tab("Steer", elem_id="steer-tab"):
+    with gr.Tab("Steer", id="steer", elem_id="steer-tab"):
         gr.Markdown(
             "Sparse autoencoders (SAEs) split what a UNet block adds to the image into features. "
             "**Explore** which features fire where, then **steer**: push a concept's features into a region "
             "(the paper moves layout this way in the early steps) or over the whole image (style, in the middle steps)."
         )
         with gr.Accordion("More: what the numbers mean", open=False):
-            gr.Markdown(STEER_MORE)
+            gr.Markdown(texts.STEER_MORE)
         explored = gr.State(None)
         with gr.Row():
             with gr.Column():
@@ -224,14 +209,27 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
                 steer_info = gr.Markdown(elem_id="steer-info")
         sae_inputs = [model, block, window, s_steps]
         top_feature = features.build(sae_inputs)
+        links.panel("steer", "steer", [
+            *links.sampling_fields(s_prompt, s_seed, s_steps, s_guidance),
+            links.Field("block", block, links.choice("block", lambda world: world.blocks)),
+            links.Field("window", window, links.text("window", 20)),
+            links.Field("concept", concept, links.text("concept", 200)),
+            links.Field("features", feature_text, links.text("features", 400)),
+            links.Field("where", where, links.choice("where", lambda world: WHERE_CHOICES)),
+            links.Field("mask", painter, links.mask_from_text("mask"), encode=links.mask_to_text),
+            links.Field("strength", strength, links.real("strength", -10_000.0, 10_000.0)),
+            links.Field("branch", branch, links.choice("branch", lambda world: ["cond", "both"])),
+        ], run=(steer_image, [model, s_prompt, s_seed, s_steps, s_guidance, block, window, concept, feature_text, where, painter, strength, branch],
+                [baseline, steered, difference, steer_info]))
 
     model.change(model_defaults, inputs=[model, s_prompt], outputs=[s_prompt, s_steps, s_guidance], api_visibility="private")
     model.change(model_blocks, inputs=model, outputs=block, api_visibility="private")
     model.change(model_window, inputs=model, outputs=window, api_visibility="private")
     model.change(model_branch, inputs=model, outputs=branch, api_visibility="private")
     for trigger in (block.change, window.change, demo.load):
-        trigger(concept_choices, inputs=sae_inputs, outputs=concept, api_visibility="private")
-    for trigger in (model.change, window.change, where.change):
+        trigger(concept_choices, inputs=[*sae_inputs, concept], outputs=concept, api_visibility="private")
+    # A user's change of window or region resets β to its default; a share link sets β with them.
+    for trigger in (model.change, window.input, where.input):
         trigger(steer_strength, inputs=[model, window, where], outputs=strength, api_visibility="private")
     explore.click(
         explore_image, inputs=[model, s_prompt, s_seed, s_steps, s_guidance, block, window],
