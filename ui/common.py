@@ -122,9 +122,11 @@ def sampling_inputs(world, example: str, prefix: str = ""):
     """Prompt, seed, steps and guidance widgets (each tab has its own; ids start with `prefix`)."""
     prompt = gr.Textbox(label="Prompt", value=example, elem_id=f"{prefix}prompt")
     with gr.Row():
-        seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id=f"{prefix}seed")
-        steps = gr.Slider(1, 100, value=world.defaults.steps, step=1, label="Denoising steps", elem_id=f"{prefix}steps")
-        guidance = gr.Slider(0, 20, value=world.defaults.guidance, step=0.5, label="Guidance", elem_id=f"{prefix}guidance")
+        seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id=f"{prefix}seed", info="the same seed gives the same image")
+        steps = gr.Slider(1, 100, value=world.defaults.steps, step=1, label="Denoising steps", elem_id=f"{prefix}steps",
+                          info="more steps: slower, finer")
+        guidance = gr.Slider(0, 20, value=world.defaults.guidance, step=0.5, label="Guidance", elem_id=f"{prefix}guidance",
+                             info="how strongly the prompt is followed (0: ignored)")
     return prompt, seed, steps, guidance
 
 

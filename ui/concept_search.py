@@ -10,6 +10,7 @@ import gradio as gr
 
 from concepts.errors import ConceptLabError, InvalidInputError
 from concepts.steer.explore import not_found_reason, search_concepts
+
 from .common import as_int, sae_dictionary, user_errors
 
 

@@ -9,15 +9,31 @@ import gradio as gr
 from concepts.edit.ablation import SCOPE_LABELS
 from concepts.edit.figures import block_mass_figure, edit_size_figure
 from concepts.edit.rates import edit_rates
-from concepts.edit.service import EditSpec, attributed_on, block_mass, concept_prompt, default_scenes, run_edit, top_components
+from concepts.edit.service import (
+    EditSpec,
+    attributed_on,
+    block_mass,
+    concept_prompt,
+    default_scenes,
+    run_edit,
+    top_components,
+)
 from concepts.edit.uce import change_by_block
 from concepts.edit.uce_prompts import attribute_peers
 from concepts.errors import InvalidInputError
 from concepts.generation import SHARED_PIPELINES
 from concepts.registry import ModelWorld
 
-from . import links
-from .common import DEVICE, REGISTRY, as_float, as_int, gpu, progress_callback, user_errors
+from . import links, texts
+from .common import (
+    DEVICE,
+    REGISTRY,
+    as_float,
+    as_int,
+    gpu,
+    progress_callback,
+    user_errors,
+)
 
 
 def prompt_lines(text: str | None) -> list[str]:
@@ -150,6 +166,8 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
             "weakens (erase) or strengthens (amplify) it, **UCE** edits the cross-attention keys and values in closed form "
             "(erase only). The galleries show the concept's images and other prompts' images before and after, from the same seeds."
         )
+        with gr.Accordion("Glossary: SAE, feature, window, strength, attribution ...", open=False):
+            gr.Markdown(texts.GLOSSARY)
         with gr.Accordion("More: what to try, and what the toy measures", open=False):
             gr.Markdown(
                 "- **Erase red** with CAD: at the default ratio red goes from 1.00 to 0.07 ± 0.09 on red prompts (mean ± sd "

@@ -12,16 +12,36 @@ from PIL import Image
 from concepts.errors import InvalidInputError, UnknownNameError
 from concepts.evolve.evolution import run_evolution
 from concepts.evolve.figures import (
-    composition_image, composition_legend, composition_strip, decided_figure, decisions, default_concepts,
-    emergence_figure, evolution_record, heatmap_grid, save_gif, save_json, save_strip,
+    composition_image,
+    composition_legend,
+    composition_strip,
+    decided_figure,
+    decisions,
+    default_concepts,
+    emergence_figure,
+    evolution_record,
+    heatmap_grid,
+    save_gif,
+    save_json,
+    save_strip,
 )
 from concepts.generation import SHARED_PIPELINES
 from concepts.registry import ModelWorld
 from concepts.saes import SAES
 
-from . import links
+from . import links, texts
 from .common import (
-    DEVICE, REGISTRY, first_example, as_float, as_int, default_block, gpu, model_blocks, model_defaults, progress_callback, sampling_inputs,
+    DEVICE,
+    REGISTRY,
+    as_float,
+    as_int,
+    default_block,
+    first_example,
+    gpu,
+    model_blocks,
+    model_defaults,
+    progress_callback,
+    sampling_inputs,
     user_errors,
 )
 
@@ -108,6 +128,8 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
             "step (the predicted x0), which concepts its SAE features see, and from which step each attribute "
             "is settled. In Stable Diffusion the layout is decided first, style in the middle, texture last."
         )
+        with gr.Accordion("Glossary: SAE, feature, window, strength, attribution ...", open=False):
+            gr.Markdown(texts.GLOSSARY)
         with gr.Accordion("More: how to read the figures", open=False):
             gr.Markdown(
                 "- **Composition map**: per position of the block's grid, the concept whose features fire most. Where the "

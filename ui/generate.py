@@ -7,8 +7,18 @@ import gradio as gr
 from concepts.generation import run_generation
 from concepts.registry import ModelWorld
 
-from . import links
-from .common import DEVICE, REGISTRY, as_float, as_int, first_example, gpu, model_defaults, sampling_inputs, user_errors
+from . import links, texts
+from .common import (
+    DEVICE,
+    REGISTRY,
+    as_float,
+    as_int,
+    first_example,
+    gpu,
+    model_defaults,
+    sampling_inputs,
+    user_errors,
+)
 
 
 def world_examples(model: str):
@@ -44,6 +54,8 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
             "Type a prompt and generate one image on the chosen model: the same seed always gives the same image. "
             "On toy-shapes, name a shape, colour, size, position, background and texture (or leave some out and see what it picks)."
         )
+        with gr.Accordion("Glossary: SAE, feature, window, strength, attribution ...", open=False):
+            gr.Markdown(texts.GLOSSARY)
         with gr.Row():
             with gr.Column():
                 prompt, seed, steps, guidance = sampling_inputs(default, example, "")

@@ -30,6 +30,7 @@ from concepts.errors import ConceptLabError, InvalidInputError, one_line
 
 from .common import REGISTRY, user_error
 from .models import choose_world
+from .steer_inputs import painted_mask
 
 MASK_CELLS = 32
 MAX_TEXT = 2000
@@ -112,11 +113,10 @@ def choice(name: str, options: Callable[[Any], list[str]]) -> Callable[[str, Any
 
 def mask_to_text(painting: dict | None) -> str | None:
     """An ImageEditor value's painted pixels as MASK_CELLS² bits in hex (None when nothing is painted)."""
-    layers = [np.asarray(layer) for layer in (painting or {}).get("layers") or [] if layer is not None]
-    if not layers:
+    try:
+        painted = (painted_mask(painting) > 0).float()[None, None]
+    except InvalidInputError:  # nothing painted: no mask in the link
         return None
-    alphas = [a[..., 3] if a.ndim == 3 and a.shape[-1] == 4 else (a.max(axis=-1) if a.ndim == 3 else a) for a in layers]
-    painted = torch.from_numpy(np.maximum.reduce([a.astype(np.float32) for a in alphas]) > 0).float()[None, None]
     cells = F.adaptive_avg_pool2d(painted, MASK_CELLS)[0, 0] >= 0.5
     if not cells.any():
         return None

@@ -4,8 +4,6 @@ into a region (layout, early steps) or over the whole image (style, middle and f
 from __future__ import annotations
 
 import gradio as gr
-import numpy as np
-import torch
 
 from concepts.errors import InvalidInputError
 from concepts.heatmaps import heatmap_with_scale
@@ -16,34 +14,26 @@ from concepts.steer.service import SteerSpec, run_steering
 from concepts.steer.steering import CELLS, QUADRANTS, default_strength
 
 from . import features, links, selection, texts
-from .concept_search import find_concepts
 from .common import (
-    DEVICE, REGISTRY, first_example, WINDOWS, as_float, as_int, default_block, gpu, model_blocks, model_defaults, sae_dictionary,
-    sampling_inputs, user_errors,
+    DEVICE,
+    REGISTRY,
+    WINDOWS,
+    as_float,
+    as_int,
+    default_block,
+    first_example,
+    gpu,
+    model_blocks,
+    model_defaults,
+    sae_dictionary,
+    sampling_inputs,
+    user_errors,
 )
+from .concept_search import find_concepts
+from .steer_inputs import painted_mask, parse_features
 
 PAINTED = "painted mask"
 WHERE_CHOICES = ["global", *CELLS, *QUADRANTS, PAINTED]
-
-
-def parse_features(text: str | None) -> tuple[int, ...]:
-    """"12, 40 7" → (12, 40, 7); a word that is not a whole number is named in the message."""
-    ids = []
-    for word in (text or "").replace(",", " ").split():
-        if not word.lstrip("-").isdigit():
-            raise InvalidInputError("features", f"{word!r} is not a feature id (whole numbers, separated by commas)")
-        ids.append(int(word))
-    return tuple(ids)
-
-
-def painted_mask(painting: dict | None) -> torch.Tensor:
-    """The painted pixels of an ImageEditor value (any layer's alpha) as an [H, W] mask."""
-    layers = (painting or {}).get("layers") or []
-    arrays = [np.asarray(layer) for layer in layers if layer is not None]
-    if not arrays:
-        raise InvalidInputError("mask", "is empty: paint where to steer on the image, or choose a preset region")
-    alphas = [a[..., 3] if a.ndim == 3 and a.shape[-1] == 4 else (a.max(axis=-1) if a.ndim == 3 else a) for a in arrays]
-    return torch.from_numpy(np.maximum.reduce([x.astype(np.float32) for x in alphas]))
 
 
 @user_errors
@@ -155,6 +145,8 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
             "**Explore** which features fire where, then **steer**: push a concept's features into a region "
             "(the paper moves layout this way in the early steps) or over the whole image (style, in the middle steps)."
         )
+        with gr.Accordion("Glossary: SAE, feature, window, strength, attribution ...", open=False):
+            gr.Markdown(texts.GLOSSARY)
         with gr.Accordion("More: what the numbers mean", open=False):
             gr.Markdown(texts.STEER_MORE)
         explored = gr.State(None)
@@ -162,10 +154,11 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
             with gr.Column():
                 s_prompt, s_seed, s_steps, s_guidance = sampling_inputs(default, example, "steer-")
                 with gr.Row():
-                    block = gr.Dropdown(choices=blocks, value=default_block(default), label="Block", elem_id="steer-block")
+                    block = gr.Dropdown(choices=blocks, value=default_block(default), label="Block", elem_id="steer-block",
+                                        info="where in the UNet the SAE reads")
                     window = gr.Dropdown(
                         choices=WINDOWS, value=opening_window(default), allow_custom_value=True, elem_id="steer-window",
-                        label="Denoising window (early, middle, final, all, or steps A:B)",
+                        label="Denoising window (early, middle, final, all, or steps A:B)", info="which steps it acts in; each window has its own SAE",
                     )
                 explore = gr.Button("Generate and explore", variant="primary", elem_id="explore")
                 explore_info = gr.Markdown(elem_id="explore-info")
@@ -191,15 +184,18 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
             with gr.Column():
                 concept = gr.Dropdown(choices=[], value=None, allow_custom_value=True, label="Concept", elem_id="steer-concept")
                 feature_text = gr.Textbox(label="...or feature ids (of this block and window's SAE)", placeholder="12, 40", elem_id="steer-features")
-                where = gr.Dropdown(choices=WHERE_CHOICES, value="global", label="Where", elem_id="steer-where")
+                where = gr.Dropdown(choices=WHERE_CHOICES, value="global", label="Where", elem_id="steer-where",
+                                    info="global: the whole image (style); a cell or painted mask: move the concept there")
                 gr.Markdown("**Paint where to steer** (then choose *painted mask* under Where)")
                 painter = gr.ImageEditor(  # cyan: no toy object or background has it
                     label="Paint where to steer", show_label=False, type="numpy", elem_id="painter",
                     brush=gr.Brush(colors=["#00e5ff"], default_size=8), height=256,
                 )
                 with gr.Row():
-                    strength = gr.Number(label="Strength β", value=default_strength(opening_window(default), False, default.defaults.strengths), elem_id="steer-strength")
-                    branch = gr.Radio(["cond", "both"], value=default.defaults.steer_branch, label="CFG branch", elem_id="steer-branch")
+                    strength = gr.Number(label="Strength β", value=default_strength(opening_window(default), False, default.defaults.strengths), elem_id="steer-strength",
+                                         info="how hard the edit pushes; the default is measured")
+                    branch = gr.Radio(["cond", "both"], value=default.defaults.steer_branch, label="CFG branch", elem_id="steer-branch",
+                                      info="cond: the prompt's half of guidance; both: also the other")
                 steer = gr.Button("Steer", variant="primary", elem_id="steer")
             with gr.Column():
                 with gr.Row():

@@ -16,3 +16,26 @@ STEER_MORE = """
   feature's direction everywhere (the paper's two edits). Each model's defaults come from its
   measured tables (docs/steer.md).
 """
+
+GLOSSARY = """
+- **SAE (sparse autoencoder)**: a layer trained to rewrite what a UNet block adds to the image as a
+  few active *features* out of thousands (TopK: only the k strongest stay on at each position).
+- **Feature**: one direction an SAE learned; its *activation* at a position says how much of it is
+  there. A feature id belongs to one SAE (one block and window).
+- **Delta (Δ)**: what a cross-attention transformer block adds to its input, output − input; the
+  SAEs read it (SAeUron's read the block output instead).
+- **Block**: where in the UNet the SAE reads (down, mid or up); the mid block is the coarsest grid.
+- **Window**: which denoising steps an edit acts in: early (layout), middle (style), final (detail),
+  all, or steps A:B. Each window has its own SAE.
+- **Strength β**: how hard a steering edit pushes the features (see the Steer tab's More).
+- **CFG branch**: classifier-free guidance runs the model with and without the prompt; *cond* edits
+  the half with the prompt, *both* edits both halves.
+- **Label**: the attribute value a feature fires for on at least 80 % of the images where it fires;
+  blank when no value is that reliable.
+- **Attribution (CAD)**: each feed-forward weight's score W · ∂J/∂W for how much it carries a concept;
+  zeroing the top-scoring weights erases (or amplifies) the concept for one request.
+- **UCE**: a closed-form edit of the cross-attention keys and values that maps a concept's words onto
+  a neutral target while keeping named other concepts.
+- **Judge**: on toy-shapes, a small classifier that reads every attribute of an image, so the app
+  can count how often an edit worked.
+"""
