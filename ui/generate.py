@@ -7,7 +7,7 @@ import gradio as gr
 from concepts.generation import run_generation
 from concepts.registry import ModelWorld
 
-from . import links, texts
+from . import experiment, links, texts
 from .common import (
     DEVICE,
     REGISTRY,
@@ -66,6 +66,9 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
         examples = gr.Examples(examples=[[e] for e in default.examples] or [[""]], inputs=[prompt], label="Examples this model draws")
         links.panel("generate", "generate", links.sampling_fields(prompt, seed, steps, guidance),
                     run=(generate_image, [model, prompt, seed, steps, guidance], [image, info]))
+        download, experiment_file = experiment.download_row("generate")
+    download.click(experiment.generate_experiment, inputs=[model, prompt, seed, steps, guidance, image, info], outputs=experiment_file,
+                   api_visibility="private")
     model.change(world_examples, inputs=model, outputs=examples.dataset, api_visibility="private")
     model.change(model_defaults, inputs=[model, prompt], outputs=[prompt, steps, guidance], api_visibility="private")
     run.click(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_name="generate")

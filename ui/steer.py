@@ -13,7 +13,7 @@ from concepts.steer.explore import run_explore
 from concepts.steer.service import SteerSpec, run_steering
 from concepts.steer.steering import CELLS, QUADRANTS, default_strength
 
-from . import features, links, selection, texts
+from . import experiment, features, links, selection, texts
 from .common import (
     DEVICE,
     REGISTRY,
@@ -205,6 +205,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
                 steer_info = gr.Markdown(elem_id="steer-info")
         sae_inputs = [model, block, window, s_steps]
         top_feature = features.build(sae_inputs)
+        steer_inputs = [model, s_prompt, s_seed, s_steps, s_guidance, block, window, concept, feature_text, where, painter, strength, branch]
         links.panel("steer", "steer", [
             *links.sampling_fields(s_prompt, s_seed, s_steps, s_guidance),
             links.Field("block", block, links.choice("block", lambda world: world.blocks)),
@@ -215,8 +216,9 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
             links.Field("mask", painter, links.mask_from_text("mask"), encode=links.mask_to_text),
             links.Field("strength", strength, links.real("strength", -10_000.0, 10_000.0)),
             links.Field("branch", branch, links.choice("branch", lambda world: ["cond", "both"])),
-        ], run=(steer_image, [model, s_prompt, s_seed, s_steps, s_guidance, block, window, concept, feature_text, where, painter, strength, branch],
-                [baseline, steered, difference, steer_info]))
+        ], run=(steer_image, steer_inputs, [baseline, steered, difference, steer_info]))
+        download, experiment_file = experiment.download_row("steer")
+    download.click(experiment.steer_experiment, inputs=[*steer_inputs, baseline, steered, steer_info], outputs=experiment_file, api_visibility="private")
 
     model.change(model_defaults, inputs=[model, s_prompt], outputs=[s_prompt, s_steps, s_guidance], api_visibility="private")
     model.change(model_blocks, inputs=model, outputs=block, api_visibility="private")
@@ -238,6 +240,5 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
     query.submit(find_concepts, inputs=[*sae_inputs, query], outputs=found, api_visibility="private")
     steer.click(
         steer_image,
-        inputs=[model, s_prompt, s_seed, s_steps, s_guidance, block, window, concept, feature_text, where, painter, strength, branch],
-        outputs=[baseline, steered, difference, steer_info], api_name="steer",
+        inputs=steer_inputs, outputs=[baseline, steered, difference, steer_info], api_name="steer",
     )

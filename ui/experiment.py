@@ -1,0 +1,87 @@
+"""Download experiment: the Generate and Steer panels' last run as one zip (`concepts.experiment`).
+
+The zip's `command.sh` is the CLI call that reruns it; the settings are the panel's, read back the
+way the panel read them, so the command fails in the same place a typed value would.
+"""
+
+from __future__ import annotations
+
+import io
+import tempfile
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+from PIL import Image
+
+from concepts.errors import InvalidInputError
+from concepts.experiment import experiment_zip
+from concepts.generation import SHARED_PIPELINES
+
+from .common import DEVICE, REGISTRY, as_float, as_int, user_errors
+from .steer_inputs import painted_mask
+
+PAINTED = "painted mask"
+
+
+def _save(data: bytes, stem: str) -> str:
+    folder = Path(tempfile.mkdtemp(prefix="concept-lab-experiment-"))
+    path = folder / f"{stem}.zip"
+    path.write_bytes(data)
+    return str(path)
+
+
+def _sampling(model: str, prompt: str, seed: float, steps: float, guidance: float) -> tuple[dict, list[str]]:
+    settings = {"model": model, "prompt": prompt, "seed": as_int(seed, "seed"), "steps": as_int(steps, "steps"), "guidance": as_float(guidance, "guidance")}
+    args = ["--model", model, "--prompt", prompt, "--seed", str(settings["seed"]), "--steps", str(settings["steps"]), "--guidance", f"{settings['guidance']:g}"]
+    return settings, args
+
+
+@user_errors
+def generate_experiment(model: str, prompt: str, seed: float, steps: float, guidance: float, image: Image.Image | None, info: str):
+    """The Generate panel's last image as an experiment zip."""
+    if image is None:
+        raise InvalidInputError("image", "generate an image first")
+    settings, args = _sampling(model, prompt, seed, steps, guidance)
+    pipe = SHARED_PIPELINES.get(REGISTRY.get(model), DEVICE)
+    data = experiment_zip({"panel": "generate", **settings}, ["python", "-m", "concepts", "generate", *args, "--out", "outputs/"],
+                          {"image": image}, {"info": info}, unet=pipe.unet)
+    return _save(data, "generate-experiment")
+
+
+@user_errors
+def steer_experiment(model: str, prompt: str, seed: float, steps: float, guidance: float, block: str, window: str, concept: str | None,
+                     feature_text: str, where: str, painting: dict | None, strength: float, branch: str,
+                     baseline: Image.Image | None, steered: Image.Image | None, info: str):
+    """The Steer panel's last baseline and steered images as an experiment zip."""
+    if baseline is None or steered is None:
+        raise InvalidInputError("steer", "steer an image first")
+    settings, args = _sampling(model, prompt, seed, steps, guidance)
+    settings.update(block=block, window=str(window), concept=concept or None, features=(feature_text or "").strip() or None, where=where,
+                    strength=as_float(strength, "strength"), branch=branch)
+    args += ["--block", block, "--window", str(window), "--strength", f"{settings['strength']:g}", "--branch", branch]
+    if concept:
+        args += ["--concept", concept]
+    for word in (feature_text or "").replace(",", " ").split():
+        args += ["--feature", word]
+    files = {}
+    if where == PAINTED:
+        mask = (painted_mask(painting).numpy() > 0).astype(np.uint8) * 255
+        png = io.BytesIO()
+        Image.fromarray(mask).save(png, format="PNG")
+        files["mask.png"] = png.getvalue()
+        args += ["--mask", "mask.png"]
+    else:
+        args += ["--region", where]
+    pipe = SHARED_PIPELINES.get(REGISTRY.get(model), DEVICE)
+    data = experiment_zip({"panel": "steer", **settings}, ["python", "-m", "concepts", "steer", *args, "--out", "outputs/"],
+                          {"baseline": baseline, "steered": steered}, {"info": info}, unet=pipe.unet, files=files)
+    return _save(data, "steer-experiment")
+
+
+def download_row(elem_prefix: str) -> tuple[gr.Button, gr.File]:
+    """A "Download experiment" button and the file it fills (call inside the panel's layout)."""
+    with gr.Row():
+        button = gr.Button("Download experiment (settings, command, images, versions)", size="sm", elem_id=f"{elem_prefix}-download", scale=0)
+        file = gr.File(label="Experiment zip", elem_id=f"{elem_prefix}-experiment", scale=4)
+    return button, file
