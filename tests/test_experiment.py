@@ -68,3 +68,14 @@ def test_no_experiment_before_a_run():
 
     with pytest.raises(gr.Error, match="steer an image first"):
         ui.experiment.steer_experiment(MODEL, PROMPT, 0, 10, 4.0, MID, "middle", None, "", "global", None, 8.0, "cond", None, None, "")
+
+
+def test_an_evolution_experiment_holds_every_step(tmp_path):
+    import ui.evolution
+
+    out = ui.evolution.follow_evolution(MODEL, PROMPT, 2, 6, 4.0, MID, None)
+    state, info = out[0], out[-1]
+    folder = unzip(ui.experiment.evolution_experiment(MODEL, PROMPT, 2, 6, 4.0, state, info), tmp_path / "evolution")
+    steps = sorted(p.name for p in (folder / "images").glob("step_*.png"))
+    assert len(steps) == 6 and (folder / "images" / "final.png").is_file()
+    assert "concepts evolve" in (folder / "command.sh").read_text() and json.loads((folder / "measured.json").read_text())["info"] == info

@@ -188,16 +188,16 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
                                        elem_id="edit-concept")
                 concept_chips = gr.Examples(examples=[[c] for c in default.concept_examples] or [[""]], inputs=[c_concept], label="Concepts this model draws")
                 c_method = gr.Radio([("CAD: zero the top-attributed feed-forward weights", "cad"), ("UCE: closed-form cross-attention edit (erase)", "uce")],
-                                    value="cad", label="Method", elem_id="edit-method")
-                c_action = gr.Radio(["erase", "amplify"], value="erase", label="Action", elem_id="edit-action")
-                c_keep = gr.Textbox(label=EDIT_LABELS["cad"]["keep"], placeholder="blue, green", value=", ".join(default.defaults.edit_keep), elem_id="edit-keep")
+                                    value="cad", label="Method", elem_id="edit-method", info="CAD zeroes weights; UCE rewrites the text cross-attention")
+                c_action = gr.Radio(["erase", "amplify"], value="erase", label="Action", elem_id="edit-action", info="erase weakens the concept; amplify strengthens it (CAD only)")
+                c_keep = gr.Textbox(label=EDIT_LABELS["cad"]["keep"], placeholder="blue, green", value=", ".join(default.defaults.edit_keep), elem_id="edit-keep", info="their weights are spared, so they should survive the edit")
                 with gr.Column(elem_id="edit-cad-settings") as c_cad_settings:
                     c_mode = gr.Radio(MODE_CHOICES, value=default.defaults.edit_mode, label="Attribution", elem_id="edit-mode",
                                       info="faithful: a fresh trajectory per timestep, far less dependent on the seed than fast (docs/erase.md's stability table)")
                     with gr.Row():
-                        c_ratio = gr.Slider(0.0005, 0.2, value=default.defaults.edit_ratio, step=0.0005, label="Share of weights zeroed", elem_id="edit-ratio", scale=2)
+                        c_ratio = gr.Slider(0.0005, 0.2, value=default.defaults.edit_ratio, step=0.0005, label="Share of weights zeroed", elem_id="edit-ratio", scale=2, info="in each matrix (or row, or model)")
                         c_scope = gr.Radio([(label, scope) for scope, label in SCOPE_LABELS.items()], value=default.defaults.edit_scope,
-                                           label="Top weights taken", elem_id="edit-scope", scale=1)
+                                           label="Top weights taken", elem_id="edit-scope", scale=1, info="where the share is counted")
                     with gr.Row():
                         c_protect = gr.Radio([("presence (what each needs)", "presence"), ("identity (what tells them apart; erase)", "identity")], value="presence",
                                              label="What of the kept concepts to spare", elem_id="edit-protect")
@@ -209,8 +209,8 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
                 c_kept = gr.Textbox(label="Prompts of other concepts, one per line (what should be kept)",
                                     value="\n".join(default.examples[1:3]), lines=3, elem_id="edit-kept")
                 with gr.Row():
-                    c_seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="edit-seed")
-                    c_images = gr.Number(label="Images of the concept", value=4, precision=0, minimum=1, maximum=8, elem_id="edit-images")
+                    c_seed = gr.Number(label="Seed", value=0, precision=0, minimum=0, elem_id="edit-seed", info="seeds the images (and the toy scenes)")
+                    c_images = gr.Number(label="Images of the concept", value=4, precision=0, minimum=1, maximum=8, elem_id="edit-images", info="before/after pairs shown and judged")
                 c_run = gr.Button("Apply", variant="primary", elem_id="edit-run")
             with gr.Column():
                 c_info = gr.Markdown(elem_id="edit-info")

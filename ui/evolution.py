@@ -29,7 +29,7 @@ from concepts.generation import SHARED_PIPELINES
 from concepts.registry import ModelWorld
 from concepts.saes import SAES
 
-from . import links, texts
+from . import experiment, links, texts
 from .common import (
     DEVICE,
     REGISTRY,
@@ -170,6 +170,9 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
             links.Field("block", e_block, links.choice("block", lambda world: world.blocks)),
         ], run=(follow_evolution, [model, e_prompt, e_seed, e_steps, e_guidance, e_block, e_concepts],
                 [evolution, step, step_preview, step_composition, step_legend, step_top, previews, curves, decided_plot, grid, composition, downloads, evolve_info]))
+        download, experiment_file = experiment.download_row("evolution")
+    download.click(experiment.evolution_experiment, inputs=[model, e_prompt, e_seed, e_steps, e_guidance, evolution, evolve_info],
+                   outputs=experiment_file, api_visibility="private")
 
     model.change(model_defaults, inputs=[model, e_prompt], outputs=[e_prompt, e_steps, e_guidance], api_visibility="private")
     model.change(model_blocks, inputs=model, outputs=e_block, api_visibility="private")

@@ -85,3 +85,17 @@ def download_row(elem_prefix: str) -> tuple[gr.Button, gr.File]:
         button = gr.Button("Download experiment (settings, command, images, versions)", size="sm", elem_id=f"{elem_prefix}-download", scale=0)
         file = gr.File(label="Experiment zip", elem_id=f"{elem_prefix}-experiment", scale=4)
     return button, file
+
+
+@user_errors
+def evolution_experiment(model: str, prompt: str, seed: float, steps: float, guidance: float, state: dict | None, info: str):
+    """The Evolution panel's last run as an experiment zip: every step's preview and the final image."""
+    if not state or "evolution" not in state:
+        raise InvalidInputError("evolution", "follow a generation first")
+    evo = state["evolution"]
+    settings, args = _sampling(model, prompt, seed, steps, guidance)
+    images = {"final": evo.image, **{f"step_{i:03d}": preview for i, preview in enumerate(evo.previews)}}
+    pipe = SHARED_PIPELINES.get(REGISTRY.get(model), DEVICE)
+    data = experiment_zip({"panel": "evolution", **settings}, ["python", "-m", "concepts", "evolve", *args, "--out", "outputs/"],
+                          images, {"info": info, "timesteps": list(evo.timesteps)}, unet=pipe.unet)
+    return _save(data, "evolution-experiment")
