@@ -188,7 +188,7 @@ def test_erase_tab_erases_with_uce(page, tmp_path_factory, monkeypatch):
     page.get_by_role("tab", name="Erase / amplify").click()
     page.locator("#edit-concept textarea, #edit-concept input").first.fill("red")
     page.locator("#edit-keep textarea, #edit-keep input").first.fill("")
-    page.locator("#edit-method").get_by_text("UCE").click()
+    page.locator("#edit-method").get_by_text("UCE: closed-form").click()  # the radio, not the info line naming both methods
     page.wait_for_function("() => document.querySelector('#edit-scenes input[type=number]').value === '8'")
     page.locator("#edit-ratio").wait_for(state="hidden")
     assert page.locator("#edit-action input[value=amplify]").is_disabled()
@@ -199,6 +199,6 @@ def test_erase_tab_erases_with_uce(page, tmp_path_factory, monkeypatch):
     page.locator("#edit-mass img, #edit-mass svg, #edit-mass canvas").first.wait_for(state="visible")
     page.get_by_text("Edit size per block").first.wait_for()
     page.screenshot(path=str(ARTIFACTS / "erase-uce.png"), full_page=True)
-    page.locator("#edit-method").get_by_text("CAD").click()
+    page.locator("#edit-method").get_by_text("CAD: zero the top-attributed").click()
     page.locator("#edit-ratio").wait_for(state="visible")
     page.get_by_text("Attribution mass per block").first.wait_for()
