@@ -58,10 +58,19 @@ def load_entry(world: ModelWorld, entry: SAEEntry, unet: nn.Module | None = None
     return LoadedSAE(entry, sae.eval().requires_grad_(False), concepts, mean, std)
 
 
+LABELS_CONCEPTS_DIR = "concepts"
+"""Inside a world's `labels` folder (what `python -m concepts label` writes): one dictionary per SAE."""
+
+
+def labels_member(block: str, window: str, branch: str) -> str:
+    """The folder, inside `labels`, of one SAE's `concepts.json`: written by the label command, read here."""
+    return f"{LABELS_CONCEPTS_DIR}/{block}/{window}/{branch}"
+
+
 def labels_dictionary(world: ModelWorld, entry: SAEEntry) -> dict | None:
     """The dictionary the world's `labels` hold for an SAE (`python -m concepts label`), or None."""
     root = resolve(world.labels, required=[], base_dir=world.base_dir)
-    folder = member_path(root, f"concepts/{entry.block}/{entry.window}/{entry.branch}", "labels folder")
+    folder = member_path(root, labels_member(entry.block, entry.window, entry.branch), "labels folder")
     return load_concepts(folder) if folder.is_dir() else None
 
 

@@ -11,7 +11,9 @@ from __future__ import annotations
 import io
 import os
 import urllib.request
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 import numpy as np
 import pytest
@@ -46,17 +48,32 @@ def served_app():
     app.demo.close()
 
 
-@pytest.fixture(scope="module")
-def page(served_app):
+@contextmanager
+def chromium() -> Iterator:
+    """Debian's chromium driven by Playwright, with the screenshot folder ready (every browser test's)."""
     sync_playwright = browser_or_skip()
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--headless", "--no-sandbox"])
-        tab = browser.new_page(viewport={"width": 1400, "height": 1800})
-        tab.set_default_timeout(90_000)
-        tab.goto(served_app)
-        yield tab
-        browser.close()
+        try:
+            yield browser
+        finally:
+            browser.close()
+
+
+def new_page(browser, height: int = 1800, url: str | None = None):
+    """A 1400-px-wide page with the tests' patience (a CPU generation can take a while under load)."""
+    page = browser.new_page(viewport={"width": 1400, "height": height})
+    page.set_default_timeout(90_000)
+    if url:
+        page.goto(url)
+    return page
+
+
+@pytest.fixture(scope="module")
+def page(served_app):
+    with chromium() as browser:
+        yield new_page(browser, url=served_app)
 
 
 def shown_image(page, elem_id: str) -> np.ndarray:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 from standins import build_stand_ins, write_prompts
-from test_browser import ARTIFACTS, CHROMIUM, browser_or_skip
+from test_browser import ARTIFACTS, chromium, new_page
 from test_label import LABEL_ARGS, run_cli
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -59,13 +59,9 @@ def labelled_app(hub_cache, tmp_path_factory):
 
 def test_labels_and_top_images_of_a_labelled_published_world(labelled_app):
     url, mid = labelled_app
-    sync_playwright = browser_or_skip()
     label, ids = next(iter(mid["concepts"].items()))
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--headless", "--no-sandbox"])
-        page = browser.new_page(viewport={"width": 1400, "height": 1800})
-        page.set_default_timeout(90_000)
-        page.goto(url)
+    with chromium() as browser:
+        page = new_page(browser, url=url)
         page.get_by_role("tab", name="Steer").click()
         page.locator("#concept-query textarea, #concept-query input").first.fill(label)
         page.locator("#concept-search").click()
@@ -84,6 +80,4 @@ def test_labels_and_top_images_of_a_labelled_published_world(labelled_app):
         page.locator("#show-top").click()
         page.locator("#top-images img").first.wait_for(state="visible")
         assert page.locator("#top-images img").count() >= 1
-        ARTIFACTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(ARTIFACTS / "labelled-published-world.png"), full_page=True)
-        browser.close()

@@ -6,7 +6,7 @@ Screenshots go to `test-artifacts/browser/layout-*.png`."""
 from __future__ import annotations
 
 import pytest
-from test_browser import ARTIFACTS, CHROMIUM, browser_or_skip, served_app  # noqa: F401 (a fixture)
+from test_browser import ARTIFACTS, chromium, new_page, served_app  # noqa: F401 (a fixture)
 
 BADGE_OVERLAPS = """
 () => {
@@ -45,15 +45,8 @@ COLUMNS_OUT_OF_VIEW = """
 
 @pytest.fixture(scope="module")
 def page(served_app):  # noqa: F811
-    sync_playwright = browser_or_skip()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--headless", "--no-sandbox"])
-        tab = browser.new_page(viewport={"width": 1400, "height": 1000})
-        tab.set_default_timeout(90_000)
-        tab.goto(served_app)
-        yield tab
-        browser.close()
+    with chromium() as browser:
+        yield new_page(browser, height=1000, url=served_app)
 
 
 def check_layout(page, name: str) -> None:

@@ -8,25 +8,19 @@ import urllib.parse
 
 import numpy as np
 import pytest
-from test_browser import ARTIFACTS, CHROMIUM, browser_or_skip, served_app, shown_image  # noqa: F401 (a fixture)
+from test_browser import ARTIFACTS, chromium, new_page, served_app, shown_image  # noqa: F401 (a fixture)
 
 PROMPT = "a large red solid square at the top left on a white background"
 
 
 @pytest.fixture(scope="module")
 def browser(served_app):  # noqa: F811
-    sync_playwright = browser_or_skip()
-    ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=["--headless", "--no-sandbox"])
-        yield chromium
-        chromium.close()
+    with chromium() as launched:
+        yield launched
 
 
 def fresh_page(browser):
-    page = browser.new_page(viewport={"width": 1400, "height": 1000})
-    page.set_default_timeout(90_000)
-    return page
+    return new_page(browser, height=1000)
 
 
 def test_a_steer_link_restores_runs_and_copies_to_the_same_image(browser, served_app):  # noqa: F811

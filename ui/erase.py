@@ -166,8 +166,7 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
             "weakens (erase) or strengthens (amplify) it, **UCE** edits the cross-attention keys and values in closed form "
             "(erase only). The galleries show the concept's images and other prompts' images before and after, from the same seeds."
         )
-        with gr.Accordion("Glossary: SAE, feature, window, strength, attribution ...", open=False):
-            gr.Markdown(texts.GLOSSARY)
+        texts.glossary()
         with gr.Accordion("More: what to try, and what the toy measures", open=False):
             gr.Markdown(
                 "- **Erase red** with CAD: at the default ratio red goes from 1.00 to 0.07 ± 0.09 on red prompts (mean ± sd "

@@ -128,8 +128,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
             "step (the predicted x0), which concepts its SAE features see, and from which step each attribute "
             "is settled. In Stable Diffusion the layout is decided first, style in the middle, texture last."
         )
-        with gr.Accordion("Glossary: SAE, feature, window, strength, attribution ...", open=False):
-            gr.Markdown(texts.GLOSSARY)
+        texts.glossary()
         with gr.Accordion("More: how to read the figures", open=False):
             gr.Markdown(
                 "- **Composition map**: per position of the block's grid, the concept whose features fire most. Where the "

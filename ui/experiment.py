@@ -19,9 +19,7 @@ from concepts.experiment import experiment_zip
 from concepts.generation import SHARED_PIPELINES
 
 from .common import DEVICE, REGISTRY, as_float, as_int, user_errors
-from .steer_inputs import painted_mask
-
-PAINTED = "painted mask"
+from .steer_inputs import PAINTED, painted_mask
 
 
 def _save(data: bytes, stem: str) -> str:

@@ -54,8 +54,7 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
             "Type a prompt and generate one image on the chosen model: the same seed always gives the same image. "
             "On toy-shapes, name a shape, colour, size, position, background and texture (or leave some out and see what it picks)."
         )
-        with gr.Accordion("Glossary: SAE, feature, window, strength, attribution ...", open=False):
-            gr.Markdown(texts.GLOSSARY)
+        texts.glossary()
         with gr.Row():
             with gr.Column():
                 prompt, seed, steps, guidance = sampling_inputs(default, example, "")

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import math
 import urllib.parse
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import gradio as gr
@@ -59,12 +59,8 @@ class Panel:
     copy_button: Any = None
 
 
-@dataclass
-class Links:
-    panels: dict[str, Panel] = field(default_factory=dict)
-
-
-LINKS = Links()
+PANELS: dict[str, Panel] = {}
+"""Every panel that registered its linkable inputs, by name (the link's `tab`)."""
 
 
 # ---- parsers: a URL value, checked as the panel checks a typed one ----
@@ -153,12 +149,12 @@ def panel(name: str, tab_id: str, fields: list[Field], run: tuple[Callable, list
         entry.copy_button = gr.Button("Copy link to these settings", size="sm", elem_id=f"{name}-copy-link", scale=0)
         entry.link_box = gr.Textbox(label="Share link (opens this panel with these settings and runs it)", interactive=False,
                                     buttons=["copy"], elem_id=f"{name}-link", scale=4)
-    LINKS.panels[name] = entry
+    PANELS[name] = entry
     return entry
 
 
 def _query(panel_name: str, model: str, *values) -> str:
-    entry = LINKS.panels[panel_name]
+    entry = PANELS[panel_name]
     pairs = [("tab", panel_name), ("model", model)]
     for f, value in zip(entry.fields, values):
         text_value = f.encode(value)
@@ -173,14 +169,14 @@ COPY_JS = """(q) => { if (!q) return q; const url = window.location.origin + win
 
 def wire(demo: gr.Blocks, tabs: gr.Tabs, menu, active, note) -> None:
     """The copy buttons, and restoring a link when the page opens."""
-    for entry in LINKS.panels.values():
+    for entry in PANELS.values():
         entry.copy_button.click(lambda model, *values, _n=entry.name: _query(_n, model, *values), inputs=[active, *[f.component for f in entry.fields]],
                      outputs=entry.link_box, api_visibility="private").then(None, inputs=entry.link_box, outputs=entry.link_box, js=COPY_JS)
     state = gr.State(None)
-    all_fields = [f for entry in LINKS.panels.values() for f in entry.fields]
+    all_fields = [f for entry in PANELS.values() for f in entry.fields]
     load = demo.load(restore_world, inputs=active, outputs=[menu, active, note, state], api_visibility="private")
     step = load.then(restore_fields, inputs=[state, active], outputs=[state, tabs, *[f.component for f in all_fields]], api_visibility="private")
-    for entry in LINKS.panels.values():
+    for entry in PANELS.values():
         if entry.run is not None:
             handler, inputs, outputs = entry.run
             step.then(_runner(entry.name, handler, len(outputs)), inputs=[state, *inputs], outputs=outputs, api_visibility="private")
@@ -192,8 +188,8 @@ def restore_world(active: str, request: gr.Request):
     if "tab" not in query:
         return gr.update(), active, gr.update(), None
     try:
-        if query["tab"] not in LINKS.panels:
-            raise InvalidInputError("tab", f"{query['tab'][:40]!r} in the link is not one of {', '.join(LINKS.panels)}")
+        if query["tab"] not in PANELS:
+            raise InvalidInputError("tab", f"{query['tab'][:40]!r} in the link is not one of {', '.join(PANELS)}")
         model = query.get("model", active)
         if model not in REGISTRY.names:
             raise InvalidInputError("model", f"{model[:60]!r} in the link is not one of {', '.join(REGISTRY.names)}")
@@ -209,11 +205,11 @@ def restore_world(active: str, request: gr.Request):
 
 def restore_fields(state: dict | None, active: str):
     """Step 2: every field of the linked panel, parsed; a bad value is named and nothing runs."""
-    all_fields = [f for entry in LINKS.panels.values() for f in entry.fields]
+    all_fields = [f for entry in PANELS.values() for f in entry.fields]
     keep = [gr.update()] * len(all_fields)
     if not state:
         return None, gr.update(), *keep
-    query, entry = state["query"], LINKS.panels[state["query"]["tab"]]
+    query, entry = state["query"], PANELS[state["query"]["tab"]]
     world = REGISTRY.get(active)
     updates = list(keep)
     try:

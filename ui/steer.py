@@ -30,9 +30,8 @@ from .common import (
     user_errors,
 )
 from .concept_search import find_concepts
-from .steer_inputs import painted_mask, parse_features
+from .steer_inputs import PAINTED, painted_mask, parse_features
 
-PAINTED = "painted mask"
 WHERE_CHOICES = ["global", *CELLS, *QUADRANTS, PAINTED]
 
 
@@ -145,8 +144,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
             "**Explore** which features fire where, then **steer**: push a concept's features into a region "
             "(the paper moves layout this way in the early steps) or over the whole image (style, in the middle steps)."
         )
-        with gr.Accordion("Glossary: SAE, feature, window, strength, attribution ...", open=False):
-            gr.Markdown(texts.GLOSSARY)
+        texts.glossary()
         with gr.Accordion("More: what the numbers mean", open=False):
             gr.Markdown(texts.STEER_MORE)
         explored = gr.State(None)

@@ -7,6 +7,9 @@ import torch
 
 from concepts.errors import InvalidInputError
 
+PAINTED = "painted mask"
+"""The Where choice that steers into the painted mask."""
+
 
 def parse_features(text: str | None) -> tuple[int, ...]:
     """"12, 40 7" → (12, 40, 7); a word that is not a whole number is named in the message."""

@@ -1,4 +1,6 @@
-"""The tabs' "More" texts: what the numbers and figures mean (kept out of the layout code)."""
+"""The tabs' "More" texts and glossary: what the numbers and words mean (kept out of the layout code)."""
+
+import gradio as gr
 
 STEER_MORE = """
 - **A feature belongs to one SAE.** Each block and denoising window has its own SAE, so feature 63 of
@@ -39,3 +41,9 @@ GLOSSARY = """
 - **Judge**: on toy-shapes, a small classifier that reads every attribute of an image, so the app
   can count how often an edit worked.
 """
+
+
+def glossary() -> None:
+    """The glossary accordion every tab opens with (call inside the tab's layout)."""
+    with gr.Accordion("Glossary: SAE, feature, window, strength, attribution ...", open=False):
+        gr.Markdown(GLOSSARY)

@@ -34,15 +34,14 @@ from PIL import Image
 
 from ..errors import InvalidInputError
 from ..registry import ModelWorld
+from ..saes import LABELS_CONCEPTS_DIR, labels_member
 from ..training.disk_plan import free_bytes, human_bytes
 from ..training.word_dictionary import WordDictionaryConfig, save_concepts, word_dictionary
 from .feature_table import FeatureTable, SAEKey, feature_table
-from .top_images import save_top_images
+from .top_images import LABELS_DIR, save_top_images
 
 log = logging.getLogger("concepts.label")
 
-CONCEPTS_DIR = "concepts"
-TOP_IMAGES_DIR = "top_images"
 WORK_DIR = "work"
 MANIFEST = "manifest.json"
 
@@ -72,13 +71,9 @@ class LabelConfig:
             raise InvalidInputError("tile", f"{self.tile} px is too small to see anything; use 16 or more")
 
 
-def sae_key(entry) -> SAEKey:
-    return (entry.block, entry.window, entry.branch)
-
-
 def concepts_folder(out: Path, key: SAEKey) -> Path:
     """Where the dictionary of one SAE goes (what `concepts.saes` reads from a world's `labels`)."""
-    return out / CONCEPTS_DIR / Path(*key)
+    return out / labels_member(*key)
 
 
 def tile_size(height: int, width: int, tile: int) -> tuple[int, int]:
@@ -213,7 +208,7 @@ def label_world(
         tiles.append(chunk_tiles)
     table = FeatureTable(list(prompts), {k: np.concatenate(v) for k, v in activations.items()}, np.concatenate(tiles))
     generation = {"model": world.name, "seed": cfg.seed, "steps": steps, "guidance": guidance, "prompts": len(prompts)}
-    save_top_images(out / TOP_IMAGES_DIR, table, generation, top=cfg.top)
+    save_top_images(out / LABELS_DIR, table, generation, top=cfg.top)
     summaries = {}
     for key in keys:
         meta = {"block": key[0], "window": key[1], "branch": key[2], **generation}
@@ -236,8 +231,8 @@ def label_world(
 
 def release_files(out: Path) -> list[str]:
     """Repo-relative paths of what a labelling run publishes: dictionaries and the top-image cache."""
-    files = sorted(p.relative_to(out).as_posix() for p in (out / CONCEPTS_DIR).rglob("concepts.json")) if (out / CONCEPTS_DIR).is_dir() else []
-    top = out / TOP_IMAGES_DIR
+    files = sorted(p.relative_to(out).as_posix() for p in (out / LABELS_CONCEPTS_DIR).rglob("concepts.json")) if (out / LABELS_CONCEPTS_DIR).is_dir() else []
+    top = out / LABELS_DIR
     files += sorted(p.relative_to(out).as_posix() for p in top.iterdir() if p.is_file()) if top.is_dir() else []
     return files
 

@@ -28,6 +28,8 @@ from .feature_table import FeatureTable, SAEKey
 FORMAT = "concept-lab-top-images/1"
 INDEX = "index.json"
 GRID = "images.png"
+LABELS_DIR = "top_images"
+"""The cache's folder inside a world's `labels` (what `python -m concepts label` writes)."""
 
 
 def sae_file(key: SAEKey) -> str:
@@ -125,6 +127,6 @@ def world_top_images(world: ModelWorld) -> TopImages:
             if world.top_images is not None:
                 folder = resolve(world.top_images, required=[INDEX, GRID], base_dir=world.base_dir)
             else:
-                folder = resolve(world.labels, required=[f"top_images/{INDEX}", f"top_images/{GRID}"], base_dir=world.base_dir) / "top_images"
+                folder = resolve(world.labels, required=[f"{LABELS_DIR}/{INDEX}", f"{LABELS_DIR}/{GRID}"], base_dir=world.base_dir) / LABELS_DIR
             _LOADED[world.name] = load_top_images(folder)
         return _LOADED[world.name]
