@@ -16,7 +16,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers 
 import gradio as gr  # noqa: E402
 
 from concepts.quiet import quiet_libraries  # noqa: E402
-from ui import erase, evolution, generate, links, models, steer  # noqa: E402
+from ui import erase, evolution, generate, lessons, links, models, steer  # noqa: E402
 from ui.common import REGISTRY  # noqa: E402
 
 quiet_libraries()
@@ -42,6 +42,7 @@ def build_app() -> gr.Blocks:
         menu = models.build(default)
         model = menu.active  # the active world: what every tab reads and follows
         with gr.Tabs() as tabs:
+            lessons.build()
             generate.build(model, default)
             steer.build(model, default, demo)
             evolution.build(model, default, demo)

@@ -1,6 +1,7 @@
 """The command line: `python -m concepts SUBCOMMAND ...`.
 
-Contract for every subcommand: results go to stdout as ONE JSON object; logs go to stderr; a bad
+Contract for every subcommand: results go to stdout as ONE JSON object (except `lesson --list`, the
+names one a line, and `lesson NAME` without `--json`, a summary for people); logs go to stderr; a bad
 argument or a failure a user can fix exits with status 2 and one line on stderr naming the field,
 never a traceback.
 """
@@ -554,6 +555,13 @@ def build_parser() -> _Parser:
     label.add_argument("--private", action="store_true", help="with --push-to-hub: create the repo private")
     label.set_defaults(run=cmd_label)
 
+    lesson = sub.add_parser("lesson", help="run one of the six lessons on toy-shapes and print what it measured")
+    lesson.add_argument("name", nargs="?", default=None, help="the lesson (see --list)")
+    lesson.add_argument("--list", action="store_true", help="print the lesson names, one a line")
+    lesson.add_argument("--seed", type=int, default=None, help="the draw: its prompts and noise (default: the lesson's)")
+    lesson.add_argument("--json", action="store_true", help="print the measured figures as one JSON object (the tab's numbers)")
+    lesson.set_defaults(run=cmd_lesson)
+
     train = sub.add_parser("train-sae", help="collect block reads over prompts and train one SAE per block × window × branch (resumable)")
     train.add_argument("--prompts", required=True, help="text file, one prompt per line")
     train.add_argument("--blocks", nargs="+", required=True, help="diffusers block names, e.g. mid_block.attentions.0")
@@ -569,6 +577,20 @@ def build_parser() -> _Parser:
     train.add_argument("--out", required=True, help="run folder: activations/ and saes/ go here; rerun to resume")
     train.set_defaults(run=cmd_train_sae)
     return parser
+
+
+def cmd_lesson(args: argparse.Namespace) -> dict | str:
+    from .lessons import LESSONS, run_lesson
+
+    if args.list:
+        return "\n".join(LESSONS)
+    if not args.name:
+        raise InvalidInputError("name", f"name a lesson: {', '.join(LESSONS)} (or --list)")
+    reading = run_lesson(args.name, seed=args.seed)
+    if args.json:
+        return reading.to_json()
+    rows = "\n".join("  " + ", ".join(f"{k}: {v}" for k, v in row.items()) for row in reading.table)
+    return f"{reading.title} (seed {reading.seed}, {reading.seconds:.1f} s)\n\n{reading.finding}\n\n{rows}\n\nThe paper: {reading.paper}"
 
 
 def add_sae_training_arguments(group, train_device: str) -> None:
@@ -606,7 +628,7 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None, std
         return EXIT_USAGE
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=stderr, format="%(levelname)s %(name)s: %(message)s")
     quiet_libraries()
-    run: Callable[[argparse.Namespace], dict] = args.run
+    run: Callable[[argparse.Namespace], dict | str] = args.run
     try:
         result = run(args)
     except ConceptLabError as exc:
@@ -615,7 +637,7 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None, std
     except KeyboardInterrupt:
         print(f"error: {interrupted}", file=stderr)
         return 130
-    print(json.dumps(result), file=stdout)
+    print(result if isinstance(result, str) else json.dumps(result), file=stdout)
     return 0
 
 

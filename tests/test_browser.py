@@ -105,6 +105,7 @@ def set_slider(page, elem_id: str, value: int) -> None:
 
 
 def test_generate_then_steer_in_a_browser(page):
+    page.get_by_role("tab", name="Generate").click()  # the page opens on the Lessons tab
     page.get_by_role("button", name="Generate", exact=True).click()
     assert shown_image(page, "image").shape == (64, 64, 3)
     page.screenshot(path=str(ARTIFACTS / "generate.png"), full_page=True)

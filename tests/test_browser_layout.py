@@ -56,6 +56,7 @@ def check_layout(page, name: str) -> None:
 
 
 def test_generate_tab_layout(page):
+    page.get_by_role("tab", name="Generate").click()  # the page opens on the Lessons tab
     page.get_by_role("button", name="Generate", exact=True).click()
     page.locator("#image img").first.wait_for(state="visible")
     check_layout(page, "generate")

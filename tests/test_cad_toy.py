@@ -29,18 +29,18 @@ def cli(*args: str) -> tuple[int, dict | None, str]:
 
 
 def test_erase_cli_reports_images_rates_and_where(tmp_path):
-    code, report, err = cli("erase", "--concept", "red", "--images", "4", "--out", str(tmp_path))
+    code, report, err = cli("erase", "--concept", "blue", "--images", "4", "--out", str(tmp_path))
     assert code == 0, err
     assert len(report["before"]) == len(report["after"]) == 4 and report["kept_prompts"]
-    assert all("red" not in p for p in report["kept_prompts"])
+    assert all("blue" not in p for p in report["kept_prompts"])
     assert report["zeroed_weights"] > 0 and sum(report["zeroed_by_block"].values()) == report["zeroed_weights"]
     assert set(report["measured"]) == {"concept_rate_before", "concept_rate_after", "kept_attributes_unchanged"}
     assert report["measured"]["concept_rate_after"] <= report["measured"]["concept_rate_before"]
     before = [np.asarray(Image.open(p), float) for p in report["before"]]
     after = [np.asarray(Image.open(p), float) for p in report["after"]]
     assert np.mean([np.abs(a - b).mean() for a, b in zip(before, after)]) > 1.0
-    assert not report["scores_cached"]
-    code, again, _ = cli("erase", "--concept", "red", "--images", "1", "--out", str(tmp_path / "2"))
+    assert not report["scores_cached"]  # blue is not among the scores the toy ships
+    code, again, _ = cli("erase", "--concept", "blue", "--images", "1", "--out", str(tmp_path / "2"))
     assert code == 0 and again["scores_cached"]  # the second request reuses the scores on disk
     assert report["mode"] == "faithful"  # the toy's default attribution (registry: seed-stable)
     assert list(cache_root().rglob("erase-faithful-*.safetensors"))

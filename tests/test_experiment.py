@@ -78,3 +78,34 @@ def test_an_evolution_experiment_holds_every_step(tmp_path):
     steps = sorted(p.name for p in (folder / "images").glob("step_*.png"))
     assert len(steps) == 6 and (folder / "images" / "final.png").is_file()
     assert "concepts evolve" in (folder / "command.sh").read_text() and json.loads((folder / "measured.json").read_text())["info"] == info
+
+
+def test_an_erase_experiment_reruns_to_the_same_after_images(tmp_path, monkeypatch):
+    import ui.erase
+
+    monkeypatch.setenv("CONCEPT_LAB_CACHE", str(tmp_path / "cache"))
+    inputs = [MODEL, "red", "erase", 0.056, "faithful", "", PROMPT.replace("red", "blue"), 4, 2, "", "matrix", 0, "mean", "presence", "cad"]
+    concept_gallery, kept_gallery, _, _, info = ui.erase.edit_concept(*inputs)
+    folder = unzip(ui.experiment.erase_experiment(*inputs, concept_gallery, kept_gallery, info), tmp_path / "erase")
+    settings = json.loads((folder / "settings.json").read_text())
+    assert settings["panel"] == "erase" and settings["concept"] == "red" and settings["ratio"] == 0.056
+    command = (folder / "command.sh").read_text()
+    assert "concepts erase" in command and "--kept-prompt" in command
+    report = rerun(folder)
+    captions = json.loads((folder / "measured.json").read_text())["captions"]
+    after = [name for name, caption in captions.items() if name.startswith("concept") and caption.startswith("after")]
+    assert len(after) == len(report["after"]) == 2
+    for name, path in zip(after, report["after"]):
+        assert np.array_equal(pixels(folder / path), pixels(folder / "images" / f"{name}.png")), "the command erased to another image"
+
+
+def test_a_lesson_experiment_holds_its_figures_and_command(tmp_path):
+    import ui.lessons
+
+    chart, examples, finding, _, _, _, measured = ui.lessons.run_lesson_tab("concept-maps", 2)
+    sheet = Image.new("RGB", (32, 16), "white")  # what the browser hands back for the examples image
+    folder = unzip(ui.experiment.lesson_experiment(measured, sheet), tmp_path / "lesson")
+    figures = json.loads((folder / "measured.json").read_text())
+    assert figures["lesson"] == "concept-maps" and figures["seed"] == 2 and figures["bars"] == measured["bars"]
+    assert (folder / "images" / "chart.png").is_file() and (folder / "images" / "examples.png").is_file()
+    assert (folder / "command.sh").read_text().strip().endswith("concepts lesson concept-maps --seed 2 --json")

@@ -3,7 +3,11 @@
 - data flows one way: the core (`concepts/*.py`, `concepts/sae/`) imports no panel and no toy code;
 - a panel (`concepts/steer/`, `concepts/evolve/`, `concepts/edit/`) imports the core only, never
   another panel and never the toy world (it asks the world object, `ModelWorld.knowledge`);
-- nothing outside `concepts/toy/` (the app, the UI, the core, panels, training) imports `concepts.toy`;
+- nothing outside `concepts/toy/` and `concepts/lessons/` (the app, the UI, the core, panels,
+  training) imports `concepts.toy`;
+- the lessons (`concepts/lessons/`) are experiments on the toy world that compose the panels, as the
+  command line wires them: they may import every panel and the toy world, and only the UI and the
+  command line import them;
 - `concepts/` never imports gradio.
 """
 
@@ -49,13 +53,13 @@ def sources(*folders: str) -> list[Path]:
 
 
 def kind(module: str) -> str:
-    """core, a panel's name, toy, training, entry or ui."""
+    """core, a panel's name, toy, training, lessons, entry or ui."""
     parts = module.split(".")
     if parts[0] != "concepts":
         return "ui"
     if module in ENTRY_POINTS:
         return "entry"
-    if len(parts) > 1 and parts[1] in (*PANELS, "toy", "training"):
+    if len(parts) > 1 and parts[1] in (*PANELS, "toy", "training", "lessons"):
         return parts[1]
     return "core"
 
@@ -72,12 +76,14 @@ def test_imports_follow_the_layout(path):
     me = kind(module_name(path))
     bad = []
     for target in imports(path):
-        if me != "toy" and within(target, "concepts.toy"):
+        if me not in ("toy", "lessons") and within(target, "concepts.toy"):
             bad.append(f"{target} (only concepts/toy imports the toy world; ask ModelWorld.knowledge)")
         if me in ("core", "training") and any(within(target, f"concepts.{p}") for p in PANELS):
             bad.append(f"{target} (the core and training import no panel)")
         if me in PANELS and any(within(target, f"concepts.{p}") for p in PANELS if p != me):
             bad.append(f"{target} (a panel imports no other panel)")
+        if me not in ("ui", "entry", "lessons") and within(target, "concepts.lessons"):
+            bad.append(f"{target} (only the UI and the command line run lessons)")
         if me != "ui" and within(target, "gradio"):
             bad.append(f"{target} (concepts/ never imports gradio)")
     assert not bad, f"{path.relative_to(ROOT)} imports " + "; ".join(sorted(bad))

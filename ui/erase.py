@@ -24,7 +24,7 @@ from concepts.errors import InvalidInputError
 from concepts.generation import SHARED_PIPELINES
 from concepts.registry import ModelWorld
 
-from . import links, texts
+from . import experiment, links, texts
 from .common import (
     DEVICE,
     REGISTRY,
@@ -168,19 +168,7 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
         )
         texts.glossary()
         with gr.Accordion("More: what to try, and what the toy measures", open=False):
-            gr.Markdown(
-                "- **Erase red** with CAD: at the default ratio red goes from 1.00 to 0.07 ± 0.09 on red prompts (mean ± sd "
-                "over three attribution seeds), but the rest of those images falls from 0.97 to 0.69 right and four in ten "
-                "other colours change. **UCE** takes red off and keeps the other colours.\n"
-                "- **Amplify red** (ratio 0.006): on prompts that name no colour, red rises from 0.12 to 0.49 ± 0.06 with 0.92 "
-                "of the rest kept. Striped rises only from 0.08 to 0.19 ± 0.13 there. On toy-shapes the concept's images for "
-                "amplify leave its attribute open: a prompt that already asks for it cannot show it amplified.\n"
-                "- **Attribution**: *faithful* draws a fresh trajectory per timestep; on toy-shapes, with 6 images, two seeds "
-                "agree at Spearman 0.81 and zero 58 % of the same weights, against 0.42 and 28 % for *fast*.\n"
-                "- **Concepts to keep** have their scores subtracted (*presence*: what each needs; *identity*, erase only: what "
-                "tells them apart, with the *max*). Nothing in the shared model changes: the edit lives in your request.\n"
-                "The tables, with the commands that measure them, are in docs/erase.md."
-            )
+            gr.Markdown(texts.ERASE_MORE)
         with gr.Row():
             with gr.Column():
                 c_concept = gr.Textbox(label="Concept", value=(default.concept_examples or ("",))[0], placeholder=", ".join(default.concept_examples) or "a concept",
@@ -243,6 +231,9 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
             links.Field("seed", c_seed, links.integer("seed", 0, 2**63 - 1)),
             links.Field("images", c_images, links.integer("images", 1, 8)),
         ], run=(edit_concept, edit_inputs, [c_concept_gallery, c_kept_gallery, c_plot, c_top, c_info]))
+        download, experiment_file = experiment.download_row("erase")
+    download.click(experiment.erase_experiment, inputs=[*edit_inputs, c_concept_gallery, c_kept_gallery, c_info], outputs=experiment_file,
+                   api_visibility="private")
     c_run.click(
         edit_concept, inputs=edit_inputs,
         outputs=[c_concept_gallery, c_kept_gallery, c_plot, c_top, c_info], api_name="edit",

@@ -1,4 +1,4 @@
-"""Download experiment: the Generate and Steer panels' last run as one zip (`concepts.experiment`).
+"""Download experiment: a panel's (or a lesson's) last run as one zip (`concepts.experiment`).
 
 The zip's `command.sh` is the CLI call that reruns it; the settings are the panel's, read back the
 way the panel read them, so the command fails in the same place a typed value would.
@@ -97,3 +97,60 @@ def evolution_experiment(model: str, prompt: str, seed: float, steps: float, gui
     data = experiment_zip({"panel": "evolution", **settings}, ["python", "-m", "concepts", "evolve", *args, "--out", "outputs/"],
                           images, {"info": info, "timesteps": list(evo.timesteps)}, unet=pipe.unet)
     return _save(data, "evolution-experiment")
+
+
+def _gallery_images(items: list | None, prefix: str) -> dict[str, Image.Image]:
+    """A gallery's (image, caption) pairs as named images (a gallery hands back PIL images or file paths)."""
+    images = {}
+    for i, item in enumerate(items or []):
+        picture = item[0] if isinstance(item, (list, tuple)) else item
+        images[f"{prefix}_{i:02d}"] = picture if isinstance(picture, Image.Image) else Image.open(picture).convert("RGB")
+    return images
+
+
+@user_errors
+def erase_experiment(model: str, concept: str, action: str, ratio: float, mode: str, concept_prompt_text: str, kept_text: str, seed: float,
+                     images: float, keep_text: str, scope: str, scenes: float | None, contrast: str, protect: str, method: str,
+                     concept_gallery: list | None, kept_gallery: list | None, info: str):
+    """The Erase panel's last edit as an experiment zip: before/after images of the concept and of the kept prompts."""
+    if not concept_gallery:
+        raise InvalidInputError("erase", "apply an edit first")
+    world = REGISTRY.get(model)
+    keep = [k.strip() for k in (keep_text or "").split(",") if k.strip()]
+    kept_prompts = [line.strip() for line in (kept_text or "").splitlines() if line.strip()]
+    settings = {"panel": "erase", "model": model, "concept": concept, "action": action, "method": method, "seed": as_int(seed, "seed"),
+                "images": as_int(images, "images"), "keep": keep, "kept_prompts": kept_prompts, "concept_prompt": concept_prompt_text or None}
+    args = ["--model", model, "--concept", concept, "--method", method, "--seed", str(settings["seed"]), "--images", str(settings["images"])]
+    if method == "cad":
+        settings.update(ratio=as_float(ratio, "ratio"), scope=scope, mode=mode, contrast=contrast, protect=protect)
+        args += ["--ratio", f"{settings['ratio']:g}", "--scope", scope, "--mode", mode, "--contrast", contrast]
+        args += ["--protect", protect] if action == "erase" else []
+    if scenes is not None and world.defaults.toy_scenes:
+        settings["scenes"] = as_int(scenes, "scenes")
+        args += ["--scenes", str(settings["scenes"])]
+    args += [a for k in keep for a in ("--keep", k)]
+    args += ["--concept-prompt", concept_prompt_text] if concept_prompt_text else []
+    args += [a for p in kept_prompts for a in ("--kept-prompt", p)]
+    pictures = {**_gallery_images(concept_gallery, "concept"), **_gallery_images(kept_gallery, "kept")}
+    captions = [item[1] if isinstance(item, (list, tuple)) else "" for item in [*(concept_gallery or []), *(kept_gallery or [])]]
+    pipe = SHARED_PIPELINES.get(world, DEVICE)
+    data = experiment_zip(settings, ["python", "-m", "concepts", action, *args, "--out", "outputs/"], pictures,
+                          {"info": info, "captions": dict(zip(pictures, captions))}, unet=pipe.unet)
+    return _save(data, f"{action}-experiment")
+
+
+@user_errors
+def lesson_experiment(reading: dict | None, examples: Image.Image | None):
+    """The lesson's last run as an experiment zip: its figures (measured.json), its chart and example images."""
+    if not reading:
+        raise InvalidInputError("lesson", "run the lesson first")
+    from concepts.lessons import lesson_figure
+    from concepts.lessons.reading import reading_from_json
+
+    png = io.BytesIO()
+    lesson_figure(reading_from_json(reading)).savefig(png, format="png", dpi=110)
+    images = {"chart": Image.open(png).convert("RGB"), **({"examples": examples} if examples is not None else {})}
+    data = experiment_zip({"panel": "lessons", "lesson": reading["lesson"], "seed": reading["seed"]},
+                          ["python", "-m", "concepts", "lesson", reading["lesson"], "--seed", str(reading["seed"]), "--json"],
+                          images, reading)
+    return _save(data, f"lesson-{reading['lesson']}")

@@ -163,6 +163,11 @@ def _query(panel_name: str, model: str, *values) -> str:
     return urllib.parse.urlencode(pairs)
 
 
+def settings_query(tab: str, model: str, settings: dict[str, str]) -> str:
+    """A link's query from plain settings (a lesson's "try it yourself"), in the same form as a copied link."""
+    return urllib.parse.urlencode([("tab", tab), ("model", model), *((k, v) for k, v in settings.items() if v not in (None, ""))])
+
+
 COPY_JS = """(q) => { if (!q) return q; const url = window.location.origin + window.location.pathname + '?' + q;
   if (navigator.clipboard) navigator.clipboard.writeText(url).catch(() => {}); return url; }"""
 

@@ -1,6 +1,11 @@
 """Attribution scores cached on disk per (model, concept prompt, objective, mode, anchor, sampling settings),
 as safetensors with the settings in the metadata. Location: $CONCEPT_LAB_CACHE/cad, else
-~/.cache/concept-lab/cad."""
+~/.cache/concept-lab/cad.
+
+A world may also ship scores beside its weights (`<model folder>/cad-scores/`, read-only): the toy
+ships those of the concepts its lessons and suggestions erase, so a fresh Space answers them at
+once. A shipped file is used only when the key in its metadata is exactly the request's (the key
+holds the weights' digest, so a retrained model never reads stale scores)."""
 
 from __future__ import annotations
 
@@ -60,6 +65,34 @@ def load_scores(path: Path) -> dict[str, torch.Tensor] | None:
     if not path.is_file():
         return None
     try:
+        return load_file(str(path))
+    except (SafetensorError, OSError, ValueError):
+        return None
+
+
+SHIPPED_FOLDER = "cad-scores"
+
+
+def shipped_path(world: ModelWorld, key: dict) -> Path | None:
+    """Where the world would ship these scores, or None for a world without a local folder."""
+    source, base = getattr(world, "pipeline", None), getattr(world, "base_dir", None)
+    if getattr(source, "path", None) is None or base is None:  # a Hub model ships no scores
+        return None
+    folder = Path(base) / source.path / (source.subfolder or "")
+    return folder / SHIPPED_FOLDER / score_path(key).name
+
+
+def load_shipped(world: ModelWorld, key: dict) -> dict[str, torch.Tensor] | None:
+    """Shipped scores for exactly this key, else None."""
+    path = shipped_path(world, key)
+    if path is None or not path.is_file():
+        return None
+    try:
+        from safetensors import safe_open
+
+        with safe_open(str(path), framework="pt") as f:
+            if json.loads((f.metadata() or {}).get("key", "null")) != json.loads(json.dumps(key)):
+                return None
         return load_file(str(path))
     except (SafetensorError, OSError, ValueError):
         return None

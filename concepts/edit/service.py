@@ -30,7 +30,7 @@ from .ablation import (
     plan_ablation,
 )
 from .attribution import AttributionConfig, attribute
-from .cache import load_scores, lock_for, save_scores, score_key, score_path
+from .cache import load_scores, load_shipped, lock_for, save_scores, score_key, score_path
 from .components import block_of
 from .scenes import check_scenes, kept_scene_prompts, scene_prompts, scenes_label
 
@@ -151,6 +151,8 @@ def scores_for(world: ModelWorld, pipe, prompt: str, objective: str, mode: str |
     path = score_path(key)
     with lock_for(path):
         cached = load_scores(path)
+        if cached is None:
+            cached = load_shipped(world, key)
         if cached is not None:
             return Scores(cached, prompt, True, 0.0)
         started = time.perf_counter()
