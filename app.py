@@ -16,7 +16,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers 
 import gradio as gr  # noqa: E402
 
 from concepts.quiet import quiet_libraries  # noqa: E402
-from ui import erase, evolution, generate, lessons, links, models, steer  # noqa: E402
+from ui import erase, evolution, generate, lessons, links, models, steer, temp_files  # noqa: E402
 from ui.common import REGISTRY  # noqa: E402
 
 quiet_libraries()
@@ -34,7 +34,8 @@ label[data-testid="block-label"].float { position: static !important; margin: 0 
 def build_app() -> gr.Blocks:
     """The page: a title, the model menu shared by every tab, and the tabs."""
     default = REGISTRY.get()
-    with gr.Blocks(title="Concept Lab") as demo:
+    # Gradio's copies of returned files: swept every 5 minutes, deleted once 15 minutes old.
+    with gr.Blocks(title="Concept Lab", delete_cache=(300, 900)) as demo:
         gr.Markdown(
             "# Concept Lab\nSee, steer and erase the concepts inside a text-to-image diffusion model. "
             "The default model is tiny and runs on a CPU in seconds."
@@ -48,6 +49,7 @@ def build_app() -> gr.Blocks:
             evolution.build(model, default, demo)
             erase.build(model, default)
         links.wire(demo, tabs, menu.menu, menu.active, menu.note)  # share links: settings in the URL
+        demo.unload(temp_files.release)  # a closed page's files go at once
     return demo
 
 
@@ -56,7 +58,8 @@ demo = build_app()
 
 def launch_style() -> dict:
     """Look of the page, given at launch in Gradio 6 (tests and benchmarks launch with it too)."""
-    return {"theme": gr.themes.Soft(), "css": CSS}
+    # At most this many sessions keep state; the oldest go first (Gradio's default is 10,000).
+    return {"theme": gr.themes.Soft(), "css": CSS, "state_session_capacity": 100}
 
 
 if __name__ == "__main__":

@@ -4,8 +4,8 @@ generate / steer / erase request at the same moment.
     python benchmarks/bench_load.py [--users 8] [--rounds 2] [--out FILE]
 
 First every request runs alone (one user, one at a time): that is what each user should get. Then
-all users fire together, `--rounds` times. Every image a user gets under load must be bit-identical
-to the one it got alone (on the CPU), the shared model's weights must still equal the checkpoint's,
+all users fire together, `--rounds` times. Every image a user gets under load must equal the one it
+got alone, to within 1/255 per pixel value (plain generations may share a UNet batch, `concepts.batching`), the shared model's weights must still equal the checkpoint's,
 and no hook may be left on any module. Prints one JSON object: the isolation verdict, throughput
 (requests per second under load) and median / p95 latency per request kind. `tests/test_load.py`
 runs the same scenario once and asserts the isolation.
@@ -93,9 +93,16 @@ def images_of(output: Any) -> Any:
     return None
 
 
+TOLERANCE = 1
+"""Largest difference per pixel value (of 255) that still counts as the same image: batching across
+users may round a batched product differently (tests/test_batching.py); another user's edit leaking
+in changes far more."""
+
+
 def same(a: Any, b: Any) -> bool:
     if isinstance(a, np.ndarray) or isinstance(b, np.ndarray):
-        return isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape and np.array_equal(a, b)
+        return (isinstance(a, np.ndarray) and isinstance(b, np.ndarray) and a.shape == b.shape
+                and int(np.abs(a.astype(int) - b.astype(int)).max(initial=0)) <= TOLERANCE)
     if isinstance(a, list) and isinstance(b, list):
         return len(a) == len(b) and all(same(x, y) for x, y in zip(a, b))
     return a == b

@@ -11,10 +11,12 @@ from typing import NamedTuple
 
 from diffusers import StableDiffusionPipeline
 
+from .batching import batched_generate
+from .progress import ProgressFn, step_reporter
 from .pipeline import PipelineCache
 from .prompts import check_prompt, known_words_message, unknown_words
 from .registry import ModelWorld, Registry, load_registry
-from .sampling import GenerationRequest, GenerationResult, generate
+from .sampling import GenerationRequest, GenerationResult
 
 SHARED_PIPELINES = PipelineCache()
 """The process's pipelines, shared by every service (generation, steering) so each loads once."""
@@ -84,10 +86,12 @@ def run_generation(
     device: str = "auto",
     registry: Registry | None = None,
     cache: PipelineCache | None = None,
+    progress: ProgressFn | None = None,
     **request_fields: object,
 ) -> GenerationOutcome:
-    """Validate (see `build_request` for the fields), load or reuse the pipeline, and generate."""
+    """Validate (see `build_request` for the fields), load or reuse the pipeline, and generate
+    (`progress` hears of every denoising step)."""
     world, request, warnings, pipe = prepare(model, prompt, device=device, registry=registry, cache=cache, **request_fields)
     started = time.perf_counter()
-    result = generate(pipe, request)
+    result = batched_generate(pipe, request, on_step=step_reporter(progress))
     return GenerationOutcome(world, request, result, warnings, time.perf_counter() - started)

@@ -35,6 +35,11 @@ EditFn = Callable[[StepInfo, torch.Tensor], torch.Tensor]
 _ACTIVE: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("concept_lab_active_hooks", default=frozenset())
 
 
+def any_active() -> bool:
+    """Whether hooks or weight edits are active for the calling thread or task (its images are its own)."""
+    return bool(_ACTIVE.get())
+
+
 def transformer_blocks(unet: nn.Module) -> dict[str, nn.Module]:
     """All hookable blocks of a UNet: the `Transformer2DModel`s, by diffusers module name."""
     return {name: m for name, m in unet.named_modules() if type(m).__name__ == "Transformer2DModel"}
@@ -181,9 +186,12 @@ class BlockHooks(ScopedHooks):
         edits = [e for e in self.edits if e.block.removeprefix("unet.") == name]
         capturing = name in self.capture_blocks
 
-        def hook(module: nn.Module, args: tuple, kwargs: dict, output: object) -> object:
-            if not self._mine():
+        def hook(module: nn.Module, args: tuple, *rest: object) -> object:
+            # (kwargs, output) as registered; torch adds a hook to the module before it marks it as
+            # taking kwargs, so another thread's forward at that instant calls it with (output) alone.
+            if not self._mine() or len(rest) != 2:
                 return None  # another user's run through the shared model
+            kwargs, output = rest
             step = self.step
             if step is None:
                 raise ConceptLabError(f"block {name!r} ran with no step set: call set_step before each UNet call")

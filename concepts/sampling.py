@@ -46,6 +46,10 @@ class GenerationRequest:
     images_per_prompt: int = 1
     max_steps: int = field(default=1000, repr=False)
     """Upper bound on `steps` (the scheduler's training timesteps)."""
+    seed_blocks: tuple[tuple[int, int], ...] = ()
+    """Requests batched together (`concepts.batching`): (seed, prompts) per request, in order. Each
+    block's noise comes from its own seed, exactly as that request alone draws it; () means `seed`
+    seeds the whole batch."""
 
     def __post_init__(self) -> None:
         prompts = [self.prompt] if isinstance(self.prompt, str) else list(self.prompt)
@@ -153,8 +157,11 @@ def initial_latents(pipe: StableDiffusionPipeline, request: GenerationRequest, s
         request.height // pipe.vae_scale_factor,
         request.width // pipe.vae_scale_factor,
     )
-    generator = torch.Generator("cpu").manual_seed(int(request.seed))
-    noise = randn_tensor(shape, generator=generator, device=pipe._execution_device, dtype=pipe.unet.dtype)
+    blocks = request.seed_blocks or ((request.seed, len(request.prompts)),)
+    noise = torch.cat([randn_tensor((count * request.images_per_prompt, *shape[1:]), generator=torch.Generator("cpu").manual_seed(int(seed)),
+                                    device=pipe._execution_device, dtype=pipe.unet.dtype) for seed, count in blocks])
+    if noise.shape[0] != batch:
+        raise InvalidInputError("seed_blocks", f"cover {noise.shape[0]} images, the batch has {batch}")
     return noise * scheduler.init_noise_sigma
 
 

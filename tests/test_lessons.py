@@ -63,7 +63,7 @@ def test_moving_objects_counts_every_trial_and_leaves_the_model_untouched():
     bench = toy_bench()
     weights = {k: v.clone() for k, v in bench.pipe.unet.state_dict().items()}
     hooks_before = sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in bench.pipe.unet.modules())
-    reading = run_lesson("moving-objects", seed=0)
+    reading = run_lesson("moving-objects", seed=0, cached=False)
     assert all(torch.equal(v, weights[k]) for k, v in bench.pipe.unet.state_dict().items())
     assert sum(len(m._forward_hooks) + len(m._forward_pre_hooks) for m in bench.pipe.unet.modules()) == hooks_before
     shares = [b for b in reading.bars if not b.paper]
@@ -89,8 +89,23 @@ def test_the_chart_has_axes_a_legend_and_the_paper():
 def test_erasing_weights_takes_stripes_away_where_switching_their_labels_off_does_not(tmp_path, monkeypatch):
     """Lesson 6's claim, on its default draw; with an empty cache CAD's scores come from the toy's shipped ones."""
     monkeypatch.setenv("CONCEPT_LAB_CACHE", str(tmp_path))
-    reading = run_lesson("labels-weights", seed=0)
+    reading = run_lesson("labels-weights", seed=0, cached=False)
     counts = {b.group: round(b.value * b.count) for b in reading.bars}
     assert counts["weights erased (CAD)"] < counts["before"]
     assert counts["labelled features off"] >= counts["before"] - 1
     assert not list(tmp_path.rglob("*.safetensors"))  # nothing was attributed: the shipped scores were used
+
+
+def test_a_class_on_the_same_link_shares_one_reading():
+    """The teacher's link gives every student the same lesson and seed: it is computed once."""
+    import threading
+
+    readings = []
+    threads = [threading.Thread(target=lambda: readings.append(run_lesson("concept-maps", seed=11))) for _ in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(readings) == 3 and all(r is readings[0] for r in readings)
+    fresh = run_lesson("concept-maps", seed=11, cached=False)
+    assert fresh is not readings[0] and [b.value for b in fresh.bars] == [b.value for b in readings[0].bars]  # the same draw again

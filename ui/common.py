@@ -34,6 +34,13 @@ log = logging.getLogger("concept_lab.ui")
 REGISTRY = load_registry()
 DEVICE = os.environ.get("CONCEPT_LAB_DEVICE", "auto")
 WINDOWS = ["early", "middle", "final", "all"]
+HEAVY = {"concurrency_limit": 2, "concurrency_id": "model-heavy"}
+"""The long requests (explore, steer, evolution, erase, lessons, opened links, icons and top images)
+share two places on the model: on a 2-core machine more at once only slows every one of them, and a
+class's generations (batched, `concepts.batching`, in their own group) keep room beside them."""
+STATE_TTL_S = 1800
+"""Per-session results (an exploration's maps, an evolution, a lesson's reading) are dropped 30 minutes
+after their last update, and Gradio drops them an hour after the page closes."""
 
 
 def as_number(value: object, field: str) -> float:

@@ -26,6 +26,7 @@ from concepts.registry import ModelWorld
 
 from . import experiment, links, texts
 from .common import (
+    HEAVY,
     DEVICE,
     REGISTRY,
     as_float,
@@ -236,5 +237,5 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
                    api_visibility="private")
     c_run.click(
         edit_concept, inputs=edit_inputs,
-        outputs=[c_concept_gallery, c_kept_gallery, c_plot, c_top, c_info], api_name="edit",
+        outputs=[c_concept_gallery, c_kept_gallery, c_plot, c_top, c_info], api_name="edit", **HEAVY,
     )

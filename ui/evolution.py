@@ -3,8 +3,6 @@ step, which concepts the SAE features see, and from which step each attribute is
 
 from __future__ import annotations
 
-import tempfile
-from pathlib import Path
 
 import gradio as gr
 from PIL import Image
@@ -29,8 +27,10 @@ from concepts.generation import SHARED_PIPELINES
 from concepts.registry import ModelWorld
 from concepts.saes import SAES
 
-from . import experiment, links, texts
+from . import experiment, links, temp_files, texts
 from .common import (
+    HEAVY,
+    STATE_TTL_S,
     DEVICE,
     REGISTRY,
     as_float,
@@ -75,7 +75,7 @@ def evolution_concepts(model: str):
 @gpu
 @user_errors
 def follow_evolution(model: str, prompt: str, seed: float, steps: float, guidance: float, block: str, concepts: list[str] | None,
-                     progress: gr.Progress = gr.Progress()):
+                     progress: gr.Progress = gr.Progress(), request: gr.Request = None):
     """One generation followed step by step: everything the Evolution tab shows, and the files to download."""
     world = REGISTRY.get(model)
     chosen = [str(c) for c in (concepts or [])] or None
@@ -95,7 +95,7 @@ def follow_evolution(model: str, prompt: str, seed: float, steps: float, guidanc
     shown = chosen or default_concepts(evo, block)
     decided = decisions(evo, block)
     emergence, decided_plot = emergence_figure(evo, chosen), decided_figure(decided, len(evo.previews))
-    folder = Path(tempfile.mkdtemp(prefix="concept-lab-evolution-"))
+    folder = temp_files.fresh_folder("evolution-", request)
     record = evolution_record(evo, [f"step_{i:03d}.png" for i in range(len(evo.previews))])
     record["decided_at_by_source"] = decided
     files = [str(save_gif(evo.previews, folder / "evolution.gif")), str(save_strip(evo.previews, folder / "previews.png")),
@@ -141,7 +141,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
                 "- **When is it decided?**: the first step from which a reading (the toy judge on the preview, or the SAE "
                 "features' leading label) stays what the final image shows."
             )
-        evolution = gr.State(None)
+        evolution = gr.State(None, time_to_live=STATE_TTL_S)
         with gr.Row():
             with gr.Column():
                 e_prompt, e_seed, e_steps, e_guidance = sampling_inputs(default, example, "evolve-")
@@ -180,6 +180,6 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
     follow.click(
         follow_evolution, inputs=[model, e_prompt, e_seed, e_steps, e_guidance, e_block, e_concepts],
         outputs=[evolution, step, step_preview, step_composition, step_legend, step_top, previews, curves, decided_plot, grid, composition, downloads, evolve_info],
-        api_name="evolve",
+        api_name="evolve", **HEAVY,
     )
     step.change(scrub_evolution, inputs=[evolution, step], outputs=[step_preview, step_composition, step_legend, step_top], api_visibility="private")

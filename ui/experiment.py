@@ -7,8 +7,6 @@ way the panel read them, so the command fails in the same place a typed value wo
 from __future__ import annotations
 
 import io
-import tempfile
-from pathlib import Path
 
 import gradio as gr
 import numpy as np
@@ -18,12 +16,13 @@ from concepts.errors import InvalidInputError
 from concepts.experiment import experiment_zip
 from concepts.generation import SHARED_PIPELINES
 
+from . import temp_files
 from .common import DEVICE, REGISTRY, as_float, as_int, user_errors
 from .steer_inputs import PAINTED, painted_mask
 
 
-def _save(data: bytes, stem: str) -> str:
-    folder = Path(tempfile.mkdtemp(prefix="concept-lab-experiment-"))
+def _save(data: bytes, stem: str, request: gr.Request | None = None) -> str:
+    folder = temp_files.fresh_folder("experiment-", request)
     path = folder / f"{stem}.zip"
     path.write_bytes(data)
     return str(path)
@@ -36,7 +35,7 @@ def _sampling(model: str, prompt: str, seed: float, steps: float, guidance: floa
 
 
 @user_errors
-def generate_experiment(model: str, prompt: str, seed: float, steps: float, guidance: float, image: Image.Image | None, info: str):
+def generate_experiment(model: str, prompt: str, seed: float, steps: float, guidance: float, image: Image.Image | None, info: str, request: gr.Request = None):
     """The Generate panel's last image as an experiment zip."""
     if image is None:
         raise InvalidInputError("image", "generate an image first")
@@ -44,13 +43,13 @@ def generate_experiment(model: str, prompt: str, seed: float, steps: float, guid
     pipe = SHARED_PIPELINES.get(REGISTRY.get(model), DEVICE)
     data = experiment_zip({"panel": "generate", **settings}, ["python", "-m", "concepts", "generate", *args, "--out", "outputs/"],
                           {"image": image}, {"info": info}, unet=pipe.unet)
-    return _save(data, "generate-experiment")
+    return _save(data, "generate-experiment", request)
 
 
 @user_errors
 def steer_experiment(model: str, prompt: str, seed: float, steps: float, guidance: float, block: str, window: str, concept: str | None,
                      feature_text: str, where: str, painting: dict | None, strength: float, branch: str,
-                     baseline: Image.Image | None, steered: Image.Image | None, info: str):
+                     baseline: Image.Image | None, steered: Image.Image | None, info: str, request: gr.Request = None):
     """The Steer panel's last baseline and steered images as an experiment zip."""
     if baseline is None or steered is None:
         raise InvalidInputError("steer", "steer an image first")
@@ -74,7 +73,7 @@ def steer_experiment(model: str, prompt: str, seed: float, steps: float, guidanc
     pipe = SHARED_PIPELINES.get(REGISTRY.get(model), DEVICE)
     data = experiment_zip({"panel": "steer", **settings}, ["python", "-m", "concepts", "steer", *args, "--out", "outputs/"],
                           {"baseline": baseline, "steered": steered}, {"info": info}, unet=pipe.unet, files=files)
-    return _save(data, "steer-experiment")
+    return _save(data, "steer-experiment", request)
 
 
 def download_row(elem_prefix: str) -> tuple[gr.Button, gr.File]:
@@ -86,7 +85,7 @@ def download_row(elem_prefix: str) -> tuple[gr.Button, gr.File]:
 
 
 @user_errors
-def evolution_experiment(model: str, prompt: str, seed: float, steps: float, guidance: float, state: dict | None, info: str):
+def evolution_experiment(model: str, prompt: str, seed: float, steps: float, guidance: float, state: dict | None, info: str, request: gr.Request = None):
     """The Evolution panel's last run as an experiment zip: every step's preview and the final image."""
     if not state or "evolution" not in state:
         raise InvalidInputError("evolution", "follow a generation first")
@@ -96,7 +95,7 @@ def evolution_experiment(model: str, prompt: str, seed: float, steps: float, gui
     pipe = SHARED_PIPELINES.get(REGISTRY.get(model), DEVICE)
     data = experiment_zip({"panel": "evolution", **settings}, ["python", "-m", "concepts", "evolve", *args, "--out", "outputs/"],
                           images, {"info": info, "timesteps": list(evo.timesteps)}, unet=pipe.unet)
-    return _save(data, "evolution-experiment")
+    return _save(data, "evolution-experiment", request)
 
 
 def _gallery_images(items: list | None, prefix: str) -> dict[str, Image.Image]:
@@ -111,7 +110,7 @@ def _gallery_images(items: list | None, prefix: str) -> dict[str, Image.Image]:
 @user_errors
 def erase_experiment(model: str, concept: str, action: str, ratio: float, mode: str, concept_prompt_text: str, kept_text: str, seed: float,
                      images: float, keep_text: str, scope: str, scenes: float | None, contrast: str, protect: str, method: str,
-                     concept_gallery: list | None, kept_gallery: list | None, info: str):
+                     concept_gallery: list | None, kept_gallery: list | None, info: str, request: gr.Request = None):
     """The Erase panel's last edit as an experiment zip: before/after images of the concept and of the kept prompts."""
     if not concept_gallery:
         raise InvalidInputError("erase", "apply an edit first")
@@ -136,11 +135,11 @@ def erase_experiment(model: str, concept: str, action: str, ratio: float, mode: 
     pipe = SHARED_PIPELINES.get(world, DEVICE)
     data = experiment_zip(settings, ["python", "-m", "concepts", action, *args, "--out", "outputs/"], pictures,
                           {"info": info, "captions": dict(zip(pictures, captions))}, unet=pipe.unet)
-    return _save(data, f"{action}-experiment")
+    return _save(data, f"{action}-experiment", request)
 
 
 @user_errors
-def lesson_experiment(reading: dict | None, examples: Image.Image | None):
+def lesson_experiment(reading: dict | None, examples: Image.Image | None, request: gr.Request = None):
     """The lesson's last run as an experiment zip: its figures (measured.json), its chart and example images."""
     if not reading:
         raise InvalidInputError("lesson", "run the lesson first")
@@ -153,4 +152,4 @@ def lesson_experiment(reading: dict | None, examples: Image.Image | None):
     data = experiment_zip({"panel": "lessons", "lesson": reading["lesson"], "seed": reading["seed"]},
                           ["python", "-m", "concepts", "lesson", reading["lesson"], "--seed", str(reading["seed"]), "--json"],
                           images, reading)
-    return _save(data, f"lesson-{reading['lesson']}")
+    return _save(data, f"lesson-{reading['lesson']}", request)

@@ -10,7 +10,7 @@ from concepts.steer.icons import MAX_ICONS, run_icons
 from concepts.steer.top_images import world_top_images
 from concepts.steps import StepWindow, sae_stage
 
-from .common import DEVICE, REGISTRY, as_int, gpu, sae_dictionary, user_errors
+from .common import DEVICE, HEAVY, REGISTRY, as_int, gpu, sae_dictionary, user_errors
 
 
 @gpu
@@ -55,6 +55,6 @@ def build(sae_inputs: list) -> gr.Number:
             top_feature = gr.Number(label="Feature (of this block and window's SAE)", value=0, precision=0, minimum=0, elem_id="top-feature")
             show_top = gr.Button("Show top images", elem_id="show-top")
         top_images = gr.Gallery(label="Top images (activation · prompt)", columns=8, height="auto", elem_id="top-images")
-    show_icons.click(icon_gallery, inputs=[*sae_inputs, icon_count], outputs=icons, api_name="icons")
-    show_top.click(top_image_gallery, inputs=[*sae_inputs, top_feature], outputs=top_images, api_name="top_images")
+    show_icons.click(icon_gallery, inputs=[*sae_inputs, icon_count], outputs=icons, api_name="icons", **HEAVY)
+    show_top.click(top_image_gallery, inputs=[*sae_inputs, top_feature], outputs=top_images, api_name="top_images", **HEAVY)
     return top_feature

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import gradio as gr
 
+from concepts.batching import MAX_BATCH
 from concepts.generation import run_generation
 from concepts.registry import ModelWorld
 
@@ -16,6 +17,7 @@ from .common import (
     first_example,
     gpu,
     model_defaults,
+    progress_callback,
     sampling_inputs,
     user_errors,
 )
@@ -28,7 +30,7 @@ def world_examples(model: str):
 
 @gpu
 @user_errors
-def generate_image(model: str, prompt: str, seed: float, steps: float, guidance: float):
+def generate_image(model: str, prompt: str, seed: float, steps: float, guidance: float, progress: gr.Progress = gr.Progress()):
     """Generate one image; returns (image, a line describing what was run)."""
     outcome = run_generation(
         model,
@@ -38,6 +40,7 @@ def generate_image(model: str, prompt: str, seed: float, steps: float, guidance:
         guidance=as_float(guidance, "guidance"),
         device=DEVICE,
         registry=REGISTRY,
+        progress=progress_callback(progress),
     )
     for warning in outcome.warnings:
         gr.Warning(warning)
@@ -70,5 +73,8 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
                    api_visibility="private")
     model.change(world_examples, inputs=model, outputs=examples.dataset, api_visibility="private")
     model.change(model_defaults, inputs=[model, prompt], outputs=[prompt, steps, guidance], api_visibility="private")
-    run.click(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_name="generate")
-    prompt.submit(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_visibility="private")
+    # Up to a batch of generations may wait in the handler at once: the batcher runs them as one UNet batch.
+    run.click(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_name="generate",
+              concurrency_limit=MAX_BATCH, concurrency_id="generate")
+    prompt.submit(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_visibility="private",
+                  concurrency_limit=MAX_BATCH, concurrency_id="generate")

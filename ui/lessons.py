@@ -14,7 +14,7 @@ from concepts.lessons.pictures import contact_sheet
 from concepts.lessons.toy_bench import LESSON_MODEL
 
 from . import experiment, links, texts
-from .common import REGISTRY, as_int, gpu, user_errors
+from .common import HEAVY, STATE_TTL_S, REGISTRY, as_int, gpu, user_errors
 
 PANEL_NAMES = {"steer": "Steer", "evolution": "Evolution", "erase": "Erase / amplify"}
 CHOICES = [(f"{i}. {lesson.title}", name) for i, (name, lesson) in enumerate(LESSONS.items(), start=1)]
@@ -76,7 +76,7 @@ def build() -> None:
         examples = gr.Image(label="Example images", type="pil", format="png", elem_id="lesson-examples", buttons=[], interactive=False)
         table = gr.Dataframe(label="Every count behind the chart", interactive=False, elem_id="lesson-table")
         try_it = gr.Markdown(elem_id="lesson-try-it")
-        measured = gr.State(None)  # the last reading's JSON, for the experiment zip
+        measured = gr.State(None, time_to_live=STATE_TTL_S)  # the last reading's JSON, for the experiment zip
         outputs = [chart, examples, finding, paper, table, try_it, measured]
         links.panel("lessons", "lessons", [
             links.Field("lesson", lesson, links.choice("lesson", lambda world: list(LESSONS))),
@@ -86,4 +86,4 @@ def build() -> None:
     download.click(experiment.lesson_experiment, inputs=[measured, examples], outputs=experiment_file, api_visibility="private")
     lesson.change(story, inputs=lesson, outputs=text, api_visibility="private")
     lesson.change(cleared, outputs=outputs, api_visibility="private")  # another lesson's chart under this story would mislead
-    run.click(run_lesson_tab, inputs=[lesson, seed], outputs=outputs, api_name="lesson")
+    run.click(run_lesson_tab, inputs=[lesson, seed], outputs=outputs, api_name="lesson", **HEAVY)

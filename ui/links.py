@@ -28,7 +28,7 @@ import torch.nn.functional as F
 
 from concepts.errors import ConceptLabError, InvalidInputError, one_line
 
-from .common import REGISTRY, user_error
+from .common import HEAVY, STATE_TTL_S, REGISTRY, user_error
 from .models import choose_world
 from .steer_inputs import painted_mask
 
@@ -177,14 +177,14 @@ def wire(demo: gr.Blocks, tabs: gr.Tabs, menu, active, note) -> None:
     for entry in PANELS.values():
         entry.copy_button.click(lambda model, *values, _n=entry.name: _query(_n, model, *values), inputs=[active, *[f.component for f in entry.fields]],
                      outputs=entry.link_box, api_visibility="private").then(None, inputs=entry.link_box, outputs=entry.link_box, js=COPY_JS)
-    state = gr.State(None)
+    state = gr.State(None, time_to_live=STATE_TTL_S)
     all_fields = [f for entry in PANELS.values() for f in entry.fields]
     load = demo.load(restore_world, inputs=active, outputs=[menu, active, note, state], api_visibility="private")
     step = load.then(restore_fields, inputs=[state, active], outputs=[state, tabs, *[f.component for f in all_fields]], api_visibility="private")
     for entry in PANELS.values():
         if entry.run is not None:
             handler, inputs, outputs = entry.run
-            step.then(_runner(entry.name, handler, len(outputs)), inputs=[state, *inputs], outputs=outputs, api_visibility="private")
+            step.then(_runner(entry.name, handler, len(outputs)), inputs=[state, *inputs], outputs=outputs, api_visibility="private", **HEAVY)
 
 
 def restore_world(active: str, request: gr.Request):

@@ -15,6 +15,9 @@ from concepts.steer.steering import CELLS, QUADRANTS, default_strength
 
 from . import experiment, features, links, selection, texts
 from .common import (
+    HEAVY,
+    progress_callback,
+    STATE_TTL_S,
     DEVICE,
     REGISTRY,
     WINDOWS,
@@ -109,7 +112,8 @@ def feature_heatmap(state: dict | None, feature: float):
 @gpu
 @user_errors
 def steer_image(model: str, prompt: str, seed: float, steps: float, guidance: float, block: str, window: str,
-                concept: str | None, feature_text: str, where: str, painting: dict | None, strength: float, branch: str):
+                concept: str | None, feature_text: str, where: str, painting: dict | None, strength: float, branch: str,
+                progress: gr.Progress = gr.Progress()):
     """Baseline and steered images from one seed, the difference heatmap and what was applied."""
     features = parse_features(feature_text)
     concept = (concept or "").strip() or None
@@ -119,7 +123,7 @@ def steer_image(model: str, prompt: str, seed: float, steps: float, guidance: fl
     spec = SteerSpec(block=block, window=str(window), strength=as_float(strength, "strength"), concept=concept,
                      features=features, region=None if mask is not None else where, mask=mask, branch=branch)
     outcome = run_steering(model, prompt, spec, seed=as_int(seed, "seed"), steps=as_int(steps, "steps"),
-                           guidance=as_float(guidance, "guidance"), device=DEVICE, registry=REGISTRY)
+                           guidance=as_float(guidance, "guidance"), device=DEVICE, registry=REGISTRY, progress=progress_callback(progress))
     for warning in outcome.warnings:
         gr.Warning(warning)
     change = outcome.change[0].numpy()
@@ -147,7 +151,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
         texts.glossary()
         with gr.Accordion("More: what the numbers mean", open=False):
             gr.Markdown(texts.STEER_MORE)
-        explored = gr.State(None)
+        explored = gr.State(None, time_to_live=STATE_TTL_S)
         with gr.Row():
             with gr.Column():
                 s_prompt, s_seed, s_steps, s_guidance = sampling_inputs(default, example, "steer-")
@@ -229,7 +233,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
         trigger(steer_strength, inputs=[model, window, where], outputs=strength, api_visibility="private")
     explore.click(
         explore_image, inputs=[model, s_prompt, s_seed, s_steps, s_guidance, block, window],
-        outputs=[explored_image, top_table, heatmap, heat_feature, explored, explore_info, painter], api_name="explore",
+        outputs=[explored_image, top_table, heatmap, heat_feature, explored, explore_info, painter], api_name="explore", **HEAVY,
     )
     show_heat.click(feature_heatmap, inputs=[explored, heat_feature], outputs=heatmap, api_visibility="private")
     selection.wire(top_table=top_table, found=found, block=block, window=window, heat_feature=heat_feature, feature_text=feature_text,
@@ -238,5 +242,5 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
     query.submit(find_concepts, inputs=[*sae_inputs, query], outputs=found, api_visibility="private")
     steer.click(
         steer_image,
-        inputs=steer_inputs, outputs=[baseline, steered, difference, steer_info], api_name="steer",
+        inputs=steer_inputs, outputs=[baseline, steered, difference, steer_info], api_name="steer", **HEAVY,
     )

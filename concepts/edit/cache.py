@@ -5,7 +5,12 @@ as safetensors with the settings in the metadata. Location: $CONCEPT_LAB_CACHE/c
 A world may also ship scores beside its weights (`<model folder>/cad-scores/`, read-only): the toy
 ships those of the concepts its lessons and suggestions erase, so a fresh Space answers them at
 once. A shipped file is used only when the key in its metadata is exactly the request's (the key
-holds the weights' digest, so a retrained model never reads stale scores)."""
+holds the weights' digest, so a retrained model never reads stale scores).
+
+Bounded: the cache holds at most $CONCEPT_LAB_CAD_CACHE_MB megabytes (default 2048: about 2,000 toy
+concepts, or 3 on SD1.4, whose scores are 0.6 GB each). After each write the least recently used
+files (by modification time, which a read refreshes) are deleted until it fits again. The locks that
+keep two requests from computing the same scores are a fixed set, shared by hash of the path."""
 
 from __future__ import annotations
 
@@ -25,8 +30,9 @@ from ..weights_digest import weights_digest
 from .attribution import AttributionConfig
 from .components import ff_layers
 
-_LOCKS: dict[str, threading.Lock] = {}
-_LOCKS_LOCK = threading.Lock()
+LOCK_STRIPES = 64
+_LOCKS = tuple(threading.RLock() for _ in range(LOCK_STRIPES))
+DEFAULT_CACHE_MB = 2048
 
 
 def cache_root() -> Path:
@@ -55,9 +61,42 @@ def score_path(key: dict) -> Path:
     return cache_root() / safe / f"{key['objective']}-{key['mode']}-{digest}.safetensors"
 
 
-def lock_for(path: Path) -> threading.Lock:
-    with _LOCKS_LOCK:
-        return _LOCKS.setdefault(str(path), threading.Lock())
+def lock_for(path: Path):
+    """The lock of a score file: one of a fixed set, so the set never grows with the keys."""
+    return _LOCKS[int(hashlib.sha1(str(path).encode()).hexdigest()[:8], 16) % LOCK_STRIPES]
+
+
+def cache_limit_bytes() -> int:
+    try:
+        megabytes = float(os.environ.get("CONCEPT_LAB_CAD_CACHE_MB", DEFAULT_CACHE_MB))
+    except ValueError:
+        megabytes = DEFAULT_CACHE_MB
+    return int(max(0.0, megabytes) * 1024 * 1024)
+
+
+def evict(limit: int | None = None, keep: Path | None = None) -> list[Path]:
+    """Delete the least recently used score files until the cache fits `limit` bytes; `keep` (the file
+    just written) goes last. Returns what was deleted."""
+    limit = cache_limit_bytes() if limit is None else limit
+    files = []
+    for path in cache_root().rglob("*.safetensors"):
+        try:
+            stat = path.stat()
+        except OSError:  # deleted meanwhile by another process
+            continue
+        files.append((path == keep, stat.st_mtime, stat.st_size, path))
+    total = sum(size for _, _, size, _ in files)
+    deleted = []
+    for _, _, size, path in sorted(files):
+        if total <= limit:
+            break
+        try:
+            path.unlink()
+        except OSError:
+            continue
+        total -= size
+        deleted.append(path)
+    return deleted
 
 
 def load_scores(path: Path) -> dict[str, torch.Tensor] | None:
@@ -65,9 +104,14 @@ def load_scores(path: Path) -> dict[str, torch.Tensor] | None:
     if not path.is_file():
         return None
     try:
-        return load_file(str(path))
+        scores = load_file(str(path))
     except (SafetensorError, OSError, ValueError):
         return None
+    try:
+        os.utime(path)  # recently used: evicted last
+    except OSError:
+        pass
+    return scores
 
 
 SHIPPED_FOLDER = "cad-scores"
@@ -103,3 +147,4 @@ def save_scores(path: Path, scores: dict[str, torch.Tensor], key: dict) -> None:
     tmp = path.with_suffix(f".{os.getpid()}.{threading.get_ident()}.tmp")  # writers in other processes never share it
     save_file({k: v.contiguous() for k, v in scores.items()}, str(tmp), metadata={"key": json.dumps(key)})
     tmp.replace(path)
+    evict(keep=path)

@@ -7,7 +7,10 @@ lesson`) and the benchmark (`benchmarks/bench_lessons.py`) all call `run_lesson`
 
 from __future__ import annotations
 
+import contextlib
+import threading
 import time
+from collections import OrderedDict
 from dataclasses import dataclass
 from typing import Callable
 
@@ -76,12 +79,32 @@ def check_seed(seed) -> int:
     return seed
 
 
-def run_lesson(name: str, seed: int | None = None, registry: Registry | None = None) -> LessonReading:
-    """Run one lesson's experiment on toy-shapes; every hook and weight edit is undone when it returns."""
+READINGS_KEPT = 32
+"""Lesson readings kept in memory, least recently used first out: a class that opens the teacher's
+link runs the same lesson with the same seed, and all but the first student get it at once."""
+_READINGS: OrderedDict[tuple, LessonReading] = OrderedDict()
+_READINGS_LOCK = threading.Lock()
+_RUN_LOCKS = tuple(threading.Lock() for _ in range(16))
+
+
+def run_lesson(name: str, seed: int | None = None, registry: Registry | None = None, cached: bool = True) -> LessonReading:
+    """Run one lesson's experiment on toy-shapes (or return the same lesson and seed's reading, when
+    kept); every hook and weight edit is undone when it returns. Two requests for the same reading
+    at once compute it once."""
     lesson = check_lesson(name)
     seed = check_seed(lesson.default_seed if seed is None else seed)
     bench = toy_bench(registry)
-    started = time.perf_counter()
-    reading = lesson.run(bench, seed)
-    reading.seconds = round(time.perf_counter() - started, 2)
+    key = (lesson.name, seed, bench.world.name, str(bench.world.base_dir))
+    with _RUN_LOCKS[hash(key) % len(_RUN_LOCKS)] if cached else contextlib.nullcontext():
+        with _READINGS_LOCK:
+            if cached and key in _READINGS:
+                _READINGS.move_to_end(key)
+                return _READINGS[key]
+        started = time.perf_counter()
+        reading = lesson.run(bench, seed)
+        reading.seconds = round(time.perf_counter() - started, 2)
+        with _READINGS_LOCK:
+            _READINGS[key] = reading
+            while len(_READINGS) > READINGS_KEPT:
+                _READINGS.popitem(last=False)
     return reading

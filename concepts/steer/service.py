@@ -17,6 +17,8 @@ from typing import NamedTuple, Sequence
 
 import torch
 
+from ..batching import batched_generate
+from ..progress import ProgressFn, step_reporter
 from ..dictionary import concept_features
 from ..errors import InvalidInputError
 from ..generation import prepare
@@ -51,7 +53,7 @@ class BaselineCache:
             if found is not None:
                 self._results.move_to_end(self.key(world, pipe, request))
                 return found
-        result = generate(pipe, request)
+        result = batched_generate(pipe, request)  # a class's baselines share UNet batches
         self.put(world, pipe, request, result)
         return result
 
@@ -144,12 +146,13 @@ def run_steering(
     device: str = "auto",
     registry: Registry | None = None,
     cache: PipelineCache | None = None,
+    progress: ProgressFn | None = None,
 ) -> SteerOutcome:
     world, request, warnings, pipe = prepare(model, prompt, seed=seed, steps=steps, guidance=guidance, device=device, registry=registry, cache=cache)
     plan, loaded, stage = plan_steering(world, spec, request, pipe.unet)
     started = time.perf_counter()
     baseline = BASELINES.get(world, pipe, request)
     with BlockHooks(pipe.unet, edits=[plan.edit(loaded.sae)], reads=loaded.entry.reads) as hooks:  # type: ignore[arg-type]
-        steered = generate(pipe, request, hooks)
+        steered = generate(pipe, request, hooks, on_step=step_reporter(progress, "steered image: denoising step"))
     change = (steered.pixels - baseline.pixels).abs().mean(dim=1)
     return SteerOutcome(world, request, plan, stage, baseline, steered, change, warnings, time.perf_counter() - started)

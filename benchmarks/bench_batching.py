@@ -1,0 +1,85 @@
+"""A burst of generations: N users press Generate at the same moment, with batching across users on
+and off, in one run (in-process, the toy at its defaults: 25 steps, guidance 4).
+
+    python benchmarks/bench_batching.py [--users 30] [--repeats 3] [--out FILE]
+
+Each user is a thread calling `run_generation` (what the Generate tab calls) with its own prompt and
+seed. Reported per mode: the burst's wall time (median over repeats, interleaved), throughput, and
+per-request p50 / p95 / max latency; and how far each batched image is from the same request alone.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import statistics
+import sys
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_classroom import prompt_of  # noqa: E402
+
+from concepts.generation import run_generation  # noqa: E402
+from concepts.quiet import quiet_libraries  # noqa: E402
+
+
+def burst(users: int, batching: bool) -> tuple[float, list[float], list[np.ndarray]]:
+    os.environ["CONCEPT_LAB_BATCHING"] = "1" if batching else "0"
+    latencies, images = [0.0] * users, [None] * users
+    gate = threading.Barrier(users + 1)
+
+    def user(i: int) -> None:
+        gate.wait()
+        started = time.perf_counter()
+        outcome = run_generation("toy-shapes", prompt_of(i, 0), seed=i)
+        latencies[i] = time.perf_counter() - started
+        images[i] = np.asarray(outcome.result.images[0], dtype=int)
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(users)]
+    for t in threads:
+        t.start()
+    gate.wait()
+    started = time.perf_counter()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - started, latencies, images
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--users", type=int, default=30)
+    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    quiet_libraries()
+    burst(2, True)  # warm-up: pipeline loaded
+    runs: dict[str, list] = {"on": [], "off": []}
+    for _ in range(args.repeats):
+        for mode in ("on", "off"):
+            runs[mode].append(burst(args.users, mode == "on"))
+    result = {"what": "generation burst", "device": "cpu", "cores": os.cpu_count(), "users": args.users, "repeats": args.repeats}
+    for mode, done in runs.items():
+        walls = [w for w, _, _ in done]
+        lat = [x for _, ls, _ in done for x in ls]
+        result[f"batching_{mode}"] = {"wall_s_median": round(statistics.median(walls), 2), "requests_per_s": round(args.users / statistics.median(walls), 2),
+                                      "latency_s": {"p50": round(statistics.median(lat), 2), "p95": round(float(np.percentile(lat, 95)), 2), "max": round(max(lat), 2)}}
+    on_images, off_images = runs["on"][0][2], runs["off"][0][2]
+    diffs = [np.abs(a - b) for a, b in zip(on_images, off_images)]
+    result["images_vs_alone"] = {"max_difference_of_255": int(max(d.max() for d in diffs)), "values_off_by_one": int(sum((d > 0).sum() for d in diffs)),
+                                 "values": int(sum(d.size for d in diffs))}
+    result["throughput_ratio_on_over_off"] = round(result["batching_on"]["requests_per_s"] / result["batching_off"]["requests_per_s"], 2)
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,205 @@
+"""A class on one free CPU Space: N students at once, with batching across users on and off, in one run.
+
+    python benchmarks/bench_classroom.py [--users 30] [--arrival 60] [--out FILE]
+
+The app is started as `python app.py` serves it (a subprocess, so its memory is its own), once with
+batching across users (`CONCEPT_LAB_BATCHING=1`) and once without. Each student is a gradio_client
+user with its own session who follows a lesson's script with think-time pauses: arrive within the
+first `--arrival` seconds, run the lesson the teacher linked (concept-maps, seed 0), generate twice, explore, steer, follow an
+evolution (10 steps) and erase red. Reported per mode: throughput, p50 / p95 / max latency per
+request kind, failed requests, the server's RSS and open files over time (growth after warm-up),
+and the caches on disk afterwards (CAD scores, the app's files, Gradio's temp folder). Checked: the
+first generation of every student equals the one it gets alone before the class, within 1/255 per
+pixel (`concepts.batching`), and after the class the same requests still give the same images (the
+shared model and its hooks are untouched).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from bench_load import images_of  # noqa: E402
+
+MODEL, MID = "toy-shapes", "mid_block.attentions.0"
+SHAPES, COLOURS = ("circle", "square", "triangle", "star", "cross"), ("red", "orange", "yellow", "green", "blue", "purple")
+PLACES = ("top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right")
+
+
+def prompt_of(student: int, turn: int) -> str:
+    rng = random.Random(student * 1000 + turn)
+    return f"a {rng.choice(('small', 'large'))} {rng.choice(COLOURS)} {rng.choice(('solid', 'striped', 'dotted'))} {rng.choice(SHAPES)} " \
+           f"at the {rng.choice(PLACES)} on a {rng.choice(('black', 'white', 'gray'))} background"
+
+
+def script(student: int) -> list[tuple[str, str, tuple, float]]:
+    """(kind, api name, arguments, think seconds before it) for one student."""
+    rng = random.Random(student)
+    think = lambda low, high: rng.uniform(low, high)  # noqa: E731
+    return [
+        ("lesson", "/lesson", ("concept-maps", 0), 0.0),  # the teacher's link: the same lesson and seed for all
+        ("generate", "/generate", (MODEL, prompt_of(student, 0), student, 25, 4.0), think(4, 8)),
+        ("generate", "/generate", (MODEL, prompt_of(student, 1), student + 100, 25, 4.0), think(2, 4)),
+        ("explore", "/explore", (MODEL, prompt_of(student, 0), student, 25, 4.0, MID, "middle"), think(3, 6)),
+        ("steer", "/steer", (MODEL, prompt_of(student, 0), student, 25, 4.0, MID, "middle", "dotted", "", "global", None, 1000.0, "cond"),
+         think(4, 8)),
+        ("evolve", "/evolve", (MODEL, prompt_of(student, 2), student, 10, 4.0, MID, []), think(3, 6)),
+        ("erase", "/edit", (MODEL, "red", "erase", 0.056, "faithful", "", prompt_of(student, 3).replace("red", "blue"), student, 2, "",
+                            "matrix", 0, "mean", "presence", "cad"), think(4, 8)),
+    ]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def folder_size(path: Path) -> dict:
+    files = [p for p in path.rglob("*") if p.is_file()] if path.exists() else []
+    return {"files": len(files), "mb": round(sum(p.stat().st_size for p in files) / 2**20, 2)}
+
+
+def serve(batching: bool, work: Path) -> tuple[subprocess.Popen, str, dict]:
+    port = free_port()
+    env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "CONCEPT_LAB_BATCHING": "1" if batching else "0",
+           "CONCEPT_LAB_CACHE": str(work / "cache"), "GRADIO_TEMP_DIR": str(work / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False"}
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "w"))
+    url = f"http://127.0.0.1:{port}/"
+    import urllib.request
+
+    for _ in range(240):
+        try:
+            urllib.request.urlopen(url, timeout=2)
+            return server, url, env
+        except OSError:
+            time.sleep(0.5)
+    server.kill()
+    raise RuntimeError("the app did not start; see " + str(work / "server.log"))
+
+
+def first_images(url: str, students: list[int]) -> dict[int, np.ndarray]:
+    """Each student's first generation, asked alone (one at a time)."""
+    from gradio_client import Client
+
+    client = Client(url, verbose=False)
+    return {s: images_of(client.predict(*script(s)[1][2], api_name="/generate"))[0] for s in students}
+
+
+def run_class(batching: bool, users: int, arrival: float) -> dict:
+    import psutil
+
+    work = Path(tempfile.mkdtemp(prefix=f"classroom-{'on' if batching else 'off'}-"))
+    server, url, _ = serve(batching, work)
+    proc = psutil.Process(server.pid)
+    try:
+        from gradio_client import Client
+
+        warm = Client(url, verbose=False)
+        for _, api, args, _ in script(users + 1):  # warm-up: one student's whole script, every model and SAE loaded
+            warm.predict(*args, api_name=api)
+        solo = first_images(url, list(range(users)))
+        rss_before = proc.memory_info().rss / 2**20
+        samples, stop = [], threading.Event()
+
+        def sample() -> None:
+            while not stop.is_set():
+                try:
+                    samples.append((time.perf_counter(), proc.memory_info().rss / 2**20, proc.num_fds()))
+                except psutil.Error:
+                    pass
+                stop.wait(2.0)
+
+        latencies: dict[str, list[float]] = {}
+        failures: list[str] = []
+        mismatched: list[int] = []
+        lock = threading.Lock()
+
+        def student(s: int) -> None:
+            time.sleep(random.Random(-s).uniform(0, arrival))
+            client = Client(url, verbose=False)
+            for k, (kind, api, args, pause) in enumerate(script(s)):
+                time.sleep(pause)
+                started = time.perf_counter()
+                try:
+                    output = client.predict(*args, api_name=api)
+                except Exception as exc:  # noqa: BLE001 - counted
+                    with lock:
+                        failures.append(f"{kind}: {str(exc)[:120]}")
+                    continue
+                took = time.perf_counter() - started
+                with lock:
+                    latencies.setdefault(kind, []).append(took)
+                if k == 1:
+                    got = images_of(output)[0]
+                    if np.abs(got.astype(int) - solo[s].astype(int)).max() > 1:
+                        with lock:
+                            mismatched.append(s)
+
+        sampler = threading.Thread(target=sample, daemon=True)
+        sampler.start()
+        started = time.perf_counter()
+        threads = [threading.Thread(target=student, args=(s,)) for s in range(users)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        wall = time.perf_counter() - started
+        stop.set()
+        sampler.join()
+        after = first_images(url, list(range(min(users, 5))))
+        unchanged = all(np.array_equal(after[s], solo[s]) or np.abs(after[s].astype(int) - solo[s].astype(int)).max() <= 1 for s in after)
+        total = sum(len(v) for v in latencies.values())
+        return {
+            "batching": batching, "users": users, "wall_seconds": round(wall, 1), "requests": total, "failed": failures,
+            "throughput_requests_per_s": round(total / wall, 3),
+            "latency_s": {k: {"n": len(v), "p50": round(statistics.median(v), 2), "p95": round(float(np.percentile(v, 95)), 2), "max": round(max(v), 2)}
+                          for k, v in sorted(latencies.items())},
+            "first_generation_differs_from_solo": mismatched, "same_images_after_the_class": unchanged,
+            "rss_mb": {"after_warmup": round(rss_before, 1), "end": round(samples[-1][1], 1), "max": round(max(m for _, m, _ in samples), 1),
+                       "growth_after_warmup_pct": round(100 * (samples[-1][1] - rss_before) / rss_before, 1)},
+            "open_files": {"start": samples[0][2], "end": samples[-1][2], "max": max(f for _, _, f in samples)},
+            "disk": {"cad_cache": folder_size(work / "cache"), "gradio_temp": folder_size(work / "gradio"),
+                     "app_files": folder_size(Path(tempfile.gettempdir()) / "concept-lab-files")},
+        }
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--users", type=int, default=30)
+    parser.add_argument("--arrival", type=float, default=60.0, help="students arrive within this many seconds")
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    on = run_class(True, args.users, args.arrival)
+    print(json.dumps(on), file=sys.stderr, flush=True)
+    off = run_class(False, args.users, args.arrival)
+    result = {"what": "classroom", "device": "cpu", "cores": os.cpu_count(), "batching_on": on, "batching_off": off,
+              "throughput_ratio_on_over_off": round(on["throughput_requests_per_s"] / off["throughput_requests_per_s"], 2),
+              "generate_p95_ratio_off_over_on": round(off["latency_s"]["generate"]["p95"] / on["latency_s"]["generate"]["p95"], 2)}
+    text = json.dumps(result, indent=1)
+    print(text)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+
+
+if __name__ == "__main__":
+    main()
