@@ -102,7 +102,7 @@ def first_images(url: str, students: list[int]) -> dict[int, np.ndarray]:
     return {s: images_of(client.predict(*script(s)[1][2], api_name="/generate"))[0] for s in students}
 
 
-def run_class(batching: bool, users: int, arrival: float) -> dict:
+def run_class(batching: bool, users: int, arrival: float, classes: int = 1) -> dict:
     import psutil
 
     work = Path(tempfile.mkdtemp(prefix=f"classroom-{'on' if batching else 'off'}-"))
@@ -146,7 +146,7 @@ def run_class(batching: bool, users: int, arrival: float) -> dict:
                 took = time.perf_counter() - started
                 with lock:
                     latencies.setdefault(kind, []).append(took)
-                if k == 1:
+                if k == 1 and s in solo:
                     got = images_of(output)[0]
                     if np.abs(got.astype(int) - solo[s].astype(int)).max() > 1:
                         with lock:
@@ -155,11 +155,15 @@ def run_class(batching: bool, users: int, arrival: float) -> dict:
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         started = time.perf_counter()
-        threads = [threading.Thread(target=student, args=(s,)) for s in range(users)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
+        rss_after_class = []
+        for lesson_round in range(classes):  # later classes: new students (new sessions) on the same server
+            offset = lesson_round * 1000
+            threads = [threading.Thread(target=student, args=(offset + s,)) for s in range(users)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join()
+            rss_after_class.append(round(proc.memory_info().rss / 2**20, 1))
         wall = time.perf_counter() - started
         stop.set()
         sampler.join()
@@ -174,6 +178,7 @@ def run_class(batching: bool, users: int, arrival: float) -> dict:
             "first_generation_differs_from_solo": mismatched, "same_images_after_the_class": unchanged,
             "rss_mb": {"after_warmup": round(rss_before, 1), "end": round(samples[-1][1], 1), "max": round(max(m for _, m, _ in samples), 1),
                        "growth_after_warmup_pct": round(100 * (samples[-1][1] - rss_before) / rss_before, 1)},
+            "rss_mb_after_each_class": rss_after_class,
             "open_files": {"start": samples[0][2], "end": samples[-1][2], "max": max(f for _, _, f in samples)},
             "disk": {"cad_cache": folder_size(work / "cache"), "gradio_temp": folder_size(work / "gradio"),
                      "app_files": folder_size(Path(tempfile.gettempdir()) / "concept-lab-files")},
@@ -188,7 +193,15 @@ def main() -> None:
     parser.add_argument("--users", type=int, default=30)
     parser.add_argument("--arrival", type=float, default=60.0, help="students arrive within this many seconds")
     parser.add_argument("--out", default=None)
+    parser.add_argument("--only", choices=["on", "off"], default=None, help="run one mode only (no ratio)")
+    parser.add_argument("--classes", type=int, default=1, help="with --only: this many classes back to back on one server (a soak)")
     args = parser.parse_args()
+    if args.only:
+        result = run_class(args.only == "on", args.users, args.arrival, args.classes)
+        print(json.dumps(result, indent=1))
+        if args.out:
+            Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        return
     on = run_class(True, args.users, args.arrival)
     print(json.dumps(on), file=sys.stderr, flush=True)
     off = run_class(False, args.users, args.arrival)
