@@ -1,0 +1,55 @@
+"""Does any panel's handler leak? Each one 40 times in a row, alone, in-process, after 3 warm-up calls.
+
+    python benchmarks/bench_memory.py [generate explore steer evolve erase]
+
+Prints, per handler, the RSS after warm-up and its growth after 10, 20, 30 and 40 more calls (MB,
+after a garbage collection). Flat rows mean the handler keeps nothing per request; growth seen only
+under a class (`bench_classroom.py`) then comes from concurrency and sessions, not the handlers.
+"""
+
+import gc
+import os
+import sys
+from pathlib import Path
+
+import psutil
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+os.chdir(ROOT)
+from concepts.quiet import quiet_libraries  # noqa: E402
+
+quiet_libraries()
+import ui.erase  # noqa: E402
+import ui.evolution  # noqa: E402
+import ui.generate  # noqa: E402
+import ui.steer  # noqa: E402
+
+proc = psutil.Process()
+MID = "mid_block.attentions.0"
+
+
+def p(i):
+    return f"a large red solid square at the top left on a {('white','black','gray')[i%3]} background"
+
+kinds = {
+ "generate": lambda i: ui.generate.generate_image("toy-shapes", p(i), i, 25, 4.0),
+ "explore": lambda i: ui.steer.explore_image("toy-shapes", p(i), i, 25, 4.0, MID, "middle"),
+ "steer": lambda i: ui.steer.steer_image("toy-shapes", p(i), i, 25, 4.0, MID, "middle", "dotted", "", "global", None, 1000.0, "cond"),
+ "evolve": lambda i: ui.evolution.follow_evolution("toy-shapes", p(i), i, 10, 4.0, MID, None),
+ "erase": lambda i: ui.erase.edit_concept("toy-shapes", "red", "erase", 0.056, "faithful", "", p(i).replace("red","blue"), i, 2, "", "matrix", 0, "mean", "presence", "cad"),
+}
+which = sys.argv[1:] or list(kinds)
+for k in which:
+    f = kinds[k]
+    for i in range(3):
+        f(i)
+    gc.collect()
+    base = proc.memory_info().rss / 2**20
+    marks = []
+    for i in range(3, 43):
+        f(i)
+        if i % 10 == 2:
+            gc.collect()
+            marks.append(round(proc.memory_info().rss / 2**20 - base, 1))
+    print(k, "base", round(base), "MB; growth after 10/20/30/40 calls:", marks, flush=True)
