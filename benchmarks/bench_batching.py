@@ -11,7 +11,6 @@ per-request p50 / p95 / max latency; and how far each batched image is from the 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -25,6 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_classroom import prompt_of  # noqa: E402
+from timing import emit  # noqa: E402
 
 from concepts.generation import run_generation  # noqa: E402
 from concepts.quiet import quiet_libraries  # noqa: E402
@@ -75,10 +75,7 @@ def main() -> None:
     result["images_vs_alone"] = {"max_difference_of_255": int(max(d.max() for d in diffs)), "values_off_by_one": int(sum((d > 0).sum() for d in diffs)),
                                  "values": int(sum(d.size for d in diffs))}
     result["throughput_ratio_on_over_off"] = round(result["batching_on"]["requests_per_s"] / result["batching_off"]["requests_per_s"], 2)
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

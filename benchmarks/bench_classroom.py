@@ -36,6 +36,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_load import images_of  # noqa: E402
+from timing import emit  # noqa: E402
 
 MODEL, MID = "toy-shapes", "mid_block.attentions.0"
 SHAPES, COLOURS = ("circle", "square", "triangle", "star", "cross"), ("red", "orange", "yellow", "green", "blue", "purple")
@@ -197,10 +198,7 @@ def main() -> None:
     parser.add_argument("--classes", type=int, default=1, help="with --only: this many classes back to back on one server (a soak)")
     args = parser.parse_args()
     if args.only:
-        result = run_class(args.only == "on", args.users, args.arrival, args.classes)
-        print(json.dumps(result, indent=1))
-        if args.out:
-            Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        emit(run_class(args.only == "on", args.users, args.arrival, args.classes), args.out)
         return
     on = run_class(True, args.users, args.arrival)
     print(json.dumps(on), file=sys.stderr, flush=True)
@@ -208,10 +206,7 @@ def main() -> None:
     result = {"what": "classroom", "device": "cpu", "cores": os.cpu_count(), "batching_on": on, "batching_off": off,
               "throughput_ratio_on_over_off": round(on["throughput_requests_per_s"] / off["throughput_requests_per_s"], 2),
               "generate_p95_ratio_off_over_on": round(off["latency_s"]["generate"]["p95"] / on["latency_s"]["generate"]["p95"], 2)}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

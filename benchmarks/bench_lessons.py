@@ -15,7 +15,6 @@ also ignore the shipped scores (what a lesson on a concept nobody erased before 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -26,7 +25,10 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
+
+from timing import emit  # noqa: E402
 
 from concepts.generation import SHARED_PIPELINES  # noqa: E402
 from concepts.lessons import LESSONS, run_lesson  # noqa: E402
@@ -82,10 +84,7 @@ def main() -> None:
     result = {"what": "lessons", "device": "cpu", "threads": torch.get_num_threads(), "seeds": args.seeds, "cold_cache": args.cold or args.no_shipped,
               "shipped_scores": not args.no_shipped, "target_seconds": TARGET_SECONDS,
               "plain_diffusers_batch_of_8_seconds": round(plain, 3), "lessons": lessons}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

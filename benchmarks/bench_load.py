@@ -14,7 +14,6 @@ runs the same scenario once and asserts the isolation.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import statistics
 import sys
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 MODEL = "toy-shapes"
 RED = "a large red solid square at the top left on a white background"
@@ -227,10 +227,9 @@ def main() -> None:
 
     result = {"device": "cpu", "cpu": platform.processor() or platform.machine(), "threads": torch.get_num_threads(),
               "concurrency_limit": 2, **run(args.users, args.rounds, args.steps)}
-    text = json.dumps(result, indent=1)
-    print(text)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
+    from timing import emit
+
+    emit(result, args.out)
 
 
 if __name__ == "__main__":

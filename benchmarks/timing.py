@@ -42,6 +42,11 @@ def report(model: str, device: torch.device, median: dict[str, float], repeats: 
         "median_seconds": {k: round(v, 4) for k, v in median.items()},
         "ratio_to_diffusers": {k: round(v / base, 3) for k, v in median.items()},
     }
+    return emit(result, out)
+
+
+def emit(result: dict, out: str | None) -> dict:
+    """Print a benchmark's result as indented JSON and, with `out`, write it there too."""
     text = json.dumps(result, indent=1)
     print(text)
     if out:

@@ -14,6 +14,8 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
+from .dictionary import concept_features
+from .errors import UnknownNameError
 from .hooks import block_width, resolve_blocks
 from .hub import member_path, resolve
 from .registry import ModelWorld, SAEEntry
@@ -93,3 +95,17 @@ class SAECache:
 
 SAES = SAECache()
 """SAEs shared by every panel (steering, exploring, icons, evolution): loaded once per process."""
+
+
+def labelled_saes(world: ModelWorld, concept: str, unet: nn.Module | None = None) -> list[tuple[LoadedSAE, list[int]]]:
+    """Every cond SAE of the world whose dictionary labels `concept`, with its features for it (best first)."""
+    found = []
+    for entry in world.saes:
+        if entry.branch != "cond":
+            continue
+        loaded = SAES.get(world, entry.block, entry.window, "cond", unet)
+        try:
+            found.append((loaded, concept_features(loaded.concepts or {}, concept)))
+        except UnknownNameError:
+            continue
+    return found

@@ -153,19 +153,13 @@ def panel(name: str, tab_id: str, fields: list[Field], run: tuple[Callable, list
     return entry
 
 
-def _query(panel_name: str, model: str, *values) -> str:
-    entry = PANELS[panel_name]
-    pairs = [("tab", panel_name), ("model", model)]
-    for f, value in zip(entry.fields, values):
-        text_value = f.encode(value)
-        if text_value not in (None, ""):
-            pairs.append((f.name, text_value))
-    return urllib.parse.urlencode(pairs)
-
-
-def settings_query(tab: str, model: str, settings: dict[str, str]) -> str:
-    """A link's query from plain settings (a lesson's "try it yourself"), in the same form as a copied link."""
+def settings_query(tab: str, model: str, settings: dict[str, str | None]) -> str:
+    """A link's query from settings as text (empty ones left out): a copied link, or a lesson's "try it yourself"."""
     return urllib.parse.urlencode([("tab", tab), ("model", model), *((k, v) for k, v in settings.items() if v not in (None, ""))])
+
+
+def _query(panel_name: str, model: str, *values) -> str:
+    return settings_query(panel_name, model, {f.name: f.encode(value) for f, value in zip(PANELS[panel_name].fields, values)})
 
 
 COPY_JS = """(q) => { if (!q) return q; const url = window.location.origin + window.location.pathname + '?' + q;

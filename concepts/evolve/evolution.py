@@ -22,7 +22,7 @@ from ..features import feature_maps
 from ..generation import prepare
 from ..hooks import BlockHooks, Capture
 from ..pipeline import PipelineCache
-from ..progress import ProgressFn, report
+from ..progress import ProgressFn, step_reporter
 from ..registry import ModelWorld, Registry
 from ..saes import SAES
 from ..sampling import GenerationRequest, decode_latents, sample, to_pil
@@ -229,8 +229,10 @@ def run_evolution(
     if len(reads) > 1:  # one BlockHooks reads every block the same way
         raise InvalidInputError("blocks", "the chosen blocks' SAEs read different things (block output and output − input); follow them one at a time")
     with BlockHooks(pipe.unet, capture=block_names, sink=sink, reads=reads.pop()) as hooks:
+        on_step = step_reporter(progress)
         for state in sample(pipe, request, hooks, previews=with_previews):
-            report(progress, (len(timesteps) + 1) / request.steps, f"denoising step {len(timesteps) + 1} of {request.steps}")
+            if on_step is not None:
+                on_step(state)
             timesteps.append(state.timestep)
             if with_previews:
                 previews.append(to_pil(state.preview)[0])

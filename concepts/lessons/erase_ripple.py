@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from ..edit import AblationHooks
 from ..edit.checks import random_plan
-from ..edit.service import EditSpec, concept_prompt, edit_plan
+from ..edit.service import EditSpec
 from ..toy.captions import caption
 from ..toy.prompts import scenes_showing, with_value
 from ..toy.world import ATTRIBUTES
@@ -28,14 +28,12 @@ def others_of(concept: str) -> list[str]:
     return [c for c in ATTRIBUTES["colour"] if c != concept]
 
 
-def plans(bench: ToyBench, concept: str, seed: int) -> dict:
-    """The three edits of the lesson: CAD and UCE at the model's defaults, and random weights."""
-    world, pipe = bench.world, bench.pipe
-    cad_spec = EditSpec(concept)
-    cad_scores, cad = edit_plan(world, pipe, cad_spec, concept_prompt(world, cad_spec), world.defaults.edit_ratio)
-    uce_spec = EditSpec(concept, method="uce", keep=tuple(others_of(concept)), scenes=8)
-    _, uce = edit_plan(world, pipe, uce_spec, concept_prompt(world, uce_spec), world.defaults.edit_ratio)
-    return {"CAD": cad, "UCE": uce, "random weights": random_plan(pipe.unet, cad.count, seed=seed, like=cad), "_cad_cached": cad_scores.cached}
+def plans(bench: ToyBench, concept: str, seed: int) -> tuple[dict, bool]:
+    """The three edits of the lesson (CAD and UCE at the model's defaults, and random weights), and
+    whether CAD's scores came from a cache."""
+    cad_scores, cad = bench.edit(EditSpec(concept))
+    _, uce = bench.edit(EditSpec(concept, method="uce", keep=tuple(others_of(concept)), scenes=8))
+    return {"CAD": cad, "UCE": uce, "random weights": random_plan(bench.pipe.unet, cad.count, seed=seed, like=cad)}, cad_scores.cached
 
 
 def run(bench: ToyBench, seed: int, concept: str = CONCEPT) -> LessonReading:
@@ -44,8 +42,7 @@ def run(bench: ToyBench, seed: int, concept: str = CONCEPT) -> LessonReading:
     own = [caption(s) for s in scenes]
     swapped = [with_value(s, others[i % len(others)]) for i, s in enumerate(scenes)]  # the same scenes, every other colour in turn
     neighbours = [caption(s) for s in swapped]
-    edits = plans(bench, concept, seed)
-    cad_cached = edits.pop("_cad_cached")
+    edits, cad_cached = plans(bench, concept, seed)
     rows, bars, weights, example_images = {}, [], {}, []
     for method, plan in [("before", None), *edits.items()]:
         result = bench.draw(own + neighbours, seed, () if plan is None else AblationHooks(bench.pipe.unet, plan))

@@ -9,15 +9,13 @@ from __future__ import annotations
 
 import torch
 
-from ..dictionary import concept_features
-from ..errors import UnknownNameError
 from ..features import image_activations
-from ..hooks import BlockEdit, BlockHooks, Capture
-from ..saes import SAES
-from ..steer.steering import suppress_edit
-from ..steps import StepWindow, stage_of
+from ..hooks import BlockHooks, Capture
+from ..saes import labelled_saes
+from ..steer.steering import suppression_edits
+from ..steps import stage_of
 from ..edit import AblationHooks
-from ..edit.service import EditSpec, concept_prompt, edit_plan
+from ..edit.service import EditSpec
 from ..toy.captions import caption
 from ..toy.prompts import attribute_of, scenes_showing, with_value
 from ..toy.world import ATTRIBUTES
@@ -29,20 +27,6 @@ CONCEPT = "striped"
 PROMPTS = 8
 PAPER = ("SAeUron erases concepts on SD1.4 by switching off SAE features (its SAEs read the block output and were "
          "trained for it); the steering paper uses its features to steer, not to erase.")
-
-
-def labelled(bench: ToyBench, concept: str) -> list:
-    """(loaded SAE, its features labelled `concept`) for every cond SAE whose dictionary labels it."""
-    found = []
-    for entry in bench.world.saes:
-        if entry.branch != "cond":
-            continue
-        loaded = SAES.get(bench.world, entry.block, entry.window, "cond", bench.pipe.unet)
-        try:
-            found.append((loaded, concept_features(loaded.concepts or {}, concept)))
-        except UnknownNameError:
-            continue
-    return found
 
 
 def recalls_of(concepts: dict | None, features) -> list[float]:
@@ -58,7 +42,7 @@ def run(bench: ToyBench, seed: int, concept: str = CONCEPT) -> LessonReading:
     others = [c for c in ATTRIBUTES[attribute] if c != concept]
     own = [caption(s) for s in scenes]
     swapped = [caption(with_value(s, others[i % len(others)])) for i, s in enumerate(scenes)]
-    saes = labelled(bench, concept)
+    saes = labelled_saes(bench.world, concept, bench.pipe.unet)
     # Mark: the labelled features' strongest response per image, on the concept's scenes and the same scenes with another value.
     fired = torch.zeros(2 * PROMPTS)
 
@@ -69,11 +53,9 @@ def run(bench: ToyBench, seed: int, concept: str = CONCEPT) -> LessonReading:
 
     blocks = sorted({loaded.entry.block for loaded, _ in saes})
     before = bench.draw(own + swapped, seed, BlockHooks(bench.pipe.unet, capture=blocks, sink=sink) if blocks else ())
-    edits = [BlockEdit(loaded.entry.block, suppress_edit(loaded.sae, features), StepWindow.parse(loaded.entry.window, steps), "both")
-             for loaded, features in saes]
+    edits = suppression_edits(saes, steps)
     off = bench.draw(own, seed, BlockHooks(bench.pipe.unet, edits=edits)) if edits else None
-    spec = EditSpec(concept)
-    _, plan = edit_plan(bench.world, bench.pipe, spec, concept_prompt(bench.world, spec), bench.world.defaults.edit_ratio)
+    _, plan = bench.edit(EditSpec(concept))
     erased = bench.draw(own, seed, AblationHooks(bench.pipe.unet, plan))
     counts = {"before": sum(r[attribute] == concept for r in bench.read(before)[:PROMPTS]),
               "labelled features off": None if off is None else sum(r[attribute] == concept for r in bench.read(off)),

@@ -12,6 +12,7 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..edit.service import EditSpec, concept_prompt, edit_plan
 from ..generation import SHARED_PIPELINES
 from ..hooks import BlockHooks, ScopedHooks
 from ..registry import ModelWorld, Registry, load_registry
@@ -41,6 +42,11 @@ class ToyBench:
             with hooks as active:
                 return generate(self.pipe, self.request(prompts, seed), active if isinstance(active, BlockHooks) else ())
         return generate(self.pipe, self.request(prompts, seed), hooks)
+
+    def edit(self, spec: EditSpec):
+        """(scores, plan) of an erase at the world's defaults, as the Erase tab makes it (CAD's scores
+        from the cache or the ones the toy ships)."""
+        return edit_plan(self.world, self.pipe, spec, concept_prompt(self.world, spec), self.world.defaults.edit_ratio)
 
     def read(self, result: GenerationResult) -> list[dict[str, str]]:
         return self.judge(result.pixels)

@@ -169,6 +169,13 @@ def suppress_edit(sae: TopKSAE, features: Sequence[int]) -> EditFn:
     return edit
 
 
+def suppression_edits(labelled: Sequence[tuple], steps: int) -> list[BlockEdit]:
+    """Switch each SAE's labelled features off in its own window, on both CFG branches, given
+    `saes.labelled_saes(...)`: the SAE way to erase a concept."""
+    return [BlockEdit(loaded.entry.block, suppress_edit(loaded.sae, features), StepWindow.parse(loaded.entry.window, steps), "both")
+            for loaded, features in labelled]
+
+
 @dataclass(frozen=True)
 class SteeringPlan:
     """What to steer: which features of which block's SAE, where, when, how strongly, on which branch."""

@@ -27,7 +27,6 @@ from pathlib import Path
 
 import numpy as np
 
-from ..dictionary import concept_features
 from ..edit import AblationHooks, AttributionConfig, plan_ablation
 from ..edit.ablation import SCOPES
 from ..edit.checks import prediction_check, random_plan
@@ -39,15 +38,13 @@ from ..edit.service import (
     target_scores,
     uce_edit,
 )
-from ..errors import UnknownNameError
 from ..generation import SHARED_PIPELINES
 from ..hooks import BlockEdit, BlockHooks
 from ..quiet import quiet_libraries
 from ..registry import load_registry
-from ..saes import SAES
+from ..saes import labelled_saes
 from ..sampling import GenerationRequest, generate
-from ..steer.steering import suppress_edit
-from ..steps import StepWindow
+from ..steer.steering import suppression_edits
 from .captions import caption
 from .prompts import attribute_of as attribute_and_value
 from .prompts import labelled_prompts
@@ -164,17 +161,7 @@ def evaluate_edit(cfg: EditEvalConfig = EditEvalConfig(), model: str = TOY_MODEL
 
     def suppression(concept: str) -> list[BlockEdit]:
         """Edits that switch the concept's labelled features off wherever a cond SAE labels it."""
-        edits = []
-        for entry in world.saes:
-            if entry.branch != "cond":
-                continue
-            loaded = SAES.get(world, entry.block, entry.window, "cond", pipe.unet)
-            try:
-                features = concept_features(loaded.concepts or {}, concept)
-            except UnknownNameError:
-                continue
-            edits.append(BlockEdit(entry.block, suppress_edit(loaded.sae, features), StepWindow.parse(entry.window, d.steps), "both"))
-        return edits
+        return suppression_edits(labelled_saes(world, concept, pipe.unet), d.steps)
 
     pool = labelled_prompts(cfg.prompts * 12, cfg.seed)
     report = {"what": "edit", "model": world.name, "prompts": cfg.prompts, "targets": TARGET, "concepts": {}}
