@@ -3,12 +3,14 @@
     python benchmarks/bench_memory.py [generate explore steer evolve erase]
 
 Prints, per handler, the RSS after warm-up and its growth after 10, 20, 30 and 40 more calls (MB,
-after a garbage collection). Flat rows mean the handler keeps nothing per request; growth seen only
+after a garbage collection), and, for the handlers that keep a per-session result (explore, evolve),
+its size pickled: what one session holds in memory. Flat rows mean the handler keeps nothing per request; growth seen only
 under a class (`bench_classroom.py`) then comes from concurrency and sessions, not the handlers.
 """
 
 import gc
 import os
+import pickle
 import sys
 from pathlib import Path
 
@@ -39,11 +41,15 @@ kinds = {
  "evolve": lambda i: ui.evolution.follow_evolution("toy-shapes", p(i), i, 10, 4.0, MID, None),
  "erase": lambda i: ui.erase.edit_concept("toy-shapes", "red", "erase", 0.056, "faithful", "", p(i).replace("red","blue"), i, 2, "", "matrix", 0, "mean", "presence", "cad"),
 }
+SESSION_STATE = {"explore": 4, "evolve": 0}
+"""The output position of the `gr.State` a handler returns."""
 which = sys.argv[1:] or list(kinds)
 for k in which:
     f = kinds[k]
     for i in range(3):
-        f(i)
+        out = f(i)
+    if k in SESSION_STATE:
+        print(k, "session state", round(len(pickle.dumps(out[SESSION_STATE[k]])) / 2**20, 2), "MB pickled", flush=True)
     gc.collect()
     base = proc.memory_info().rss / 2**20
     marks = []
