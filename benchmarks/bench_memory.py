@@ -4,13 +4,12 @@
 
 Prints, per handler, the RSS after warm-up and its growth after 10, 20, 30 and 40 more calls (MB,
 after a garbage collection), and, for the handlers that keep a per-session result (explore, evolve),
-its size pickled: what one session holds in memory. Flat rows mean the handler keeps nothing per request; growth seen only
+the bytes of the arrays, tensors and images it holds: what one session keeps in memory. Flat rows mean the handler keeps nothing per request; growth seen only
 under a class (`bench_classroom.py`) then comes from concurrency and sessions, not the handlers.
 """
 
 import gc
 import os
-import pickle
 import sys
 from pathlib import Path
 
@@ -41,6 +40,31 @@ kinds = {
  "evolve": lambda i: ui.evolution.follow_evolution("toy-shapes", p(i), i, 10, 4.0, MID, None),
  "erase": lambda i: ui.erase.edit_concept("toy-shapes", "red", "erase", 0.056, "faithful", "", p(i).replace("red","blue"), i, 2, "", "matrix", 0, "mean", "presence", "cad"),
 }
+def held_bytes(obj, seen=None) -> int:
+    """Bytes of the arrays, tensors and images inside a result (containers walked, each object once)."""
+    import numpy as np
+    import torch
+    from PIL import Image
+
+    seen = set() if seen is None else seen
+    if id(obj) in seen:
+        return 0
+    seen.add(id(obj))
+    if isinstance(obj, torch.Tensor):
+        return obj.numel() * obj.element_size()
+    if isinstance(obj, np.ndarray):
+        return obj.nbytes
+    if isinstance(obj, Image.Image):
+        return obj.width * obj.height * len(obj.getbands())
+    if isinstance(obj, dict):
+        return sum(held_bytes(v, seen) for v in obj.values())
+    if isinstance(obj, (list, tuple, set)):
+        return sum(held_bytes(v, seen) for v in obj)
+    if hasattr(obj, "__dict__") and not isinstance(obj, type):
+        return held_bytes(vars(obj), seen)
+    return 0
+
+
 SESSION_STATE = {"explore": 4, "evolve": 0}
 """The output position of the `gr.State` a handler returns."""
 which = sys.argv[1:] or list(kinds)
@@ -49,7 +73,7 @@ for k in which:
     for i in range(3):
         out = f(i)
     if k in SESSION_STATE:
-        print(k, "session state", round(len(pickle.dumps(out[SESSION_STATE[k]])) / 2**20, 2), "MB pickled", flush=True)
+        print(k, "session state", round(held_bytes(out[SESSION_STATE[k]]) / 2**20, 2), "MB of arrays, tensors and images", flush=True)
     gc.collect()
     base = proc.memory_info().rss / 2**20
     marks = []
