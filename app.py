@@ -16,7 +16,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers 
 import gradio as gr  # noqa: E402
 
 from concepts.quiet import quiet_libraries  # noqa: E402
-from ui import erase, evolution, generate, lessons, links, models, steer, temp_files  # noqa: E402
+from ui import cancellation, erase, evolution, generate, lessons, links, memory, models, steer, temp_files  # noqa: E402
 from ui.common import REGISTRY  # noqa: E402
 
 quiet_libraries()
@@ -50,6 +50,7 @@ def build_app() -> gr.Blocks:
             erase.build(model, default)
         links.wire(demo, tabs, menu.menu, menu.active, menu.note)  # share links: settings in the URL
         demo.unload(temp_files.release)  # a closed page's files go at once
+        demo.unload(cancellation.session_closed)  # and its running requests stop at the next step
     return demo
 
 
@@ -68,6 +69,7 @@ if __name__ == "__main__":
     handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
     logging.getLogger("concept_lab").addHandler(handler)
     logging.getLogger("concept_lab").setLevel(logging.INFO)
+    memory.keep_memory_returned()  # freed pages go back to the system (ui/memory.py)
     demo.queue(default_concurrency_limit=2).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

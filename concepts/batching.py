@@ -25,7 +25,9 @@ from typing import Callable
 
 import torch
 
+from .errors import RequestCancelled
 from .hooks import any_active
+from .progress import cancellable, current_check
 from .sampling import GenerationRequest, GenerationResult, StepState, generate
 
 MAX_BATCH = 8
@@ -42,6 +44,8 @@ class _Job:
     pipe: object
     request: GenerationRequest
     on_step: Callable[[StepState], None] | None
+    still_wanted: Callable[[], bool] | None = field(default_factory=current_check)
+    """The caller's cancellation check, taken in its own thread (the worker has none of its own)."""
     done: threading.Event = field(default_factory=threading.Event)
     result: GenerationResult | None = None
     error: BaseException | None = None
@@ -49,6 +53,9 @@ class _Job:
     def key(self) -> tuple:
         r = self.request
         return (id(self.pipe), r.steps, float(r.guidance), r.height, r.width, r.negative_prompt, r.images_per_prompt)
+
+    def wanted(self) -> bool:
+        return self.still_wanted is None or self.still_wanted()
 
 
 def _split(result: GenerationResult, counts: list[int]) -> list[GenerationResult]:
@@ -103,6 +110,10 @@ class GenerationBatcher:
     def _run(self) -> None:
         while True:
             jobs = self._gather(self._queue.get())
+            for job in [j for j in jobs if not j.wanted()]:  # its page closed while it waited
+                job.error = RequestCancelled("the request was cancelled before it ran")
+                job.done.set()
+                jobs.remove(job)
             groups: dict[tuple, list[_Job]] = {}
             for job in jobs:
                 groups.setdefault(job.key(), []).append(job)
@@ -114,13 +125,16 @@ class GenerationBatcher:
         try:
             if len(jobs) == 1:
                 job = jobs[0]
-                job.result = generate(job.pipe, job.request, on_step=job.on_step)
+                with cancellable(job.wanted):
+                    job.result = generate(job.pipe, job.request, on_step=job.on_step)
             else:
                 counts = [len(j.request.prompts) * j.request.images_per_prompt for j in jobs]
                 merged = replace(jobs[0].request, prompt=[p for j in jobs for p in j.request.prompts],
                                  seed_blocks=tuple((j.request.seed, len(j.request.prompts)) for j in jobs))
 
                 def every_step(state: StepState) -> None:
+                    if not any(j.wanted() for j in jobs):  # every page closed: stop (each then stops alone)
+                        raise RequestCancelled("every request of the batch was cancelled")
                     for j in jobs:
                         if j.on_step is not None:
                             try:

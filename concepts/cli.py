@@ -628,7 +628,7 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None, std
         return EXIT_USAGE
     logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, stream=stderr, format="%(levelname)s %(name)s: %(message)s")
     quiet_libraries()
-    run: Callable[[argparse.Namespace], dict | str] = args.run
+    run: Callable[[argparse.Namespace], dict | str | None] = args.run
     try:
         result = run(args)
     except ConceptLabError as exc:
@@ -637,7 +637,8 @@ def run_command(parser: argparse.ArgumentParser, argv: Sequence[str] | None, std
     except KeyboardInterrupt:
         print(f"error: {interrupted}", file=stderr)
         return 130
-    print(result if isinstance(result, str) else json.dumps(result), file=stdout)
+    if result is not None:  # under accelerate launch only the main process prints the result
+        print(result if isinstance(result, str) else json.dumps(result), file=stdout)
     return 0
 
 

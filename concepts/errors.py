@@ -51,3 +51,8 @@ class UnknownNameError(ConceptLabError, KeyError):
 
     def __str__(self) -> str:  # KeyError would quote the message
         return self.args[0]
+
+
+class RequestCancelled(ConceptLabError):
+    """The person who asked is gone (their page closed, or they pressed stop): the work stops at the
+    next denoising step instead of finishing for nobody."""

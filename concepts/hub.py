@@ -8,10 +8,11 @@ subfolders are validated first so no name can point outside the cache. Every fai
 
 from __future__ import annotations
 
+import contextlib
 import re
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
-from typing import Sequence
+from typing import Iterator, Sequence
 
 from .errors import CheckpointError, HubUnavailableError, InvalidInputError
 
@@ -117,12 +118,19 @@ def resolve(
     return folder
 
 
-def _snapshot(source: Source, allow_patterns: Sequence[str] | None, ignore_patterns: Sequence[str] | None, repo_type: str = "model") -> Path:
-    """`snapshot_download` with every failure turned into an error a user can act on.
+def _describe(source: Source, repo_type: str) -> tuple[str, str]:
+    """(what is fetched, how to fix a failed fetch), for messages."""
+    what = source.describe()
+    download = f"hf download {source.repo}"
+    if repo_type != "model":
+        what = what.replace("Hub repo", f"Hub {repo_type}", 1)
+        download += f" --repo-type {repo_type}"
+    return what, f"connect to the internet, or download it where you have a connection (`{download}`) and copy the Hub cache here"
 
-    `repo_type` is "model" (checkpoints) or "dataset" (prompt sets for `python -m concepts.train`)."""
-    # Imported here: huggingface_hub reads HF_HUB_OFFLINE at import time, and tests set it first.
-    from huggingface_hub import snapshot_download
+
+@contextlib.contextmanager
+def hub_errors(source: Source, repo_type: str = "model") -> Iterator[None]:
+    """Every failure of a Hub call turned into an error a user can act on (one line, no traceback)."""
     from huggingface_hub.errors import (
         EntryNotFoundError,
         GatedRepoError,
@@ -134,26 +142,10 @@ def _snapshot(source: Source, allow_patterns: Sequence[str] | None, ignore_patte
         RevisionNotFoundError,
     )
 
-    if allow_patterns is None and source.subfolder:
-        allow_patterns = [f"{source.subfolder}/*"]
-    what = source.describe()
-    download = f"hf download {source.repo}"
-    if repo_type != "model":
-        what = what.replace("Hub repo", f"Hub {repo_type}", 1)
-        download += f" --repo-type {repo_type}"
-    fix = (
-        f"connect to the internet, or download it where you have a connection "
-        f"(`{download}`) and copy the Hub cache here"
-    )
+    what, fix = _describe(source, repo_type)
     # The offline clause comes first: LocalEntryNotFoundError subclasses EntryNotFoundError.
     try:
-        path = snapshot_download(
-            source.repo,
-            revision=source.revision,
-            repo_type=repo_type,
-            allow_patterns=list(allow_patterns) if allow_patterns else None,
-            ignore_patterns=list(ignore_patterns) if ignore_patterns else None,
-        )
+        yield
     except (LocalEntryNotFoundError, OfflineModeIsEnabled, IncompleteSnapshotError) as exc:
         raise HubUnavailableError(f"{what} is not in the local Hub cache and the Hub is unreachable or offline; {fix}") from exc
     except GatedRepoError as exc:
@@ -170,4 +162,46 @@ def _snapshot(source: Source, allow_patterns: Sequence[str] | None, ignore_patte
         if type(exc).__module__.startswith(("httpx", "httpcore", "requests", "urllib3")):
             raise HubUnavailableError(f"could not reach the Hub for {what} ({type(exc).__name__}); {fix}") from exc
         raise
+
+
+def _snapshot(source: Source, allow_patterns: Sequence[str] | None, ignore_patterns: Sequence[str] | None, repo_type: str = "model") -> Path:
+    """`snapshot_download` with every failure turned into an error a user can act on.
+
+    `repo_type` is "model" (checkpoints) or "dataset" (prompt sets for `python -m concepts.train`)."""
+    # Imported here: huggingface_hub reads HF_HUB_OFFLINE at import time, and tests set it first.
+    from huggingface_hub import snapshot_download
+
+    if allow_patterns is None and source.subfolder:
+        allow_patterns = [f"{source.subfolder}/*"]
+    with hub_errors(source, repo_type):
+        path = snapshot_download(
+            source.repo,
+            revision=source.revision,
+            repo_type=repo_type,
+            allow_patterns=list(allow_patterns) if allow_patterns else None,
+            ignore_patterns=list(ignore_patterns) if ignore_patterns else None,
+        )
     return Path(path)
+
+
+def hub_offline() -> bool:
+    """HF_HUB_OFFLINE as huggingface_hub read it: then only the local cache is used."""
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def list_repo_files(source: Source, repo_type: str = "model") -> list[str]:
+    """Every file of a Hub repo at its revision (one listing call, no download)."""
+    from huggingface_hub import HfApi
+
+    with hub_errors(source, repo_type):
+        return list(HfApi().list_repo_files(source.repo, repo_type=repo_type, revision=source.revision))
+
+
+def fetch_file(source: Source, filename: str, repo_type: str = "model") -> Path:
+    """One file of a Hub repo, through the Hub cache (downloaded only if not cached)."""
+    from huggingface_hub import hf_hub_download
+
+    with hub_errors(source, repo_type):
+        return Path(hf_hub_download(source.repo, filename, repo_type=repo_type, revision=source.revision))

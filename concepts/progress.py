@@ -1,9 +1,18 @@
 """Progress of long requests (attribution, step-by-step evolution, steering), reported through a
-plain callback so the core never imports gradio: the app hands in `gr.Progress`, the CLI nothing."""
+plain callback so the core never imports gradio: the app hands in `gr.Progress`, the CLI nothing.
+
+Cancellation rides along: the app runs each request under `cancellable(still_wanted)`, and every
+denoising step (`check_cancelled`, called by `sampling.sample`) and every progress report asks whether
+the request is still wanted. A closed page thus stops its work within one step, through the same
+`finally` blocks that undo hooks and edits on any error."""
 
 from __future__ import annotations
 
-from typing import Callable
+import contextlib
+from contextvars import ContextVar
+from typing import Callable, Iterator
+
+from .errors import RequestCancelled
 
 ProgressFn = Callable[[float, str], None]
 """(fraction done in 0..1, what is being done now)."""
@@ -17,5 +26,32 @@ def step_reporter(progress: ProgressFn | None, what: str = "denoising step", sta
 
 
 def report(progress: ProgressFn | None, fraction: float, what: str) -> None:
+    check_cancelled()
     if progress is not None:
         progress(min(1.0, max(0.0, float(fraction))), what)
+
+
+_STILL_WANTED: ContextVar[Callable[[], bool] | None] = ContextVar("concept_lab_still_wanted", default=None)
+
+
+@contextlib.contextmanager
+def cancellable(still_wanted: Callable[[], bool]) -> Iterator[None]:
+    """Run the block as one request that stops (RequestCancelled) once `still_wanted()` is False.
+    A context variable, so each request thread has its own and the CLI (which sets none) never stops."""
+    token = _STILL_WANTED.set(still_wanted)
+    try:
+        yield
+    finally:
+        _STILL_WANTED.reset(token)
+
+
+def current_check() -> Callable[[], bool] | None:
+    """This request's check, for work handed to another thread (the batcher's worker)."""
+    return _STILL_WANTED.get()
+
+
+def check_cancelled() -> None:
+    """Raise RequestCancelled if the current request is no longer wanted (no-op outside the app)."""
+    still_wanted = _STILL_WANTED.get()
+    if still_wanted is not None and not still_wanted():
+        raise RequestCancelled("the request was cancelled: its page closed or it was stopped")

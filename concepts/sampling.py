@@ -22,6 +22,7 @@ from PIL import Image
 from .conditioning import TextConditioning, encode_conditioning, require_sd1
 from .errors import InvalidInputError
 from .hooks import BlockHooks
+from .progress import check_cancelled
 from .steps import StepInfo, step_t
 
 MAX_SEED = 2**63 - 1
@@ -198,6 +199,7 @@ def sample(
     latents = initial_latents(pipe, request, scheduler)
     num_steps = len(scheduler.timesteps)
     for index, timestep in enumerate(scheduler.timesteps):
+        check_cancelled()  # a closed page's request stops here, before the next UNet call
         step = StepInfo(index=index, num_steps=num_steps, timestep=int(timestep), cfg=request.cfg)
         for h in hook_list:
             h.set_step(step)

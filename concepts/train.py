@@ -8,6 +8,11 @@ finished prompt chunks and training checkpoints are kept (see `training/collect.
 
 Same contract as `python -m concepts`: ONE JSON object on stdout, logs on stderr, a fixable problem
 exits 2 with one `error: ...` line.
+
+`accelerate launch --num_processes N [--num_machines M ...] -m concepts.train ...` runs the same
+recipe on N processes: each collects its share of the sampling batches (`training/ranks.py`), then
+all train each SAE data-parallel (`training/trainer.py`); only the main process writes the shared
+files and prints the result. `--dry-run --num-processes N --num-machines M [--measure]` plans it.
 """
 
 from __future__ import annotations
@@ -97,13 +102,13 @@ def _tokenizer(folder: Path):
         raise CheckpointError(f"cannot load the tokenizer in {folder / 'tokenizer'}: {exc}") from None
 
 
-def _prompt_list(out: Path, prompts: list[str]) -> Path:
+def _prompt_list(out: Path, prompts: list[str], write: bool = True) -> Path:
     """Keep the run's prompt list in `out/prompts.txt`; a resumed run must bring the same list."""
     path = out / "prompts.txt"
     text = "\n".join(prompts) + "\n"
     if path.is_file() and path.read_text(encoding="utf-8") != text:
         raise InvalidInputError("out", f"{out} holds a run over another prompt list ({path}); use a new --out or the same prompts")
-    if not path.is_file():
+    if write and not path.is_file():
         path.write_text(text, encoding="utf-8")
     return path
 
@@ -147,13 +152,45 @@ def _dictionaries(rows: list[dict], collected, prompts: list[str], word_cfg, dev
                              "words": dictionary["meta"]["words"], "top_concepts": [label for label, _ in top]}
 
 
-def run(args: argparse.Namespace) -> dict[str, Any]:
+def _merged(activations: Path, keys: list[tuple[str, str, str]]):
+    """The collection as training sees it after a multi-process run: the merged folders."""
+    from .training.collect import CollectResult
+    from .training.shards import read_manifest
+
+    folders = {key: activations.joinpath(*key) for key in keys}
+    manifests = {key: read_manifest(folder) for key, folder in folders.items()}
+    done = min(int(m["meta"].get("prompts_done", 0)) for m in manifests.values())
+    return CollectResult(folders, {key: m["rows"] for key, m in manifests.items()}, done)
+
+
+def _process_plan(args: argparse.Namespace, model: ModelChoice, plan, prompts: list[str], collect_cfg) -> dict[str, Any]:
+    """The dry run's plan over --num-processes on --num-machines; with --measure, timed on this device."""
+    from .training.process_plan import measure_seconds_per_prompt, plan_processes
+
+    seconds = None
+    if args.measure:
+        import tempfile
+
+        from .pipeline import load_pipeline
+
+        pipe = load_pipeline(model.target, args.device)
+        with tempfile.TemporaryDirectory(prefix="concept-lab-measure-") as scratch:
+            seconds = measure_seconds_per_prompt(pipe, prompts, collect_cfg, Path(scratch))
+    return plan_processes(plan, collect_cfg, args.num_processes, args.num_machines, seconds)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any] | None:
     from .training import CollectConfig
     from .training.disk_plan import block_geometry, check_disk, free_bytes, plan_disk, vae_scale_factor
     from .training.prompt_sources import PromptSpec, load_prompts, token_fitter
     from .training.word_dictionary import WordDictionaryConfig, read_vocabulary
 
+    from .training.ranks import RankPart, check_layout, device_of, launched_accelerator, merge_ranks
+
     started = time.perf_counter()
+    accelerator = None if args.dry_run else launched_accelerator()
+    part = RankPart(accelerator.process_index, accelerator.num_processes) if accelerator is not None else RankPart()
+    main = part.rank == 0
     model = _model(args)
     # Everything is validated before a weight is loaded or a prompt sampled.
     spec = PromptSpec(file=args.prompts, hub_dataset=args.hub_dataset, column=args.dataset_column, file_pattern=args.dataset_file,
@@ -170,7 +207,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     width = args.width or model.defaults.get("width") or native
     collect_cfg = CollectConfig(blocks=tuple(b.removeprefix("unet.") for b in args.blocks), windows=tuple(args.windows), branches=tuple(args.branches),
                                 steps=args.steps, guidance=args.guidance, height=height, width=width, reads=args.reads,
-                                steps_per_window=args.steps_per_window, prompts_per_batch=args.prompts_per_batch, dtype=args.dtype, seed=args.seed)
+                                steps_per_window=args.steps_per_window, prompts_per_batch=args.prompts_per_batch, chunk_prompts=args.chunk_prompts,
+                                dtype=args.dtype, seed=args.seed)
     train_cfg = sae_train_config(args)
     geometry = {b: block_geometry(unet_cfg, scale, height, width, b) for b in collect_cfg.blocks}
     prompt_set = load_prompts(spec, token_fitter(_tokenizer(folder)))
@@ -182,22 +220,37 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
         result["plan"]["free_bytes"] = free_bytes(out)
         result["plan"]["fits"] = result["plan"]["free_bytes"] >= plan.total_bytes
         result["dry_run"] = True
+        result["processes"] = _process_plan(args, model, plan, prompts, collect_cfg)
         return result
+    # Every process checks (read-only, the same answer everywhere); only the main one writes.
     _check_same_collection(out / "activations", collect_cfg)
+    check_layout(out / "activations", part)
     if not args.no_disk_check:
         result["plan"].update(check_disk(plan, out))
     out = _output_dir(args.out)
-    _prompt_list(out, prompts)
+    _prompt_list(out, prompts, write=main)
 
     from .pipeline import load_pipeline
     from .training import collect_activations, train_collected
     from .training.hub_push import push_to_hub
     from .training.model_card import RunInfo, write_release_files
 
-    pipe = load_pipeline(model.target, args.device)
-    collected = collect_activations(pipe, prompts, out / "activations", collect_cfg, progress=args.verbose)
+    pipe = load_pipeline(model.target, device_of(accelerator) if accelerator is not None else args.device)
+    collect_started = time.perf_counter()
+    collected = collect_activations(pipe, prompts, out / "activations", collect_cfg, progress=args.verbose, part=part)
     del pipe  # the SAEs train on the shards alone: free the pipeline's memory
-    rows = train_collected(collected, out / "saes", train_cfg, base_model=model.base_model, reads=args.reads, progress=args.verbose)
+    if part.split:  # every rank done: the main process lists all their shards for training
+        accelerator.wait_for_everyone()
+        if main:
+            merge_ranks(out / "activations", list(collected.folders), part.world)
+        accelerator.wait_for_everyone()
+        collected = _merged(out / "activations", list(collected.folders))
+    collect_seconds, train_started = time.perf_counter() - collect_started, time.perf_counter()
+    rows = train_collected(collected, out / "saes", train_cfg, base_model=model.base_model, reads=args.reads, progress=args.verbose,
+                           accelerator=accelerator)
+    result["timings"] = {"collect_seconds": round(collect_seconds, 3), "train_seconds": round(time.perf_counter() - train_started, 3)}
+    if not main:
+        return None
     _dictionaries(rows, collected, prompts, word_cfg, train_cfg.device)
     info = RunInfo(name=model.name, base_model=model.base_model, pipeline=model.spec, collect=asdict(collect_cfg), train=asdict(train_cfg),
                    prompts=prompt_set.summary(), saes=rows, repo=args.push_to_hub, revision=args.revision,
@@ -207,6 +260,8 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
     if args.push_to_hub:
         result["pushed"] = push_to_hub(out, args.push_to_hub, private=args.private, revision=args.revision)
     result["seconds"] = round(time.perf_counter() - started, 3)
+    if part.split:
+        result["processes"] = part.world
     return result
 
 
@@ -243,6 +298,7 @@ def build_parser() -> _Parser:
     collect.add_argument("--steps-per-window", default="representative", choices=["representative", "all"],
                          help="the paper's one step per window (t = 1, 0.5, 0) or every step of it")
     collect.add_argument("--prompts-per-batch", type=int, default=4)
+    collect.add_argument("--chunk-prompts", type=int, default=256, help="prompts between two resumable checkpoints of the collection")
     collect.add_argument("--dtype", default="float16", choices=["float16", "bfloat16", "float32"], help="storage of the activations")
     collect.add_argument("--device", default="auto", help="sampling device: auto, cpu or cuda")
 
@@ -259,6 +315,11 @@ def build_parser() -> _Parser:
     run_group = parser.add_argument_group("run")
     run_group.add_argument("--out", required=True, help="run folder (activations/, saes/, README.md, registry-entry.json); rerun to resume")
     run_group.add_argument("--dry-run", action="store_true", help="print the prompt count and disk plan only; sample nothing")
+    run_group.add_argument("--num-processes", type=int, default=1, metavar="N",
+                           help="with --dry-run: plan for N processes in all (accelerate launch --num_processes N)")
+    run_group.add_argument("--num-machines", type=int, default=1, metavar="M", help="with --dry-run: ... on M machines")
+    run_group.add_argument("--measure", action="store_true",
+                           help="with --dry-run: load the pipeline and time one batch on --device for the time estimate")
     run_group.add_argument("--no-disk-check", action="store_true", help="run even if the plan exceeds the free space")
     run_group.add_argument("--push-to-hub", default=None, metavar="REPO", help="upload SAEs, dictionaries and the model card to this Hub model repo")
     run_group.add_argument("--private", action="store_true", help="create the Hub repo private")

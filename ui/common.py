@@ -14,11 +14,13 @@ from typing import Callable
 
 import gradio as gr
 
-from concepts.errors import ConceptLabError, InvalidInputError, one_line
+from concepts.errors import ConceptLabError, InvalidInputError, RequestCancelled, one_line
 from concepts.generation import SHARED_PIPELINES
+from concepts.progress import cancellable
 from concepts.registry import load_registry
 from concepts.saes import SAES
 from concepts.steps import StepWindow, sae_stage
+from ui import cancellation
 
 try:  # ZeroGPU Spaces: GPU work must run inside functions decorated with spaces.GPU
     import spaces
@@ -77,12 +79,17 @@ def user_error(exc: ConceptLabError) -> gr.Error:
 
 
 def user_errors(fn: Callable) -> Callable:
-    """Turn the core's errors into messages the user sees (gr.Error), never a traceback."""
+    """Turn the core's errors into messages the user sees (gr.Error), never a traceback; and run the
+    handler as a request that stops once its page is gone (`ui.cancellation`)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
         try:
-            return fn(*args, **kwargs)
+            with cancellable(cancellation.still_wanted()):
+                return fn(*args, **kwargs)
+        except RequestCancelled:
+            log.info("request stopped: its page closed or it was cancelled")
+            raise gr.Error("stopped: the request was cancelled", print_exception=False) from None
         except ConceptLabError as exc:
             raise user_error(exc) from None
 

@@ -6,6 +6,9 @@ docs/paper.md); `steps_per_window="all"` keeps every step of the window instead.
 processed in chunks; after each chunk every writer is closed (so shards end on a chunk boundary) and the number
 of prompts done is recorded in each manifest. A rerun with the same out folder resumes after the
 last finished chunk, dropping any shard written past it, so no row is stored twice.
+
+Under `accelerate launch` each process collects its share of the batches (`part`, `ranks.py`) into
+its own rank folder, resumable on its own; `merge_ranks` then lists every rank's shards.
 """
 
 from __future__ import annotations
@@ -26,6 +29,7 @@ from ..hooks import BlockHooks, Capture, block_width, resolve_blocks
 from ..sampling import GenerationRequest, sample
 from ..steps import BRANCHES, READS, STAGE_SAE_T, STAGES, StepWindow, nearest_step
 from ..weights_digest import weights_digest
+from .ranks import RankPart, collection_root
 from .shards import MANIFEST, ShardWriter, read_manifest, truncate_shards
 
 log = logging.getLogger(__name__)
@@ -108,8 +112,9 @@ def _weights_digest(pipe: StableDiffusionPipeline) -> str:
     return weights_digest(itertools.chain(pipe.unet.named_parameters(), pipe.text_encoder.named_parameters()), head=64)
 
 
-def _rewind(folder: Path, digest: str, weights: str) -> int:
-    """Prompts already done in `folder`, after dropping shards written past the last checkpoint."""
+def _rewind(folder: Path, digest: str, weights: str, batches: list[tuple[int, int, int]]) -> int:
+    """Batches already done in `folder` (of this rank's `batches`), after dropping shards written past
+    the last checkpoint."""
     if not (folder / MANIFEST).exists():
         return 0
     meta = read_manifest(folder)["meta"]
@@ -118,7 +123,12 @@ def _rewind(folder: Path, digest: str, weights: str) -> int:
     if meta.get("weights_digest") not in (None, weights):
         raise InvalidInputError("model", f"{folder} was collected from other model weights (the model changed); use a new output folder")
     truncate_shards(folder, int(meta.get("closed_shards", 0)))
-    return int(meta.get("prompts_done", 0))
+    if "batches_done" in meta:
+        return int(meta["batches_done"])
+    prompts_done, done = int(meta.get("prompts_done", 0)), 0  # a folder written before batches were counted
+    while done < len(batches) and batches[done][1] + batches[done][2] <= prompts_done:
+        done += 1
+    return done
 
 
 def collect_activations(
@@ -127,21 +137,25 @@ def collect_activations(
     out_dir: str | Path,
     cfg: CollectConfig,
     progress: bool = True,
+    part: RankPart = RankPart(),
 ) -> CollectResult:
-    """Sample every prompt and store the chosen reads; resumable (see module docstring)."""
+    """Sample every prompt (of this rank's batches) and store the chosen reads; resumable (see module
+    docstring). With a split `part` the shards go to `out_dir/rank-RRR-of-NNN/`."""
     prompts = list(prompts)
     if not prompts:
         raise InvalidInputError("prompts", "the prompt list is empty")
-    out_dir = Path(out_dir)
+    out_dir = collection_root(Path(out_dir), part)
     modules = resolve_blocks(pipe.unet, cfg.blocks)
     digest = _prompt_digest(prompts)
     keys = [(b, w, br) for b in cfg.blocks for w in cfg.windows for br in cfg.branches]
     folders = {key: shard_folder(out_dir, *key) for key in keys}
     weights = _weights_digest(pipe)
-    done = min(_rewind(folder, digest, weights) for folder in folders.values())
+    batches = part.batches(len(prompts), cfg.chunk_prompts, cfg.prompts_per_batch)
+    done = min(_rewind(folder, digest, weights, batches) for folder in folders.values())
     window_steps = cfg.window_steps()
     dtype = getattr(torch, cfg.dtype)
-    meta_base = {"prompt_digest": digest, "weights_digest": weights, "config": asdict(cfg), "prompts_total": len(prompts)}
+    meta_base = {"prompt_digest": digest, "weights_digest": weights, "config": asdict(cfg), "prompts_total": len(prompts),
+                 "part": {"rank": part.rank, "world": part.world}}
 
     def open_writers() -> dict[tuple[str, str, str], ShardWriter]:
         return {
@@ -149,9 +163,15 @@ def collect_activations(
             for key in keys
         }
 
-    bar = tqdm(total=len(prompts), initial=done, desc="collect", unit="prompt", disable=not progress)
-    while done < len(prompts):
-        chunk_end = min(done + cfg.chunk_prompts, len(prompts))
+    mine = sum(count for _, _, count in batches)
+    bar = tqdm(total=mine, initial=sum(c for _, _, c in batches[:done]), desc=f"collect {part.folder_name}" if part.split else "collect",
+               unit="prompt", disable=not progress)
+    last = max(max(s) for s in window_steps.values())
+    while done < len(batches):
+        chunk = batches[done][0]
+        chunk_end = done
+        while chunk_end < len(batches) and batches[chunk_end][0] == chunk:
+            chunk_end += 1
         writers = open_writers()
 
         def sink(block: str, capture: Capture) -> None:
@@ -162,19 +182,22 @@ def collect_activations(
                     read = capture.cond if branch == "cond" else capture.uncond
                     writers[(block, window, branch)].add(read.reshape(-1, read.shape[-1]))
 
-        last = max(max(s) for s in window_steps.values())
-        for start in range(done, chunk_end, cfg.prompts_per_batch):
-            batch = prompts[start : min(start + cfg.prompts_per_batch, chunk_end)]
+        for _, start, count in batches[done:chunk_end]:
+            batch = prompts[start : start + count]
             request = GenerationRequest(batch, seed=cfg.seed + start, steps=cfg.steps, guidance=cfg.guidance, height=cfg.height, width=cfg.width)
             with BlockHooks(pipe.unet, capture=cfg.blocks, reads=cfg.reads, sink=sink) as hooks:
                 for state in sample(pipe, request, hooks):
                     if state.index >= last:
                         break  # nothing later is recorded: skip the remaining steps
             bar.update(len(batch))
+        prompts_done = sum(c for _, _, c in batches[:chunk_end])
         for writer in writers.values():
-            writer.close({"prompts_done": chunk_end})
+            writer.close({"prompts_done": prompts_done, "batches_done": chunk_end})
         done = chunk_end
-        log.info("collected %d/%d prompts", done, len(prompts))
+        log.info("%scollected %d/%d prompts", f"{part.folder_name}: " if part.split else "", prompts_done, mine)
     bar.close()
+    if not batches:  # more processes than batches: this rank's folders exist, empty, for the merge
+        for writer in open_writers().values():
+            writer.close({"prompts_done": 0, "batches_done": 0})
     rows = {key: read_manifest(folder)["rows"] for key, folder in folders.items()}
-    return CollectResult(folders, rows, done)
+    return CollectResult(folders, rows, sum(c for _, _, c in batches[:done]))

@@ -1,10 +1,10 @@
 """Prompt sources for SAE training: a text file, or a Hugging Face Hub dataset of prompts.
 
-A Hub dataset is fetched with `snapshot_download(repo_type="dataset")` (through `hub._snapshot`, so
-offline caches, revisions and every failure behave as for checkpoints) and read file by file:
-`.txt` (one prompt a line), `.csv`, `.jsonl`, `.json` with the standard library, and `.parquet`
-through `pyarrow` when it is installed. Files are read lazily, so `max_prompts` stops reading a
-million-row dataset after the prompts it needs.
+A Hub dataset is streamed file by file: its files are listed (one call), and each readable file is
+fetched through the Hub cache only when the reader reaches it (`hub.fetch_file`), so `max_prompts`
+stops a 200,000-prompt dataset after the files it needs and nothing is downloaded whole. Offline
+(HF_HUB_OFFLINE) the cached snapshot is read instead (`hub._snapshot`). Files are read as `.txt` (one
+prompt a line), `.csv`, `.jsonl`, `.json` with the standard library, and `.parquet` through `pyarrow`.
 
 Cleaning, in order: whitespace collapsed, blanks skipped, duplicates dropped (first kept), prompts
 longer than the text encoder's context trimmed word by word from the end (or skipped), then the
@@ -17,11 +17,11 @@ import csv
 import json
 from fnmatch import fnmatch
 from dataclasses import dataclass
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Callable, Iterator, NamedTuple
 
 from ..errors import CheckpointError, InvalidInputError
-from ..hub import Source, _snapshot, validate_repo_id, validate_revision
+from ..hub import Source, _snapshot, fetch_file, hub_offline, list_repo_files, validate_repo_id, validate_revision
 
 READABLE = (".txt", ".csv", ".jsonl", ".json", ".parquet")
 """File types read from a Hub dataset."""
@@ -103,10 +103,13 @@ def load_prompts(spec: PromptSpec, fit: Fitter | None = None) -> PromptSet:
     """Read, clean and count the prompts of `spec`; `fit` handles overlong prompts (see `token_fitter`)."""
     if spec.file is not None:
         files, rows = [spec.file], _read_text_file(Path(spec.file), field="prompts")
-    else:
+    elif hub_offline():
         folder, paths = fetch_dataset(spec)
         files = [str(p.relative_to(folder)) for p in paths]
         rows = (text for path in paths for text in read_prompt_rows(path, spec.column, spec.hub_dataset or "", folder))
+    else:
+        files = []  # the files actually fetched and read, in order
+        rows = stream_dataset(spec, files)
     kept: list[str] = []
     seen: set[str] = set()
     read = blank = duplicates = trimmed = skipped = 0
@@ -183,9 +186,34 @@ def fetch_dataset(spec: PromptSpec) -> tuple[Path, list[Path]]:
     return folder, paths
 
 
-def read_prompt_rows(path: Path, column: str | None, dataset: str, root: Path | None = None) -> Iterator[str]:
+def dataset_files(names: list[str], spec: PromptSpec) -> list[str]:
+    """The readable data files among a dataset's `names`, sorted, filtered by --dataset-file."""
+    picked = sorted(
+        n for n in names
+        if PurePosixPath(n).suffix.lower() in READABLE and PurePosixPath(n).name not in METADATA_FILES
+        and not any(part.startswith(".") for part in PurePosixPath(n).parts)
+        and (spec.file_pattern is None or fnmatch(n, spec.file_pattern))
+    )
+    if not picked:
+        which = f"matching {spec.file_pattern!r}" if spec.file_pattern else "at all"
+        raise InvalidInputError("hub_dataset", f"Hub dataset {spec.hub_dataset} has no {', '.join(READABLE)} file {which}; name one with --dataset-file")
+    return picked
+
+
+def stream_dataset(spec: PromptSpec, read: list[str]) -> Iterator[str]:
+    """The prompt of every row of the dataset, fetching each file only when it is reached (its name
+    is appended to `read` then): a reader that stops early never downloads the rest."""
+    assert spec.hub_dataset is not None
+    source = Source(repo=spec.hub_dataset, revision=spec.revision)
+    for name in dataset_files(list_repo_files(source, repo_type="dataset"), spec):
+        path = fetch_file(source, name, repo_type="dataset")
+        read.append(name)
+        yield from read_prompt_rows(path, spec.column, spec.hub_dataset, root=None, name=name)
+
+
+def read_prompt_rows(path: Path, column: str | None, dataset: str, root: Path | None = None, name: str | None = None) -> Iterator[str]:
     """The prompt of every row of one dataset file, lazily."""
-    name = str(path.relative_to(root)) if root is not None else path.name
+    name = name or (str(path.relative_to(root)) if root is not None else path.name)
     where = f"{dataset}/{name}" if dataset else name
     suffix = path.suffix.lower()
     if suffix == ".txt":

@@ -209,22 +209,30 @@ class ShardReader:
                                   f"[{entry['rows']}, {self.d}]; collect the activations again")
         return x.float()
 
-    def num_batches(self, batch_size: int, drop_last: bool = False) -> int:
-        """Batches per epoch for `iter_batches(batch_size)`."""
-        return self.rows // batch_size if drop_last else -(-self.rows // batch_size)
+    def part_shards(self, rank: int = 0, world: int = 1) -> list[int]:
+        """The shards process `rank` of `world` reads in data-parallel training: every world-th one."""
+        return list(range(rank, len(self.shards), world))
+
+    def num_batches(self, batch_size: int, drop_last: bool = False, rank: int = 0, world: int = 1) -> int:
+        """Batches per epoch for `iter_batches(batch_size)` (of process `rank`'s shards when world > 1)."""
+        rows = sum(self.shards[i]["rows"] for i in self.part_shards(rank, world))
+        return rows // batch_size if drop_last else -(-rows // batch_size)
 
     def iter_batches(
-        self, batch_size: int, seed: int = 0, epoch: int = 0, start_batch: int = 0, drop_last: bool = False
+        self, batch_size: int, seed: int = 0, epoch: int = 0, start_batch: int = 0, drop_last: bool = False,
+        rank: int = 0, world: int = 1,
     ) -> Iterator[torch.Tensor]:
         """Float32 batches [B, d] covering every row once, in an order fixed by (seed, epoch).
 
         Shard order and the rows within each shard are shuffled; batches span shard boundaries, so
         all but the last have exactly `batch_size` rows. `start_batch` skips batches without
-        loading the shards that lie wholly before it (used to resume training mid-epoch).
+        loading the shards that lie wholly before it (used to resume training mid-epoch). With
+        world > 1 only process `rank`'s shards (`part_shards`) are read.
         """
         if batch_size <= 0:
             raise InvalidInputError("batch_size", f"must be positive, got {batch_size}")
-        order = torch.randperm(len(self.shards), generator=_generator(seed, epoch)).tolist()
+        mine = self.part_shards(rank, world)
+        order = [mine[i] for i in torch.randperm(len(mine), generator=_generator(seed, epoch)).tolist()]
         skip = start_batch * batch_size  # rows of the epoch's stream to skip
         pending: list[torch.Tensor] = []
         pending_rows = 0

@@ -11,13 +11,15 @@ from .trainer import TrainConfig, train_sae
 log = logging.getLogger(__name__)
 
 
-def train_collected(collected: CollectResult, saes_dir: str | Path, cfg: TrainConfig, base_model: str, reads: str = "delta", progress: bool = True) -> list[dict]:
+def train_collected(collected: CollectResult, saes_dir: str | Path, cfg: TrainConfig, base_model: str, reads: str = "delta", progress: bool = True,
+                    accelerator=None) -> list[dict]:
     """Train (or resume) an SAE for every shard folder into `saes_dir/<block>/<window>/<branch>/`;
-    returns one JSON-ready row per SAE with its explained variance and dead fraction."""
+    returns one JSON-ready row per SAE with its explained variance and dead fraction. With an
+    `accelerator` of several processes each SAE is trained by all of them (data-parallel)."""
     rows = []
     for (block, window, branch), folder in collected.folders.items():
         fields = {"block": block, "window": window, "branch": branch, "reads": reads, "base_model": base_model}
-        result = train_sae(folder, Path(saes_dir) / block / window / branch, cfg, sae_fields=fields, progress=progress)
+        result = train_sae(folder, Path(saes_dir) / block / window / branch, cfg, sae_fields=fields, progress=progress, accelerator=accelerator)
         log.info("%s/%s/%s: EV %.3f dead %.3f", block, window, branch, result.explained_variance, result.dead_fraction)
         rows.append({
             "block": block, "window": window, "branch": branch, "folder": str(result.out_dir),

@@ -9,6 +9,14 @@ latents to model the residual.
 Resuming is exact: the batch order is a pure function of (seed, epoch), and a checkpoint stores the
 weights, Adam's tensors, the tokens-since-fired counters and the position in the epoch, so N steps,
 a restart and M more steps give bit-identical weights to N + M steps in one go.
+
+With several processes (`accelerate launch`, an `Accelerator` passed in) one SAE is trained data-
+parallel with DDP: process r reads every N-th shard (`ShardReader.part_shards`) in batches of
+batch_size / N, so the optimiser still steps on the paper's 4,096 rows and each process reads only
+its share of the disk; DDP averages the gradients, the processes pool which latents fired, and the
+main process writes the checkpoints, evaluates and saves. Why one SAE on all processes rather than
+one SAE per process: the paper's 9 SAEs on 8 GPUs would leave 7 idle for a second round, and an SAE
+is bound by reading its activations, which DDP divides by N (docs/training.md).
 """
 
 from __future__ import annotations
@@ -236,15 +244,26 @@ def train_sae(
     sae_fields: dict[str, Any] | None = None,
     progress: bool = True,
     max_steps: int | None = None,
+    accelerator: Any = None,
 ) -> TrainResult:
     """Train (or resume training) an SAE on the activations in `shards`; save it to `out_dir`.
 
     `sae_fields` are extra SAEConfig fields recorded with the SAE (block, window, branch, reads,
     base_model, ...). `max_steps` stops after that many steps in total, leaving a checkpoint that a
     later call with the same out_dir resumes from. The returned SAE and the one saved in out_dir
-    carry explained variance, dead fraction, tokens and steps in `cfg.stats`.
+    carry explained variance, dead fraction, tokens and steps in `cfg.stats`. `accelerator` (an
+    `accelerate.Accelerator` of several processes) trains data-parallel: see the module docstring.
     """
     reader = shards if isinstance(shards, ShardReader) else ShardReader(shards)
+    world = accelerator.num_processes if accelerator is not None else 1
+    rank, main = (accelerator.process_index, accelerator.is_main_process) if world > 1 else (0, True)
+    if world > 1:
+        if cfg.batch_size % world:
+            raise InvalidInputError("batch_size", f"{cfg.batch_size} rows do not split over {world} processes; use a multiple of {world}")
+        if len(reader.shards) < world:
+            raise InvalidInputError("num_processes", f"{reader.folder} holds {len(reader.shards)} shards, fewer than the {world} "
+                                    "processes; train with fewer processes or collect with a smaller --rows-per-shard")
+        cfg = dataclasses.replace(cfg, device="cpu" if accelerator.device.type == "cpu" else str(accelerator.device))
     if reader.rows == 0:
         raise InvalidInputError("shards", f"{reader.folder} holds no activations; collect some before training")
     if max_steps is not None and max_steps < 0:
@@ -265,37 +284,45 @@ def train_sae(
         since_fired = torch.zeros(sae.W_dec.shape[0], dtype=torch.long, device=cfg.device)
         state, tensors = _State(0, 0, 0, 0), {}
     sae.train()
+    model = accelerator.prepare_model(sae) if world > 1 else sae  # DDP: gradients averaged in backward
     opt = torch.optim.Adam(sae.parameters(), lr=cfg.lr)
     if tensors:
         _restore_optimizer(opt, tensors)
 
-    per_epoch = reader.num_batches(cfg.batch_size)
+    local_batch = cfg.batch_size // world
+    # Every process takes the same number of steps (DDP needs it): the fewest any process's shards give.
+    per_epoch = min(reader.num_batches(local_batch, rank=r, world=world) for r in range(world))
     total = cfg.epochs * per_epoch
     stop = total if max_steps is None else min(total, max_steps)
     step, epoch, batch_in_epoch, tokens = state
-    bar = tqdm(total=total, initial=min(step, total), disable=not progress, desc="train SAE", unit="step")
+    bar = tqdm(total=total, initial=min(step, total), disable=not (progress and main), desc="train SAE", unit="step")
     saved_at = step
     try:
         while step < stop and epoch < cfg.epochs:
-            batches = reader.iter_batches(cfg.batch_size, seed=cfg.seed, epoch=epoch, start_batch=batch_in_epoch)
-            start = step
+            batches = reader.iter_batches(local_batch, seed=cfg.seed, epoch=epoch, start_batch=batch_in_epoch, rank=rank, world=world)
+            start, this_epoch = step, epoch
             for x in batches:
-                if step >= stop:
+                if step >= stop or epoch != this_epoch:  # a process with more shards stops with the others
                     break
                 x = x.to(cfg.device)
                 dead = since_fired > cfg.dead_after_tokens
-                out = sae(x, dead_mask=dead if cfg.auxk_alpha > 0 else None, k_aux=cfg.k_aux)
+                out = model(x, dead_mask=dead if cfg.auxk_alpha > 0 else None, k_aux=cfg.k_aux)
                 loss = out.fvu + cfg.auxk_alpha * out.auxk_loss
                 loss.backward()
-                since_fired += x.shape[0]
-                since_fired[out.latent_indices[out.latent_acts > 0]] = 0
+                fired = torch.zeros_like(since_fired)
+                fired[out.latent_indices[out.latent_acts > 0]] = 1
+                rows = torch.tensor(x.shape[0], device=since_fired.device)
+                if world > 1:  # a latent fired if it fired on any process; the step saw every process's rows
+                    fired, rows = accelerator.reduce(fired, "sum"), accelerator.reduce(rows, "sum")
+                since_fired += rows
+                since_fired[fired > 0] = 0
                 if sae.cfg.normalize_decoder:
                     sae.remove_gradient_parallel_to_decoder_directions()
                 opt.step()
                 opt.zero_grad(set_to_none=True)
                 if sae.cfg.normalize_decoder:
                     sae.set_decoder_norm_to_unit_norm()
-                step, batch_in_epoch, tokens = step + 1, batch_in_epoch + 1, tokens + x.shape[0]
+                step, batch_in_epoch, tokens = step + 1, batch_in_epoch + 1, tokens + int(rows)
                 if batch_in_epoch == per_epoch:
                     epoch, batch_in_epoch = epoch + 1, 0
                 fvu, auxk = float(out.fvu.detach()), float(out.auxk_loss.detach())
@@ -303,7 +330,7 @@ def train_sae(
                 bar.set_postfix(fvu=f"{fvu:.3f}", dead=f"{float(dead.float().mean()):.1%}")
                 if step % 100 == 0 or step == 1:
                     log.info("step %d fvu %.4f auxk %.4f dead %.2f%%", step, fvu, auxk, 100 * float(dead.float().mean()))
-                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0:
+                if cfg.checkpoint_every and step % cfg.checkpoint_every == 0 and main:
                     _write_checkpoint(out_dir, sae, opt, since_fired, _State(step, epoch, batch_in_epoch, tokens), cfg, activations)
                     saved_at = step
             if step == start:  # the epoch yielded nothing: a manifest/position mismatch, never loop forever
@@ -311,13 +338,19 @@ def train_sae(
                                       f"delete {out_dir / CHECKPOINT} to restart")
     finally:
         bar.close()
-    if saved_at != step or _find_checkpoint(out_dir) is None:
+    if main and (saved_at != step or _find_checkpoint(out_dir) is None):
         _write_checkpoint(out_dir, sae, opt, since_fired, _State(step, epoch, batch_in_epoch, tokens), cfg, activations)
 
     sae.eval()
-    ev, dead_fraction, eval_tokens = evaluate(sae, reader, cfg.batch_size, cfg.eval_batches, cfg.seed, cfg.device)
-    log.info("done: %d steps, %d tokens, explained variance %.4f, dead %.2f%%", step, tokens, ev, 100 * dead_fraction)
-    sae.cfg.stats = {**sae.cfg.stats, "explained_variance": ev, "dead_fraction": dead_fraction,
-                     "tokens": tokens, "steps": step, "eval_tokens": eval_tokens}
-    save_native(sae, out_dir)
+    if main:
+        ev, dead_fraction, eval_tokens = evaluate(sae, reader, cfg.batch_size, cfg.eval_batches, cfg.seed, cfg.device)
+        log.info("done: %d steps, %d tokens, explained variance %.4f, dead %.2f%%", step, tokens, ev, 100 * dead_fraction)
+        sae.cfg.stats = {**sae.cfg.stats, "explained_variance": ev, "dead_fraction": dead_fraction,
+                         "tokens": tokens, "steps": step, "eval_tokens": eval_tokens}
+        save_native(sae, out_dir)
+    if world > 1:
+        accelerator.wait_for_everyone()
+        if not main:  # the other processes report what the main one measured and saved
+            sae = load_native(out_dir, device=cfg.device)
+            ev, dead_fraction = sae.cfg.stats["explained_variance"], sae.cfg.stats["dead_fraction"]
     return TrainResult(sae, ev, dead_fraction, step, tokens, out_dir)

@@ -28,7 +28,7 @@ import re
 from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Iterator, Sequence
+from typing import Any, Sequence
 
 import numpy as np
 import torch
@@ -38,6 +38,7 @@ from ..errors import CheckpointError, InvalidInputError
 from ..sae import TopKSAE
 from ..sae.native_format import CONCEPTS_FILE
 from .collect import CollectConfig
+from .ranks import rank_folders
 from .shards import ShardReader
 
 METHOD = "prompt-word co-occurrence"
@@ -146,15 +147,6 @@ def prompt_words(prompts: Sequence[str], cfg: WordDictionaryConfig) -> list[set[
     return [row & good for row in words]
 
 
-def _batch_layout(n_prompts: int, collect: dict[str, Any]) -> Iterator[tuple[int, int]]:
-    """(first prompt, prompt count) of every sampling batch, in the order `collect_activations` ran them."""
-    chunk, per_batch = int(collect["chunk_prompts"]), int(collect["prompts_per_batch"])
-    for chunk_start in range(0, n_prompts, chunk):
-        chunk_end = min(chunk_start + chunk, n_prompts)
-        for start in range(chunk_start, chunk_end, per_batch):
-            yield start, min(per_batch, chunk_end - start)
-
-
 class _Rows:
     """Rows of a shard folder in stored order, `take(n)` at a time, one shard in memory."""
 
@@ -193,16 +185,17 @@ def prompt_activations(sae: TopKSAE, folder: str | Path, n_prompts: int, max_row
         raise CheckpointError(f"{reader.folder}: {reader.rows} rows do not split into {n_prompts} prompts × {steps} steps")
     device, dtype = sae.device, sae.dtype
     out = torch.zeros(n_prompts, sae.cfg.num_latents)
-    rows = _Rows(reader)
     group = max(1, max_rows // positions)  # prompts encoded together
-    for start, count in _batch_layout(n_prompts, asdict(collect)):
-        for _ in range(steps):  # inside a batch: step after step, each the batch's prompts in order
-            for first in range(0, count, group):
-                size = min(group, count - first)
-                x = rows.take(size * positions).to(device, dtype)
-                z = sae.encode_dense(x).float().cpu().view(size, positions, -1).amax(dim=1)
-                span = slice(start + first, start + first + size)
-                out[span] = torch.maximum(out[span], z)
+    for rank_folder, part in rank_folders(reader.folder, meta):  # several under accelerate launch
+        rows = _Rows(ShardReader(rank_folder))
+        for _, start, count in part.batches(n_prompts, collect.chunk_prompts, collect.prompts_per_batch):
+            for _ in range(steps):  # inside a batch: step after step, each the batch's prompts in order
+                for first in range(0, count, group):
+                    size = min(group, count - first)
+                    x = rows.take(size * positions).to(device, dtype)
+                    z = sae.encode_dense(x).float().cpu().view(size, positions, -1).amax(dim=1)
+                    span = slice(start + first, start + first + size)
+                    out[span] = torch.maximum(out[span], z)
     return out.numpy()
 
 
