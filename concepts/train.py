@@ -118,7 +118,8 @@ def _check_same_collection(activations: Path, cfg) -> None:
     prompt list, and a changed block list, step count or batching would mix incompatible rows (and
     break the per-prompt row layout the word dictionary relies on)."""
     wanted = json.loads(json.dumps(asdict(cfg)))
-    for manifest in sorted(activations.glob("*/*/*/manifest.json")):
+    manifests = [*activations.glob("*/*/*/manifest.json"), *activations.glob("rank-*-of-*/*/*/*/manifest.json")]  # one process, or each rank
+    for manifest in sorted(manifests):
         saved = _read_json(manifest).get("meta", {}).get("config")
         if not isinstance(saved, dict):
             continue

@@ -119,6 +119,23 @@ def test_the_data_parallel_sae_explains_what_the_one_process_sae_does(one_proces
         assert b["dictionary"] is not None  # the word dictionary reads every rank's rows in prompt order
 
 
+def test_the_word_dictionary_reads_every_rank_in_prompt_order(one_process, two_processes_killed_and_relaunched):
+    """One SAE, read over the one-process folder and over the two ranks' merged folder: each prompt's
+    feature maxima agree exactly, so the labels a two-process run writes are about the right prompts."""
+    import numpy as np
+
+    from concepts.sae import load_native
+    from concepts.training.word_dictionary import prompt_activations
+
+    one, _ = one_process
+    two, _, _ = two_processes_killed_and_relaunched
+    sae = load_native(one / "saes" / MID / "final" / "cond").eval()
+    alone = prompt_activations(sae, one / "activations" / MID / "final" / "cond", 192)
+    split = prompt_activations(sae, two / "activations" / MID / "final" / "cond", 192)
+    assert alone.shape == (192, sae.cfg.num_latents) and alone.max() > 0
+    assert np.array_equal(alone, split)
+
+
 def test_a_relaunch_with_another_process_count_is_refused(prompt_file, tiny_folder, two_processes_killed_and_relaunched):
     two, _, _ = two_processes_killed_and_relaunched
     done = subprocess.run([sys.executable, "-m", "concepts.train", *run_args(prompt_file, tiny_folder, two)], env=ENV,
