@@ -1,0 +1,87 @@
+"""Where a class's memory goes: the app in this process, rounds of students, RSS after each round.
+
+    python benchmarks/bench_memory_rounds.py [--students 8] [--rounds 3] [--sequential] [--mmap-kb K] [--out FILE]
+
+Three students' scripts warm the app up (every model, SAE and cache loaded). Then each round runs
+`--students` new gradio_client students, each following the classroom script (lesson, two
+generations, explore, steer, a 10-step evolution, erase red) without pauses: all at once, or one
+after another with `--sequential`. After each round the garbage collector runs and malloc_trim(0)
+returns free pages, so the RSS read is what the process still holds. `--mmap-kb K` fixes glibc's
+mmap threshold at K KB (buffers of K KB and more get their own pages, returned on free) and caps
+the arenas at two, to compare with the app's default (`ui/memory.py`: two arenas, trimming).
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import gc
+import os
+import sys
+import tempfile
+import threading
+from pathlib import Path
+
+LIBC = ctypes.CDLL("libc.so.6")
+M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--students", type=int, default=8)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--sequential", action="store_true")
+    parser.add_argument("--mmap-kb", type=int, default=0)
+    parser.add_argument("--out", default=None)
+    args = parser.parse_args()
+    LIBC.mallopt(M_ARENA_MAX, 2)  # as the app does (ui/memory.py)
+    if args.mmap_kb:
+        LIBC.mallopt(M_MMAP_THRESHOLD, args.mmap_kb * 1024)
+    os.environ.setdefault("CONCEPT_LAB_CACHE", tempfile.mkdtemp(prefix="bench-memory-rounds-"))
+    sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    import psutil
+    from bench_classroom import script
+    from gradio_client import Client
+    from timing import emit
+
+    import app
+
+    app.demo.queue(default_concurrency_limit=2)
+    _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True, **app.launch_style())
+    process = psutil.Process()
+
+    def student(index: int) -> None:
+        client = Client(url, verbose=False)
+        for _, api, arguments, _ in script(index):
+            client.predict(*arguments, api_name=api)
+
+    def rss_mb() -> float:
+        gc.collect()
+        LIBC.malloc_trim(0)
+        return round(process.memory_info().rss / 2**20, 1)
+
+    try:
+        for index in range(3):
+            student(1000 + index)
+        rss = [rss_mb()]
+        for round_ in range(args.rounds):
+            students = [round_ * 100 + j for j in range(args.students)]
+            if args.sequential:
+                for index in students:
+                    student(index)
+            else:
+                threads = [threading.Thread(target=student, args=(index,)) for index in students]
+                for t in threads:
+                    t.start()
+                for t in threads:
+                    t.join()
+            rss.append(rss_mb())
+    finally:
+        app.demo.close()
+    emit({"students_per_round": args.students, "rounds": args.rounds, "together": not args.sequential, "mmap_threshold_kb": args.mmap_kb or None,
+          "rss_mb_after_warmup_then_each_round": rss, "growth_pct_each_round": [round(100 * (b - a) / a, 1) for a, b in zip(rss, rss[1:])]}, args.out)
+
+
+if __name__ == "__main__":
+    main()
