@@ -1,8 +1,9 @@
 """Stop the work of a request whose student has gone. Gradio drops a closed page's queued requests
 itself; a running one is marked no longer alive when the page's event stream closes, and taken off
 the running set when a client calls /cancel; a page's unload marks its whole session closed.
-`still_wanted()` binds a check of all three to the request, and `common.user_errors` runs every handler under it (`concepts.progress.cancellable`), so the model stops
-at the next denoising step or progress report instead of finishing an image nobody will see."""
+`still_wanted()` binds a check of all three to the request, and `common.user_errors` runs every
+handler under it (`concepts.progress.cancellable`), so the model stops at the next denoising step or
+progress report instead of finishing an image nobody will see."""
 
 from __future__ import annotations
 
