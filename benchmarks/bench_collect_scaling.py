@@ -21,7 +21,6 @@ import argparse
 import json
 import os
 import platform
-import socket
 import statistics
 import subprocess
 import sys
@@ -30,19 +29,13 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_classroom import prompt_of  # noqa: E402
+from bench_classroom import free_port, prompt_of  # noqa: E402
 from timing import emit  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 RECIPE = ["--model", "toy-shapes", "--blocks", "mid_block.attentions.0", "--windows", "early", "middle", "final", "--steps", "25",
           "--guidance", "4.0", "--prompts-per-batch", "4", "--chunk-prompts", "32", "--batch-size", "256", "--device", "cpu",
           "--train-device", "cpu", "--no-disk-check"]
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def run(variant: str, prompts: Path, out: Path) -> float:

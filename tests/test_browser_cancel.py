@@ -3,8 +3,6 @@ about a step (Gradio marks the request dead when the page's event stream closes;
 
 from __future__ import annotations
 
-import time
-
 from test_browser import chromium, new_page, served_app  # noqa: F401 (a fixture)
 from test_cancellation import UNetCalls, toy_pipe
 
@@ -16,15 +14,8 @@ def test_closing_the_tab_stops_the_generation(served_app):  # noqa: F811
             page = new_page(browser, url=served_app)
             page.get_by_role("tab", name="Generate").click()
             page.get_by_role("button", name="Generate", exact=True).click()
-            deadline = time.monotonic() + 60
-            while calls.count < 3 and time.monotonic() < deadline:
-                time.sleep(0.02)
-            page.close()
-            at_close = calls.count
-            time.sleep(2.0)  # 10 more steps' worth, had it gone on
-            stopped_at = calls.count
-            time.sleep(1.0)
-        assert calls.count == stopped_at, "the UNet is still being called after the tab closed"
+            calls.wait_for(3)
+            at_close, stopped_at = calls.after(page.close)  # 2 s: 10 more steps, had it gone on
         assert 3 <= at_close and stopped_at <= at_close + 3 and stopped_at < 25, (at_close, stopped_at)
     finally:
         calls.close()

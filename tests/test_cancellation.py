@@ -48,6 +48,22 @@ class UNetCalls:
     def close(self) -> None:
         self._handle.remove()
 
+    def wait_for(self, count: int, timeout_s: float = 60.0) -> None:
+        deadline = time.monotonic() + timeout_s
+        while self.count < count and time.monotonic() < deadline:
+            time.sleep(0.02)
+
+    def after(self, stop, settle_s: float = 2.0) -> tuple[int, int]:
+        """Call `stop`; returns the call count then and `settle_s` later (many steps' worth, had the
+        work gone on), and checks that no call comes in the second after that."""
+        stop()
+        at_stop = self.count
+        time.sleep(settle_s)
+        stopped_at = self.count
+        time.sleep(1.0)
+        assert self.count == stopped_at, "the UNet is still being called after the stop"
+        return at_stop, stopped_at
+
 
 def test_a_generation_stops_at_the_step_where_it_stops_being_wanted():
     seen: list[int] = []
@@ -110,15 +126,8 @@ def test_a_served_generation_stops_soon_after_its_client_cancels():
     try:
         client = Client(url, verbose=False)
         job = client.submit(MODEL, PROMPT, 0, 60, 4.0, api_name="/generate")
-        deadline = time.monotonic() + 60
-        while calls.count < 5 and time.monotonic() < deadline:
-            time.sleep(0.02)
-        job.cancel()
-        at_cancel = calls.count
-        time.sleep(2.0)  # 20 more steps' worth, had it gone on
-        stopped_at = calls.count
-        time.sleep(1.0)
-        assert calls.count == stopped_at, "the UNet is still being called after the cancel"
+        calls.wait_for(5)
+        at_cancel, stopped_at = calls.after(job.cancel)  # 2 s: 20 more steps, had it gone on
         assert stopped_at <= at_cancel + 3, (at_cancel, stopped_at)
         calls.close()
         image_path, info = client.predict(MODEL, PROMPT, 0, 3, 4.0, api_name="/generate")

@@ -14,6 +14,7 @@ import ctypes
 import logging
 import os
 import threading
+import time
 
 log = logging.getLogger("concept_lab.memory")
 M_ARENA_MAX = -8
@@ -49,7 +50,7 @@ def keep_memory_returned(arenas: int = 2, interval_s: float = INTERVAL_S) -> boo
 
     def loop() -> None:
         while True:
-            threading.Event().wait(interval_s)
+            time.sleep(interval_s)
             libc.malloc_trim(0)
 
     threading.Thread(target=loop, name="concept-lab-malloc-trim", daemon=True).start()

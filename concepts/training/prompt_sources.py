@@ -171,28 +171,20 @@ def fetch_dataset(spec: PromptSpec) -> tuple[Path, list[Path]]:
     patterns = [spec.file_pattern] if spec.file_pattern else [f"*{ext}" for ext in READABLE]
     source = Source(repo=spec.hub_dataset, revision=spec.revision)
     folder = _snapshot(source, patterns, None, repo_type="dataset")
-    paths = sorted(
-        p for p in folder.rglob("*")
-        if p.is_file() and p.suffix.lower() in READABLE and p.name not in METADATA_FILES
-        and not any(part.startswith(".") for part in p.relative_to(folder).parts)
-    )
-    if spec.file_pattern:
-        # The snapshot folder may hold files of earlier fetches: keep those the pattern names, with
-        # the Hub's own matching rule (fnmatch on the repo path, "*" crossing folders).
-        paths = [p for p in paths if fnmatch(p.relative_to(folder).as_posix(), spec.file_pattern)]
-    if not paths:
-        which = f"matching {spec.file_pattern!r}" if spec.file_pattern else "at all"
-        raise InvalidInputError("hub_dataset", f"Hub dataset {spec.hub_dataset} has no {', '.join(READABLE)} file {which}; name one with --dataset-file")
-    return folder, paths
+    # The snapshot folder may hold files of earlier fetches: `dataset_files` keeps those the pattern names.
+    names = [p.relative_to(folder).as_posix() for p in folder.rglob("*") if p.is_file()]
+    return folder, [folder / name for name in dataset_files(names, spec)]
 
 
 def dataset_files(names: list[str], spec: PromptSpec) -> list[str]:
-    """The readable data files among a dataset's `names`, sorted, filtered by --dataset-file."""
+    """The readable data files among a dataset's `names` (repo paths), in path order, filtered by
+    --dataset-file with the Hub's own matching rule (fnmatch on the repo path, "*" crossing folders)."""
     picked = sorted(
-        n for n in names
-        if PurePosixPath(n).suffix.lower() in READABLE and PurePosixPath(n).name not in METADATA_FILES
-        and not any(part.startswith(".") for part in PurePosixPath(n).parts)
-        and (spec.file_pattern is None or fnmatch(n, spec.file_pattern))
+        (n for n in names
+         if PurePosixPath(n).suffix.lower() in READABLE and PurePosixPath(n).name not in METADATA_FILES
+         and not any(part.startswith(".") for part in PurePosixPath(n).parts)
+         and (spec.file_pattern is None or fnmatch(n, spec.file_pattern))),
+        key=PurePosixPath,
     )
     if not picked:
         which = f"matching {spec.file_pattern!r}" if spec.file_pattern else "at all"

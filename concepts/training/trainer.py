@@ -38,6 +38,7 @@ from tqdm.auto import tqdm
 from concepts.errors import CheckpointError, InvalidInputError
 from concepts.sae import SAEConfig, TopKSAE, load_native, save_native
 from concepts.training.geometric_median import geometric_median
+from concepts.training.ranks import device_of
 from concepts.training.shards import ShardReader
 
 log = logging.getLogger(__name__)
@@ -262,8 +263,8 @@ def train_sae(
             raise InvalidInputError("batch_size", f"{cfg.batch_size} rows do not split over {world} processes; use a multiple of {world}")
         if len(reader.shards) < world:
             raise InvalidInputError("num_processes", f"{reader.folder} holds {len(reader.shards)} shards, fewer than the {world} "
-                                    "processes; train with fewer processes or collect with a smaller --rows-per-shard")
-        cfg = dataclasses.replace(cfg, device="cpu" if accelerator.device.type == "cpu" else str(accelerator.device))
+                                    "processes; train with fewer processes, or collect into smaller shards (CollectConfig.rows_per_shard)")
+        cfg = dataclasses.replace(cfg, device=device_of(accelerator))
     if reader.rows == 0:
         raise InvalidInputError("shards", f"{reader.folder} holds no activations; collect some before training")
     if max_steps is not None and max_steps < 0:
