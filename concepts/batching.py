@@ -1,17 +1,24 @@
-"""Batching across users: plain generations that arrive together run as one UNet batch.
+"""Batching across users: generations that arrive together run as one UNet batch.
 
-A class pressing Generate at once sends many batch-1 requests; on a CPU one batch of 8 toy images
+A class pressing Run at once sends many batch-1 requests; on a CPU one batch of 8 toy images
 costs 0.9 s against 8 × 0.33 s alone. Each caller's thread hands its (already validated) request to
 one worker thread and waits; the worker gathers what arrives within `wait_s`, groups requests that
-can share a UNet call (same pipeline, steps, guidance, size, negative prompt), draws each request's
-noise from its own seed (`GenerationRequest.seed_blocks`), and hands every caller its own images.
+can share a UNet call (same pipeline, steps, guidance, size, negative prompt, previews), draws each
+request's noise from its own seed (`GenerationRequest.seed_blocks`), and hands every caller its own
+images and its own slice of every step.
+
+Requests with hooks join too: explore's capture, steering's edit, evolution's per-step maps and an
+erase's weight edit. The caller hands over a `hooks` factory instead of entering its hooks; the worker
+builds them, tells each its `rows` of the shared batch (`hooks.BatchRows`) and enters them all, so
+each reads and edits only its own images. The factory is called again if the request has to be
+rerun alone, so it must also reset whatever the caller's sinks and `on_step` collected.
 
 Why here and not Gradio's `batch=True`: a Gradio batch fails as a whole when one input is bad, so one
 student's empty prompt would fail seven others; here each request is checked in its own thread
-before it joins, a request that still fails inside a batch sends each of its companions to run
-alone (only its own caller sees the error), and only plain generations join (hooks act per caller,
-so steering, capture and weight edits always run alone). Images equal the solo run's to within 1/255 per pixel on the CPU
-(batched matrix products may round differently; tests/test_batching.py measures it).
+before it joins, and a request that still fails inside a batch (a steering edit that overflows)
+sends each of its companions to run alone (only its own caller sees the error). Images equal the
+solo run's to within 1/255 per pixel on the CPU (batched matrix products may round differently;
+tests/test_batching.py measures it).
 """
 
 from __future__ import annotations
@@ -20,15 +27,19 @@ import os
 import queue
 import threading
 import time
+from contextlib import ExitStack
 from dataclasses import dataclass, field, replace
-from typing import Callable
+from typing import Callable, Sequence
 
 import torch
 
 from .errors import RequestCancelled
-from .hooks import any_active
+from .hooks import BatchRows, BlockHooks, ScopedHooks, any_active
 from .progress import cancellable, current_check
 from .sampling import GenerationRequest, GenerationResult, StepState, generate
+
+HooksFactory = Callable[[], Sequence[ScopedHooks]]
+"""Builds a request's hooks, not yet entered (called once per attempt: it resets the caller's sinks)."""
 
 MAX_BATCH = 8
 WAIT_S = 0.03
@@ -44,6 +55,8 @@ class _Job:
     pipe: object
     request: GenerationRequest
     on_step: Callable[[StepState], None] | None
+    hooks: HooksFactory | None = None
+    previews: bool = False
     still_wanted: Callable[[], bool] | None = field(default_factory=current_check)
     """The caller's cancellation check, taken in its own thread (the worker has none of its own)."""
     done: threading.Event = field(default_factory=threading.Event)
@@ -52,10 +65,20 @@ class _Job:
 
     def key(self) -> tuple:
         r = self.request
-        return (id(self.pipe), r.steps, float(r.guidance), r.height, r.width, r.negative_prompt, r.images_per_prompt)
+        return (id(self.pipe), r.steps, float(r.guidance), r.height, r.width, r.negative_prompt, r.images_per_prompt, self.previews)
+
+    @property
+    def images(self) -> int:
+        return len(self.request.prompts) * self.request.images_per_prompt
 
     def wanted(self) -> bool:
         return self.still_wanted is None or self.still_wanted()
+
+
+def _slice_step(state: StepState, start: int, stop: int) -> StepState:
+    """One request's rows of a shared step."""
+    preview = None if state.preview is None else state.preview[start:stop]
+    return state._replace(latents=state.latents[start:stop], pred_x0=state.pred_x0[start:stop], preview=preview)
 
 
 def _split(result: GenerationResult, counts: list[int]) -> list[GenerationResult]:
@@ -78,11 +101,12 @@ class GenerationBatcher:
         self.batches: list[int] = []
         """Sizes of the batches run so far, most recent last (at most 1,000 kept: for tests and benchmarks)."""
 
-    def generate(self, pipe, request: GenerationRequest, on_step: Callable[[StepState], None] | None = None) -> GenerationResult:
-        """The same as `sampling.generate(pipe, request)`, possibly in company."""
+    def generate(self, pipe, request: GenerationRequest, on_step: Callable[[StepState], None] | None = None,
+                 hooks: HooksFactory | None = None, previews: bool = False) -> GenerationResult:
+        """The same as `sampling.generate(pipe, request, hooks(), on_step, previews)`, possibly in company."""
         if request.seed_blocks:
-            return generate(pipe, request, on_step=on_step)
-        job = _Job(pipe, request, on_step)
+            return _alone(pipe, request, on_step, hooks, previews)
+        job = _Job(pipe, request, on_step, hooks, bool(previews))
         self._ensure_worker()
         self._queue.put(job)
         job.done.wait()
@@ -90,6 +114,20 @@ class GenerationBatcher:
             raise job.error
         assert job.result is not None
         return job.result
+
+    def generate_many(self, pipe, requests: Sequence[tuple[GenerationRequest, HooksFactory | None]]) -> list[GenerationResult]:
+        """Several requests of one caller queued at once, so they can share a batch (an erase's before
+        and after images); results in order, the first error raised after all have run."""
+        jobs = [_Job(pipe, request, None, hooks) for request, hooks in requests]
+        self._ensure_worker()
+        for job in jobs:
+            self._queue.put(job)
+        for job in jobs:
+            job.done.wait()
+        for job in jobs:
+            if job.error is not None:
+                raise job.error
+        return [job.result for job in jobs]  # type: ignore[misc]
 
     def _ensure_worker(self) -> None:
         with self._lock:
@@ -126,32 +164,16 @@ class GenerationBatcher:
             if len(jobs) == 1:
                 job = jobs[0]
                 with cancellable(job.wanted):
-                    job.result = generate(job.pipe, job.request, on_step=job.on_step)
+                    job.result = _alone(job.pipe, job.request, job.on_step, job.hooks, job.previews)
             else:
-                counts = [len(j.request.prompts) * j.request.images_per_prompt for j in jobs]
-                merged = replace(jobs[0].request, prompt=[p for j in jobs for p in j.request.prompts],
-                                 seed_blocks=tuple((j.request.seed, len(j.request.prompts)) for j in jobs))
-
-                def every_step(state: StepState) -> None:
-                    if not any(j.wanted() for j in jobs):  # every page closed: stop (each then stops alone)
-                        raise RequestCancelled("every request of the batch was cancelled")
-                    for j in jobs:
-                        if j.on_step is not None:
-                            try:
-                                j.on_step(state)
-                            except Exception:  # a closed page's progress bar must not stop the others
-                                pass
-
-                with torch.no_grad():
-                    result = generate(jobs[0].pipe, merged, on_step=every_step)
-                for job, part in zip(jobs, _split(result, counts)):
-                    job.result = part
+                self._run_together(jobs)
             self.batches = (self.batches + [len(jobs)])[-1000:]
         except Exception as exc:
             if len(jobs) == 1:
                 jobs[0].error = exc
             else:  # one request spoilt the batch: each runs alone, so only its own caller hears of it
                 for job in jobs:
+                    job.error = None
                     self._run_batch([job])
         except BaseException as exc:  # KeyboardInterrupt and the like: every caller hears of it
             for job in jobs:
@@ -160,14 +182,62 @@ class GenerationBatcher:
             for job in jobs:
                 job.done.set()
 
+    def _run_together(self, jobs: list[_Job]) -> None:
+        counts = [job.images for job in jobs]
+        starts = [sum(counts[:i]) for i in range(len(jobs))]
+        size = sum(counts)
+        merged = replace(jobs[0].request, prompt=[p for j in jobs for p in j.request.prompts],
+                         seed_blocks=tuple((j.request.seed, len(j.request.prompts)) for j in jobs))
+        with ExitStack() as stack:
+            block_hooks: list[BlockHooks] = []
+            for job, start, count in zip(jobs, starts, counts):
+                for hook in (job.hooks() if job.hooks is not None else ()):
+                    hook.rows = BatchRows(start, start + count, size)
+                    stack.enter_context(hook)
+                    if isinstance(hook, BlockHooks):
+                        block_hooks.append(hook)
+
+            def every_step(state: StepState) -> None:
+                if not any(j.wanted() for j in jobs):  # every page closed: stop (each then stops alone)
+                    raise RequestCancelled("every request of the batch was cancelled")
+                for job, start, count in zip(jobs, starts, counts):
+                    if job.on_step is not None and job.error is None:
+                        try:
+                            job.on_step(_slice_step(state, start, start + count))
+                        except Exception as exc:  # a closed page's progress bar must not stop the others
+                            job.error = exc
+
+            with torch.no_grad():
+                result = generate(jobs[0].pipe, merged, block_hooks, on_step=every_step, previews=jobs[0].previews)
+        for job, part in zip(jobs, _split(result, counts)):
+            if job.error is None:
+                job.result = part
+
+
+def _alone(pipe, request: GenerationRequest, on_step, hooks: HooksFactory | None, previews: bool) -> GenerationResult:
+    """A request run on its own batch, its hooks entered around it."""
+    with ExitStack() as stack:
+        entered = [stack.enter_context(hook) for hook in (hooks() if hooks is not None else ())]
+        return generate(pipe, request, [h for h in entered if isinstance(h, BlockHooks)], on_step=on_step, previews=previews)
+
 
 BATCHER = GenerationBatcher()
 """The process's batcher, shared by every panel's plain generations."""
 
 
-def batched_generate(pipe, request: GenerationRequest, on_step: Callable[[StepState], None] | None = None) -> GenerationResult:
-    """Plain generation through the shared batcher when batching is on ($CONCEPT_LAB_BATCHING), else
-    alone; a caller with hooks or a weight edit active always runs alone (they act in its own context)."""
+def batched_generate(pipe, request: GenerationRequest, on_step: Callable[[StepState], None] | None = None,
+                     hooks: HooksFactory | None = None, previews: bool = False) -> GenerationResult:
+    """Generation through the shared batcher when batching is on ($CONCEPT_LAB_BATCHING), else alone;
+    `hooks` builds the request's own hooks (entered around its rows only). A caller that already has
+    hooks or a weight edit active around this call runs alone (they act in its own context)."""
     if batching_enabled() and not any_active():
-        return BATCHER.generate(pipe, request, on_step)
-    return generate(pipe, request, on_step=on_step)
+        return BATCHER.generate(pipe, request, on_step, hooks, previews)
+    return _alone(pipe, request, on_step, hooks, previews)
+
+
+def batched_generate_many(pipe, requests: Sequence[tuple[GenerationRequest, HooksFactory | None]]) -> list[GenerationResult]:
+    """Several generations of one caller, each with its own hooks factory: one shared batch when
+    batching is on, one after another when it is off (or hooks are already active around the call)."""
+    if batching_enabled() and not any_active():
+        return BATCHER.generate_many(pipe, requests)
+    return [_alone(pipe, request, None, hooks, False) for request, hooks in requests]

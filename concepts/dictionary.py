@@ -141,10 +141,18 @@ def build_dictionary(
 
 
 def concept_features(dictionary: Mapping[str, Any], label: str) -> list[int]:
-    """Feature ids of a concept label (best first); unknown labels raise with the known ones."""
+    """Feature ids of a concept label (best first), or of a place (the object features,
+    `concepts.mask_dictionary`); unknown labels raise with the known ones."""
     concepts = dictionary.get("concepts", {})
-    key = label.strip().lower()
-    for name, ids in concepts.items():
+    places = dictionary.get("places", {})
+    key = " ".join(label.lower().split())
+    for name, ids in [*concepts.items(), *places.items()]:
         if name.lower() == key:
             return list(ids)
-    raise UnknownNameError("concept", label, sorted(concepts))
+    raise UnknownNameError("concept", label, [*sorted(concepts), *places])
+
+
+def place_of(dictionary: Mapping[str, Any] | None, label: str | None) -> str | None:
+    """The place a label names when the dictionary finds it as a place ("top left"), else None."""
+    key = " ".join((label or "").lower().split())
+    return next((name for name in (dictionary or {}).get("places", {}) if name.lower() == key), None)

@@ -11,7 +11,9 @@ edits touch only the branch they name.
 
 Isolation: hooks live on a model that several users may share, so each hook acts only while its own
 `BlockHooks` is active in the calling thread or task (a `ContextVar`). Another user's concurrent
-sampling through the same UNet passes through untouched.
+sampling through the same UNet passes through untouched. When several users' requests share one
+UNet batch (`concepts.batching`), each user's hooks are given their `rows` of it and act on those
+rows alone, exactly as they would on a batch of their own.
 """
 
 from __future__ import annotations
@@ -62,6 +64,24 @@ def resolve_blocks(unet: nn.Module, names: Sequence[str]) -> dict[str, nn.Module
     return found
 
 
+class BatchRows(NamedTuple):
+    """A request's images inside a shared batch of `size` images: rows start..stop of each CFG half."""
+
+    start: int
+    stop: int
+    size: int
+
+    def index(self, batch: int) -> torch.Tensor:
+        """The rows of a UNet batch of `batch` rows that are this request's: [start, stop) of the batch
+        without CFG, of both halves ([uncond…; cond…]) with it."""
+        own = torch.arange(self.start, self.stop)
+        if batch == self.size:
+            return own
+        if batch == 2 * self.size:
+            return torch.cat([own, own + self.size])
+        raise ConceptLabError(f"a shared batch of {self.size} images ran the UNet on {batch} rows")
+
+
 class Capture(NamedTuple):
     """One block's read at one step, channel-last: cond [b, H, W, d]; uncond likewise or None without CFG."""
 
@@ -103,6 +123,12 @@ class ScopedHooks:
     def __init__(self) -> None:
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._token: contextvars.Token | None = None
+        self.rows: BatchRows | None = None
+        """Set by the batcher when this request shares a UNet batch; None: the whole batch is ours."""
+
+    def _own(self, batch: int) -> torch.Tensor | None:
+        """Index of this request's rows in a UNet batch of `batch` rows; None when all are."""
+        return None if self.rows is None else self.rows.index(batch)
 
     def _install(self, add: Callable[[torch.utils.hooks.RemovableHandle], None]) -> None:
         raise NotImplementedError
@@ -197,13 +223,18 @@ class BlockHooks(ScopedHooks):
                 raise ConceptLabError(f"block {name!r} ran with no step set: call set_step before each UNet call")
             block_in = args[0] if args else kwargs["hidden_states"]
             block_out = output[0] if isinstance(output, tuple) else output.sample
-            read = block_out - block_in if self.reads == "delta" else block_out
+            own = self._own(block_out.shape[0])
+            mine_in, mine_out = (block_in, block_out) if own is None else (block_in[own], block_out[own])
+            read = mine_out - mine_in if self.reads == "delta" else mine_out
             if capturing and (self.capture_window is None or self.capture_window.contains(step.index)):
                 self._capture(name, step, read)
             active = [e for e in edits if e.window.contains(step.index)]
             if not active:
                 return None  # capture hooks must return None or they replace the output
-            new_out = block_out + self._edit_change(name, step, read, active)
+            change = self._edit_change(name, step, read, active)
+            if own is not None:  # only this request's rows of the shared batch change
+                change = torch.zeros_like(block_out).index_copy(0, own, change.to(block_out.dtype))
+            new_out = block_out + change
             if isinstance(output, tuple):
                 return (new_out, *output[1:])
             return type(output)(sample=new_out)

@@ -14,6 +14,14 @@ images, as the paper uses), labelling can first ask where a feature fires:
    side: precision, recall and AUROC over images as before, "labelled" from `labelled_precision`. A
    feature no label of its side reaches stays unlabelled rather than taking one of the other side.
 
+3. **Places.** A value that says *where* the object is ("top left") is not a feature: the UNet's
+   convolutions draw an object the same way wherever it is, so no feature fires only for one place
+   (the nearest reaches precision 0.2-0.45 on toy-shapes, `python -m concepts.toy.evaluate maps`).
+   A place is found as what it is: the block's object features (the object side's features that
+   fire on most images, `place_features`), to be read or steered in that place's region. The
+   dictionary lists them under `places`; searching "top left" finds them, and steering them moves
+   the object there in the early window (docs/steer.md has the table).
+
 Why the peak anywhere and not the peak inside the region: the explore table and the top images read
 the peak anywhere, and a label must hold for what they show. Labels scored on in-region peaks were
 true of the image for 71 % of the explore table's named rows on toy-shapes, against 89 % this way
@@ -50,6 +58,24 @@ def feature_sides(maps: np.ndarray, masks: np.ndarray) -> tuple[np.ndarray, np.n
     return side, share
 
 
+PLACE_FEATURES = 20
+"""At most this many object features stand for a place (the mid block's early SAE labels 20 "large"
+features, the ones the spatial steering table moves objects with)."""
+PLACE_MIN_SHARE = 0.75
+"""A feature stands for "the object" only when at least this share of its mean activation per cell
+is on objects (`region_share`)."""
+
+
+def place_features(features: Sequence[Mapping[str, Any]], region: str, count: int = PLACE_FEATURES,
+                   min_share: float = PLACE_MIN_SHARE) -> list[int]:
+    """The features that stand for "an object here": those that fire mostly on `region`, the ones
+    that fire on the most images first (weighted by how much of their activation is on the region)."""
+    own = [f for f in features if f.get("fires_on") == region and float(f.get("region_share", 0.0)) >= min_share
+           and float(f.get("frequency", 0.0)) > 0]
+    own.sort(key=lambda f: -float(f["region_share"]) * float(f["frequency"]))
+    return [int(f["id"]) for f in own[:count]]
+
+
 def build_mask_dictionary(
     maps: np.ndarray,
     masks: np.ndarray,
@@ -59,9 +85,12 @@ def build_mask_dictionary(
     cfg: DictionaryConfig = DictionaryConfig(),
     readable: Callable[[str, str], str] = lambda attribute, value: value,
     meta: Mapping[str, Any] | None = None,
+    places: Sequence[str] = (),
+    place_region: str = "object",
 ) -> dict[str, Any]:
     """The dictionary of feature `maps` [images, cells, features] against region `masks`
-    [images, len(regions), cells]; `region_of(attribute)` names the region an attribute's value covers."""
+    [images, len(regions), cells]; `region_of(attribute)` names the region an attribute's value covers.
+    `places` are values that say where the `place_region`'s content is (found as that region's features)."""
     maps = np.asarray(maps, dtype=np.float32)
     masks = np.asarray(masks, dtype=np.float32)
     if maps.ndim != 3 or maps.shape[0] != len(labels):
@@ -112,6 +141,7 @@ def build_mask_dictionary(
             "fires_on": {region: int((side == r).sum()) for r, region in enumerate(regions)},
         },
         "concepts": {label: [j for _, j in sorted(ids, reverse=True)] for label, ids in sorted(scored.items())},
+        "places": {place: ids for place in places if (ids := place_features(done, place_region))},
         "features": done,
         "closest": closest,
     }

@@ -215,10 +215,12 @@ def generate(
     request: GenerationRequest,
     hooks: BlockHooks | Sequence[BlockHooks] = (),
     on_step: Callable[[StepState], None] | None = None,
+    previews: PreviewWhen = False,
 ) -> GenerationResult:
-    """Sample to the end and decode; runs the model's own safety checker where it has one."""
+    """Sample to the end and decode; runs the model's own safety checker where it has one.
+    `on_step` sees every step's state, with its decoded preview where `previews` asks for one."""
     last: StepState | None = None
-    for state in sample(pipe, request, hooks):
+    for state in sample(pipe, request, hooks, previews=previews):
         last = state
         if on_step is not None:
             on_step(state)

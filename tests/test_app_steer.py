@@ -152,6 +152,31 @@ def test_choosing_a_table_row_selects_the_feature_everywhere_and_a_window_change
     class Hit:
         row_value = ["large", "377, 460"]
 
-    assert ui.selection.pick_concept_row(Hit()) == ("large", "", 377, 377)
+    assert ui.selection.pick_concept_row(Hit()) == ("large", "", 377, 377, gr.update())
+
+    class Place:
+        row_value = ["bottom right", "12, 40"]
+
+    assert ui.selection.pick_concept_row(Place()) == ("bottom right", "", 12, 12, "bottom right")  # Where follows a place
     assert ui.selection.forget_features("63") == ""
     assert ui.selection.forget_features("  ") == gr.update()
+
+
+def test_a_searched_place_moves_the_object_there():
+    """A position has no feature of its own; searching "bottom right" finds it as a place (the object's
+    features), and steering it in the early window with Where left on global moves the object there,
+    as the judge reads it."""
+    from concepts.world import read_images
+
+    found = ui.steer.find_concepts(MODEL, MID, "early", 25, "bottom right")
+    assert [row[0] for row in found] == ["bottom right"] and found[0][1]
+    beta = ui.steer.steer_strength(MODEL, "early", "bottom right")
+    reader = ui.common.REGISTRY.get(MODEL).knowledge.reader()
+    moved = 0
+    for seed in (0, 1, 2):
+        baseline, steered, _, info = ui.steer.steer_image(MODEL, PROMPT, seed, 25, 4.0, MID, "early", "bottom right", "", "global", None, beta, "cond")
+        before, after = read_images(reader, [baseline, steered])
+        assert before["position"] == "top left"
+        moved += after["position"] == "bottom right"
+    assert "a place is the object's features" in info and "spatial" in info
+    assert moved >= 2, f"the object reached the bottom right in {moved} of 3 seeds"

@@ -1,7 +1,8 @@
 """Batching across users: requests that arrive together share UNet calls, and every user still gets
 the images they would get alone (within 1/255 per pixel: batched matrix products may round
-differently on the CPU; the test reports how many pixels differ at all). A bad request fails alone,
-and a request with its own hooks or weight edit never joins a batch."""
+differently on the CPU; the test reports how many pixels differ at all). A bad request fails alone.
+Requests with hooks (capture, steering, weight edits) handed over as factories join the batch and act
+on their own rows; a caller whose hooks are already active around the call runs alone."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ from concepts.edit import AblationHooks
 from concepts.edit.checks import random_plan
 from concepts.errors import ConceptLabError
 from concepts.generation import SHARED_PIPELINES
+from concepts.hooks import BlockEdit, BlockHooks
 from concepts.registry import load_registry
 from concepts.sampling import GenerationRequest, generate
+from concepts.steps import StepWindow
 
 PROMPTS = ["a red circle", "a large blue square at the top left", "a small green striped star on a black background",
            "a yellow triangle", "a purple dotted cross on the right", "an orange circle in the center"]
@@ -91,3 +94,135 @@ def test_a_request_with_its_own_weight_edit_runs_alone(toy):
         edited = batched_generate(pipe, r).pixels  # the edit lives in this thread: it must apply
     assert (edited - plain).abs().max() > 1 / 255
     assert torch.equal(generate(pipe, r).pixels, plain)  # and is gone after
+
+
+def captured_requests(world, pipe, batcher: GenerationBatcher, requests: list[GenerationRequest], factories: list) -> list:
+    """Each request with its own hooks factory, from its own thread, released at once."""
+    results, start = [None] * len(requests), threading.Barrier(len(requests))
+
+    def user(i: int) -> None:
+        start.wait()
+        try:
+            results[i] = batcher.generate(pipe, requests[i], hooks=factories[i])
+        except ConceptLabError as exc:
+            results[i] = exc
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return results
+
+
+MID = "mid_block.attentions.0"
+
+
+def hooks_of(pipe, kind: str, made: list):
+    """A factory of one request's hooks, as the panels build them; `made` keeps every object built."""
+    def edit(step, read):
+        return read + 3.0  # a strong steering-like push on the cond rows
+
+    def overflow(step, read):
+        return read * float("inf")  # an edit that blows up, as a huge strength would
+
+    def factory():
+        hooks = {
+            "capture": lambda: [BlockHooks(pipe.unet, capture=[MID])],
+            "steer": lambda: [BlockHooks(pipe.unet, edits=[BlockEdit(MID, edit, StepWindow(0, 9))])],
+            "erase": lambda: [AblationHooks(pipe.unet, random_plan(pipe.unet, 20_000, seed=1))],
+            "overflow": lambda: [BlockHooks(pipe.unet, edits=[BlockEdit(MID, overflow, StepWindow(0, 9))])],
+            "plain": lambda: [],
+        }[kind]()
+        made.append(hooks)
+        return hooks
+
+    return factory
+
+
+def test_requests_with_hooks_share_a_batch_and_each_gets_its_solo_result(toy):
+    """Explore's capture, a steering edit and an erase's weight edit join plain generations in one
+    UNet batch; each acts on its own rows only, so every image is its solo image (within 1/255) and
+    every capture is the solo capture."""
+    world, pipe = toy
+    kinds = ["capture", "steer", "plain", "erase", "capture", "plain"]
+    requests = [request(world, p, seed=200 + i) for i, p in enumerate(PROMPTS)]
+    solo_made: list[list] = [[] for _ in kinds]
+    solo = [GenerationBatcher().generate(pipe, r, hooks=hooks_of(pipe, k, m)) for r, k, m in zip(requests, kinds, solo_made)]
+    plain = [generate(pipe, r).pixels for r in requests]
+    batcher, made = GenerationBatcher(max_batch=8, wait_s=0.3), [[] for _ in kinds]
+    results = captured_requests(world, pipe, batcher, requests, [hooks_of(pipe, k, m) for k, m in zip(kinds, made)])
+    assert max(batcher.batches) == len(requests), f"the requests did not share one batch: {batcher.batches}"
+    for kind, alone, shared, untouched in zip(kinds, solo, results, plain):
+        assert not isinstance(shared, Exception), shared
+        assert (shared.pixels - alone.pixels).abs().max() <= 1 / 255 + 1e-6, f"{kind}: the shared image is not the solo one"
+        edited = (shared.pixels - untouched).abs().max()
+        assert (edited > 0.05) == (kind in ("steer", "erase")), f"{kind}: edited by {edited:.3f} (only steer and erase should change)"
+    for kind, alone, shared in zip(kinds, solo_made, made):
+        if kind != "capture":
+            continue
+        alone, shared = alone[-1][0].captures[MID], shared[-1][0].captures[MID]
+        assert len(shared) == len(alone) == 10
+        for a, s in zip(alone, shared):
+            assert s.cond.shape == a.cond.shape and s.cond.shape[0] == 1
+            assert torch.allclose(s.cond, a.cond, atol=1e-3) and torch.allclose(s.uncond, a.uncond, atol=1e-3)
+
+
+def test_a_hooked_request_that_fails_in_a_batch_fails_alone(toy):
+    """An edit that overflows spoils the shared batch: its caller hears of it, the others rerun alone
+    with fresh hooks (a capture is not recorded twice) and get their images."""
+    world, pipe = toy
+    kinds = ["capture", "overflow", "steer"]
+    requests = [request(world, p, seed=300 + i) for i, p in enumerate(PROMPTS[:3])]
+    made: list[list] = [[] for _ in kinds]
+    results = captured_requests(world, pipe, GenerationBatcher(wait_s=0.3), requests, [hooks_of(pipe, k, m) for k, m in zip(kinds, made)])
+    assert isinstance(results[1], ConceptLabError) and "strength" in str(results[1])
+    assert not isinstance(results[0], Exception) and not isinstance(results[2], Exception)
+    assert [len(m) for m in made] == [2, 2, 2], "each request was not tried together, then alone with fresh hooks"
+    assert len(made[0][-1][0].captures[MID]) == 10, "the rerun's capture was recorded twice or lost"
+    assert all(not h.active for tries in made for hooks in tries for h in hooks), "a hook was left on the model"
+    alone = GenerationBatcher().generate(pipe, requests[0])
+    assert (results[0].pixels - alone.pixels).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_a_class_of_panels_shares_batches_and_each_sees_its_solo_result(toy):
+    """The panels themselves (explore, steer, evolution, erase) hand their hooks to the shared
+    batcher: pressed at once they share UNet batches, and each reading equals the solo one."""
+    from concepts.batching import BATCHER
+    from concepts.edit.service import EditSpec, run_edit
+    from concepts.evolve.evolution import run_evolution
+    from concepts.steer.explore import run_explore
+    from concepts.steer.service import SteerSpec, run_steering
+
+    calls = {
+        "explore": lambda: run_explore(None, PROMPTS[0], MID, "middle", seed=1, steps=10),
+        "steer": lambda: run_steering(None, PROMPTS[1], SteerSpec(MID, "early", 400.0, concept="large", region="bottom right"), seed=2, steps=10),
+        "evolve": lambda: run_evolution(None, PROMPTS[2], seed=3, steps=10),
+        "erase": lambda: run_edit(None, EditSpec("red"), prompts=[PROMPTS[3]], kept_prompts=[PROMPTS[4]], seed=4, steps=10),
+    }
+    solo = {name: call() for name, call in calls.items()}
+    before = len(BATCHER.batches)
+    shared: dict = {}
+    start = threading.Barrier(len(calls))
+
+    def user(name: str) -> None:
+        start.wait()
+        shared[name] = calls[name]()
+
+    threads = [threading.Thread(target=user, args=(name,)) for name in calls]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert max(BATCHER.batches[before:]) >= 3, f"the panels did not share batches: {BATCHER.batches[before:]}"
+
+    def close(a, b) -> bool:
+        return np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).max() <= 1
+
+    assert close(shared["explore"].image, solo["explore"].image) and np.allclose(shared["explore"].maps, solo["explore"].maps, atol=1e-3)
+    assert close(shared["steer"].steered.images[0], solo["steer"].steered.images[0])
+    assert (shared["steer"].change.max() > 0.05) and (solo["steer"].change.max() > 0.05)
+    assert close(shared["evolve"].image, solo["evolve"].image) and len(shared["evolve"].previews) == 10
+    for block, trace in solo["evolve"].traces.items():
+        assert np.allclose(np.stack(shared["evolve"].traces[block].maps), np.stack(trace.maps), atol=1e-3)
+    assert all(close(a, b) for a, b in zip(shared["erase"].concept_after + shared["erase"].kept_after, solo["erase"].concept_after + solo["erase"].kept_after))

@@ -51,11 +51,14 @@ def test_erase_chips_are_concepts_of_their_own_world():
 def test_every_erase_chip_opens_on_before_images_that_show_it(concept):
     """The Erase tab's default images of a chip's concept (4 images, seed 0, as the tab opens) show
     the concept before anything is edited, read by the judge: an erase cannot be seen on a smudge."""
-    from concepts.edit.service import EditSpec, _generate, concept_image_prompts
+    from concepts.edit.service import EditSpec, concept_image_prompts
     from concepts.generation import SHARED_PIPELINES
+    from concepts.sampling import GenerationRequest, generate
 
     prompts = concept_image_prompts(TOY, EditSpec(concept, "erase"), "unused", 4, 0)
-    images = _generate(SHARED_PIPELINES.get(TOY, "cpu"), prompts, 0, TOY, None, None, None)
+    d = TOY.defaults
+    request = GenerationRequest(prompts, seed=0, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width)
+    images = generate(SHARED_PIPELINES.get(TOY, "cpu"), request).images  # the before images, as the tab draws them
     attribute, value = attribute_of(concept)
     read = [r[attribute] for r in read_images(TOY.knowledge.reader(), images)]
     assert read == [value] * 4, f"{concept}: the judge reads {read} on {prompts}"

@@ -7,7 +7,7 @@ import pytest
 
 from concepts.dictionary import DictionaryConfig, build_dictionary
 from concepts.errors import InvalidInputError
-from concepts.mask_dictionary import build_mask_dictionary, feature_sides
+from concepts.mask_dictionary import build_mask_dictionary, feature_sides, place_features
 
 REGIONS = ("object", "background")
 CELLS = 16
@@ -80,3 +80,19 @@ def test_bad_shapes_name_the_input():
     bad[0, 0, 0] = np.nan
     with pytest.raises(InvalidInputError, match="NaN"):
         build_mask_dictionary(bad, masks, REGIONS, labels, region_of)
+
+
+def test_places_are_the_features_that_fire_on_objects():
+    """A position is found as the object's features (none fires for one place only): the features that
+    fire mostly on the object, the most frequent first; background features never stand for a place."""
+    labels, masks = scene_set()
+    maps = synthetic_maps(labels, masks)
+    rng = np.random.default_rng(3)
+    common = np.where(masks[:, 0] > 0, rng.uniform(0.5, 1.0, masks[:, 0].shape), 0.0).astype(np.float32)  # on every object
+    maps = np.concatenate([maps, common[:, :, None]], axis=2)
+    places = ("top left", "bottom right")
+    dictionary = build_mask_dictionary(maps, masks, REGIONS, labels, region_of, DictionaryConfig(min_fires=3),
+                                       readable=lambda a, v: f"{v} background" if a == "background" else v, places=places)
+    assert list(dictionary["places"]) == list(places)
+    assert dictionary["places"]["top left"] == [3, 0], "the feature on every object comes first, then the red one"
+    assert place_features(dictionary["features"], "object", min_share=1.01) == []

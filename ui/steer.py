@@ -58,12 +58,12 @@ def model_window(model: str):
 
 @user_errors
 def concept_choices(model: str, block: str, window: str, steps: float, current: str | None = None):
-    """The concept labels of the SAE the chosen block and window use (the concept picker); the
-    chosen concept stays when this SAE has it too (a share link sets both at once)."""
+    """The concept labels of the SAE the chosen block and window use (the concept picker), then its
+    places; the chosen concept stays when this SAE has it too (a share link sets both at once)."""
     if not block:
         return gr.update(choices=[], value=None)
     loaded, _ = sae_dictionary(model, block, str(window), as_int(steps, "steps"))
-    labels = sorted((loaded.concepts or {}).get("concepts", {}))
+    labels = sorted((loaded.concepts or {}).get("concepts", {})) + list((loaded.concepts or {}).get("places", {}))
     return gr.update(choices=labels, value=current if current in labels else None)
 
 
@@ -130,6 +130,8 @@ def steer_image(model: str, prompt: str, seed: float, steps: float, guidance: fl
     diff = heatmap_with_scale(outcome.baseline.images[0], change, opacity=0.75)
     plan = outcome.plan
     what = f"concept **{concept}**" if concept else "features"
+    if where == "global" and plan.mode == "spatial":  # a searched place: its object features, steered in that cell
+        where = f"{concept}: a place is the object's features, steered in that cell"
     info = (f"Steered {what} {list(plan.features)} at {plan.block} · {plan.mode} ({where}) · steps {plan.window} "
             f"(SAE of the {outcome.stage} stage) · β {plan.strength:g}"
             + (" × each feature's mean activation, as in the sdxl-unbox demo" if plan.feature_scale is not None else "")
@@ -177,7 +179,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
             interactive=False, elem_id="top-features",
         )
         with gr.Row():
-            query = gr.Textbox(label="Search concepts by label", placeholder="large, dotted, white background ...", elem_id="concept-query")
+            query = gr.Textbox(label="Search concepts by label", placeholder="large, dotted, white background, top left ...", elem_id="concept-query")
             search = gr.Button("Search", elem_id="concept-search")
         found = gr.Dataframe(headers=["concept", "features"], label="Concepts found (click one to steer it)", interactive=False, elem_id="concepts-found")
 
@@ -237,7 +239,8 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
     )
     show_heat.click(feature_heatmap, inputs=[explored, heat_feature], outputs=heatmap, api_visibility="private")
     selection.wire(top_table=top_table, found=found, block=block, window=window, heat_feature=heat_feature, feature_text=feature_text,
-                   concept=concept, top_feature=top_feature, show_heatmap=(feature_heatmap, [explored, heat_feature], heatmap))
+                   concept=concept, top_feature=top_feature, show_heatmap=(feature_heatmap, [explored, heat_feature], heatmap),
+                   where=where, strength=(steer_strength, [model, window, where], strength))
     search.click(find_concepts, inputs=[*sae_inputs, query], outputs=found, api_name="search_concepts")
     query.submit(find_concepts, inputs=[*sae_inputs, query], outputs=found, api_visibility="private")
     steer.click(

@@ -13,6 +13,9 @@ STEER_MORE = """
   fires, in the dictionary's generated images (on toy-shapes, only values of the region it fires on,
   object or background). A blank label means no value reaches 80 %, so no name is shown rather than
   a wrong one. A search for a value no feature stands for says how near the nearest one comes.
+- **A place** ("top left") is where the object is, not a feature: the UNet draws an object the same
+  way wherever it is. Search finds a place as the block's object features; steering it puts them in
+  that cell, which moves the object there in the early window.
 - **Strength β**: a spatial edit sets the features to β × the code's norm inside the region and to 0
   outside; a global edit adds β × (the position's code norm ÷ the sum over positions) × each
   feature's direction everywhere (the paper's two edits). Each model's defaults come from its

@@ -155,6 +155,10 @@ class AblationHooks(ScopedHooks):
         def hook(module: nn.Module, args: tuple, output: torch.Tensor):
             if not self._mine():
                 return None  # another request through the shared model
-            return output - F.linear(args[0], removed.to(args[0].dtype))
+            own = self._own(output.shape[0])
+            if own is None:
+                return output - F.linear(args[0], removed.to(args[0].dtype))
+            # in a shared batch only this request's rows lose the weights
+            return output.index_add(0, own, F.linear(args[0][own], removed.to(args[0].dtype)), alpha=-1)
 
         return hook

@@ -21,7 +21,8 @@ from ..pipeline import PipelineCache
 from ..progress import ProgressFn, report
 from ..prompts import check_prompt, known_words_message, unknown_words
 from ..registry import EDIT_METHODS, EDIT_MODES, EDIT_PROTECTS, ModelWorld, Registry, load_registry
-from ..sampling import MAX_SEED, GenerationRequest, check_int, generate
+from ..batching import batched_generate_many
+from ..sampling import MAX_SEED, GenerationRequest, check_int
 from .ablation import (
     AblationHooks,
     AblationPlan,
@@ -358,15 +359,16 @@ def top_components(scores: dict[str, torch.Tensor], count: int = 10) -> list[tup
     return sorted(best, key=lambda row: -row[3])[:count]
 
 
-def _generate(pipe, prompts: list[str], seed: int, world: ModelWorld, steps: int | None, guidance: float | None, plan: AblationPlan | None) -> list[Image.Image]:
-    if not prompts:
-        return []
+def _before_and_after(pipe, groups: list[list[str]], seed: int, world: ModelWorld, steps: int | None, guidance: float | None,
+                      plan: AblationPlan) -> list[tuple[list[Image.Image], list[Image.Image]]]:
+    """Each group of prompts before and with the edit, all queued at once so they share a UNet batch
+    (`concepts.batching`); a group's before and after images come from the same seed."""
     d = world.defaults
-    request = GenerationRequest(prompts, seed=seed, steps=steps or d.steps, guidance=d.guidance if guidance is None else guidance, height=d.height, width=d.width)
-    if plan is None:
-        return generate(pipe, request).images
-    with AblationHooks(pipe.unet, plan):
-        return generate(pipe, request).images
+    requests = [GenerationRequest(prompts, seed=seed, steps=steps or d.steps, guidance=d.guidance if guidance is None else guidance,
+                                  height=d.height, width=d.width) for prompts in groups if prompts]
+    edited = lambda: [AblationHooks(pipe.unet, plan)]  # noqa: E731
+    results = iter(batched_generate_many(pipe, [(r, hooks) for r in requests for hooks in (None, edited)]))
+    return [(next(results).images, next(results).images) if prompts else ([], []) for prompts in groups]
 
 
 def check_prompts(prompts: list[str], field: str) -> list[str]:
@@ -418,9 +420,7 @@ def run_edit(
     report(progress, 0.0, f"fitting the UCE edit on {attributed_on(spec, prompt)}" if spec.method == "uce"
            else f"attribution scores for {attributed_on(spec, prompt)} (cached after the first time)")
     scores, plan = edit_plan(world, pipe, spec, prompt, ratio)
-    report(progress, 0.5, "the concept's images, before and after")
-    before, after = _generate(pipe, shown, seed, world, steps, guidance, None), _generate(pipe, shown, seed, world, steps, guidance, plan)
-    report(progress, 0.75, "the other prompts' images, before and after")
-    kept_before, kept_after = _generate(pipe, kept, seed, world, steps, guidance, None), _generate(pipe, kept, seed, world, steps, guidance, plan)
+    report(progress, 0.5, "the concept's and the other prompts' images, before and after")
+    (before, after), (kept_before, kept_after) = _before_and_after(pipe, [shown, kept], seed, world, steps, guidance, plan)
     report(progress, 1.0, "done")
     return EditOutcome(world, spec, ratio, scores, plan, shown, before, after, kept, kept_before, kept_after, time.perf_counter() - started)

@@ -25,7 +25,8 @@ from ..pipeline import PipelineCache
 from ..progress import ProgressFn, step_reporter
 from ..registry import ModelWorld, Registry
 from ..saes import SAES
-from ..sampling import GenerationRequest, decode_latents, sample, to_pil
+from ..batching import batched_generate
+from ..sampling import GenerationRequest, to_pil
 from ..steps import stage_of
 from ..world import Reader
 
@@ -220,7 +221,6 @@ def run_evolution(
         if key in region_weights:
             trace.region_maps.append((maps @ region_weights[key]).permute(2, 0, 1).numpy())
 
-    started = time.perf_counter()
     previews: list[Image.Image] = []
     readings: list[dict[str, str]] = []
     timesteps: list[int] = []
@@ -228,16 +228,22 @@ def run_evolution(
     reads = {loaded.entry.reads for loaded in saes.values()}
     if len(reads) > 1:  # one BlockHooks reads every block the same way
         raise InvalidInputError("blocks", "the chosen blocks' SAEs read different things (block output and output − input); follow them one at a time")
-    with BlockHooks(pipe.unet, capture=block_names, sink=sink, reads=reads.pop()) as hooks:
-        on_step = step_reporter(progress)
-        for state in sample(pipe, request, hooks, previews=with_previews):
-            if on_step is not None:
-                on_step(state)
-            timesteps.append(state.timestep)
-            if with_previews:
-                previews.append(to_pil(state.preview)[0])
-                if reader is not None:
-                    readings.append(reader(state.preview)[0])
-            last = state
-    image = to_pil(decode_latents(pipe, last.latents))[0]
+    reporter = step_reporter(progress)
+
+    def hooks() -> list[BlockHooks]:
+        for collected in (previews, readings, timesteps, *(t.maps for t in traces.values()), *(t.region_maps for t in traces.values())):
+            collected.clear()  # a rerun (the shared batch failed) starts again
+        return [BlockHooks(pipe.unet, capture=block_names, sink=sink, reads=next(iter(reads)))]
+
+    def on_step(state) -> None:
+        if reporter is not None:
+            reporter(state)
+        timesteps.append(state.timestep)
+        if with_previews:
+            previews.append(to_pil(state.preview)[0])
+            if reader is not None:
+                readings.append(reader(state.preview)[0])
+
+    started = time.perf_counter()
+    image = batched_generate(pipe, request, on_step, hooks=hooks, previews=with_previews).images[0]  # a class's evolutions share UNet batches
     return Evolution(world, request, timesteps, previews, image, traces, readings if reader and with_previews else None, warnings, time.perf_counter() - started)

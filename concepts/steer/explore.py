@@ -24,7 +24,8 @@ from ..hooks import BlockHooks, Capture
 from ..pipeline import PipelineCache
 from ..registry import ModelWorld, Registry
 from ..saes import SAES
-from ..sampling import GenerationRequest, generate
+from ..batching import batched_generate
+from ..sampling import GenerationRequest
 from ..steps import StepWindow, sae_stage
 from .service import BASELINES
 
@@ -95,11 +96,13 @@ def top_features(maps: np.ndarray, concepts: dict | None, count: int, share: flo
 
 
 def search_concepts(concepts: dict | None, query: str) -> list[tuple[str, list[int]]]:
-    """Dictionary labels containing `query` (case-insensitive) with their feature ids; "" lists all."""
+    """Dictionary labels containing `query` (case-insensitive) with their feature ids, then the places
+    that do (a place's ids are the object features, steered in that place); "" lists all."""
     if not concepts:
         raise InvalidInputError("concept", "this SAE has no concept dictionary to search")
     needle = query.strip().lower()
-    return [(label, list(ids)) for label, ids in sorted(concepts.get("concepts", {}).items()) if needle in label.lower()]
+    labels = [(label, list(ids)) for label, ids in sorted(concepts.get("concepts", {}).items()) if needle in label.lower()]
+    return labels + [(place, list(ids)) for place, ids in concepts.get("places", {}).items() if needle in place.lower()]
 
 
 def not_found_reason(concepts: dict | None, query: str, labelled_elsewhere: list[str] = ()) -> str:
@@ -146,9 +149,12 @@ def run_explore(
         else:
             total.append(maps)
 
+    def hooks() -> list[BlockHooks]:
+        total.clear()  # a rerun (the shared batch failed) starts the sum again
+        return [BlockHooks(pipe.unet, capture=[loaded.entry.block], capture_window=steps_window, sink=sink, reads=loaded.entry.reads)]  # type: ignore[arg-type]
+
     started = time.perf_counter()
-    with BlockHooks(pipe.unet, capture=[loaded.entry.block], capture_window=steps_window, sink=sink, reads=loaded.entry.reads) as hooks:  # type: ignore[arg-type]
-        result = generate(pipe, request, hooks)
+    result = batched_generate(pipe, request, hooks=hooks)  # a class's explores share UNet batches
     BASELINES.put(world, pipe, request, result)  # steering this image next reuses it as its baseline
     maps = (total[0] / (steps_window.end - steps_window.start + 1)).numpy()
     return ExploreOutcome(

@@ -19,14 +19,14 @@ import torch
 
 from ..batching import batched_generate
 from ..progress import ProgressFn, step_reporter
-from ..dictionary import concept_features
+from ..dictionary import concept_features, place_of
 from ..errors import InvalidInputError
 from ..generation import prepare
 from ..hooks import BlockHooks
 from ..pipeline import PipelineCache
 from ..registry import ModelWorld, Registry
 from ..saes import SAES, LoadedSAE
-from ..sampling import GenerationRequest, GenerationResult, generate
+from ..sampling import GenerationRequest, GenerationResult
 from ..steps import StepWindow, sae_stage
 from .steering import SteeringPlan, region_mask
 
@@ -119,7 +119,11 @@ def plan_steering(world: ModelWorld, spec: SteerSpec, request: GenerationRequest
     stage = sae_stage(window, request.steps)
     loaded = SAES.get(world, spec.block, stage, "cond", unet)
     features = resolve_features(loaded, spec.concept, spec.features)
-    mask = spec.mask if spec.mask is not None else region_mask(spec.region or "global", request.height, request.width)
+    region = spec.region or "global"
+    place = place_of(loaded.concepts, spec.concept) if not spec.features else None
+    if place is not None and region == "global" and spec.mask is None:
+        region = place  # a place is its object features steered there (`concepts.mask_dictionary`)
+    mask = spec.mask if spec.mask is not None else region_mask(region, request.height, request.width)
     plan = SteeringPlan(loaded.entry.block, features, window, spec.strength, mask, spec.branch or world.defaults.steer_branch,
                         feature_scale(world, loaded))
     return plan, loaded, stage
@@ -152,7 +156,9 @@ def run_steering(
     plan, loaded, stage = plan_steering(world, spec, request, pipe.unet)
     started = time.perf_counter()
     baseline = BASELINES.get(world, pipe, request)
-    with BlockHooks(pipe.unet, edits=[plan.edit(loaded.sae)], reads=loaded.entry.reads) as hooks:  # type: ignore[arg-type]
-        steered = generate(pipe, request, hooks, on_step=step_reporter(progress, "steered image: denoising step"))
+    steered = batched_generate(  # a class's steerings share UNet batches, each edit on its own rows
+        pipe, request, on_step=step_reporter(progress, "steered image: denoising step"),
+        hooks=lambda: [BlockHooks(pipe.unet, edits=[plan.edit(loaded.sae)], reads=loaded.entry.reads)],  # type: ignore[arg-type]
+    )
     change = (steered.pixels - baseline.pixels).abs().mean(dim=1)
     return SteerOutcome(world, request, plan, stage, baseline, steered, change, warnings, time.perf_counter() - started)

@@ -16,7 +16,9 @@ paper does, and compared with that mask:
   "white background": the rest), its map thresholded at 0.1 of its own peak as the paper does,
   against the mask; the mean per attribute and over all (the paper's mIoU is about 0.26 at the mid
   block on the first step, against Grounded-SAM masks of real images);
-- **searchable**: which of the toy's 29 attribute values each block's dictionaries label at all; for
+- **searchable**: which of the toy's 29 attribute values concept search finds at each block (a
+  label of some window's dictionary, or a place: the nine positions are found as the object
+  features, `concepts.mask_dictionary`); for
   each missing value, the precision of the feature that comes nearest in any window (a label needs
   0.8: the share of the images it fires on, on its region, that show the value).
 The first step of the early window is reported on its own, the paper's setting.
@@ -117,6 +119,8 @@ def evaluate_maps(cfg: MapsEvalConfig = MapsEvalConfig(), model: str = TOY_MODEL
     pipe = SHARED_PIPELINES.get(world, "cpu")
     for block, labels in searchable.items():
         closest: dict[str, float] = {}
+        for stage in STAGES:  # places (positions) are found by concept search as the object features
+            labels = labels | set((SAES.get(world, block, stage, "cond", pipe.unet).concepts or {}).get("places", {}))
         for stage in STAGES:
             near = (SAES.get(world, block, stage, "cond", pipe.unet).concepts or {}).get("closest", {})
             for value in every - labels:

@@ -5,6 +5,9 @@
   Success: the judge reads the object's position as the target cell.
 - **Global** (appearance): the features the dictionary labels with another colour (or texture) are
   added everywhere with the global edit. Success: the judge reads the target value.
+- **Place** (what concept search gives for "bottom right"): the dictionary's place features (the
+  block's object features, `concepts.mask_dictionary`) steered into the target cell with the spatial
+  edit, as the Steer tab does when a student searches a place and steers it. Success as spatial.
 - **Already there**: how often the baseline already shows the target (success must beat it).
 - **Kept**: in every steered image, the share of the other attributes that the judge reads the same
   as in the baseline (the edit should change its attribute and leave the rest).
@@ -186,6 +189,17 @@ def evaluate_steering(cfg: SteerEvalConfig = SteerEvalConfig(), model: str = TOY
                                   clean(after, after_pixels, before, "position", target))
                 else:
                     tally.skip("spatial", w)
+                # Place: the searched place's features (the object features) steered into that cell.
+                placed = ((loaded.concepts or {}).get("places") or {}).get(target)
+                if placed:
+                    tally.baseline("place", w, before["position"] == target)
+                    for strength in cfg.spatial_strengths:
+                        plan = SteeringPlan(loaded.entry.block, tuple(placed), win, strength, region_mask(target, 64, 64))
+                        after, after_pixels = _steered(pipe, request, plan, loaded.sae, judged)
+                        tally.add("place", w, strength, after["position"] == target, kept(before, after, "position"),
+                                  clean(after, after_pixels, before, "position", target))
+                else:
+                    tally.skip("place", w)
                 # Global: add another colour's / texture's labelled features everywhere.
                 for attribute in ("colour", "texture"):
                     goal = _labelled_other(loaded.concepts, attribute, getattr(scene, attribute), i)
@@ -208,6 +222,7 @@ def evaluate_steering(cfg: SteerEvalConfig = SteerEvalConfig(), model: str = TOY
         "steps": steps,
         "guidance": guidance,
         "spatial": first.report("spatial", cfg.windows, cfg.spatial_strengths),
+        "place": first.report("place", cfg.windows, cfg.spatial_strengths),
         "global_colour": first.report("colour", cfg.windows, cfg.global_strengths),
         "global_texture": first.report("texture", cfg.windows, cfg.global_strengths),
         "baseline_clean": round(float(np.mean(baseline_clean)), 3),
@@ -216,6 +231,7 @@ def evaluate_steering(cfg: SteerEvalConfig = SteerEvalConfig(), model: str = TOY
     }
     if "open" in cfg.prompt_kinds and cfg.prompt_kinds[0] != "open":
         report["position_open"] = {"spatial": tallies["open"].report("spatial", cfg.windows, cfg.spatial_strengths),
+                                   "place": tallies["open"].report("place", cfg.windows, cfg.spatial_strengths),
                                    "global_texture": tallies["open"].report("texture", cfg.windows, cfg.global_strengths)}
     report["best_window"] = {kind: _best_window(report[kind]) for kind in ("spatial", "global_colour", "global_texture")}
     return report

@@ -1,0 +1,86 @@
+"""`python -m concepts.toy.label_variants`: how many toy values get a feature of their own, per block,
+under other labelling rules or other SAEs.
+
+Concept search finds a value when some window's dictionary labels a feature with it (precision 0.8).
+Positions are places, not features (`concepts.mask_dictionary`), so this counts the other 20 values.
+It generates the dictionary images once (the same prompts and seeds as `python -m concepts.toy.saes
+--only label`), keeps every cond SAE's feature maps, and builds the dictionaries again for each
+rule: a feature "fires" above `--fire` of its peak, and the labels are the prompt's values or, with
+`--judge-labels`, what the judge reads in each image (the model does not always draw what it was
+asked). `--saes DIR` reads SAEs trained with another recipe (`python -m concepts.toy.saes --out DIR
+--run RUN --epochs 8`, say) instead of the shipped ones. Prints one JSON object (docs/evolution.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from pathlib import Path
+
+import numpy as np
+
+from ..dictionary import DictionaryConfig
+from ..mask_dictionary import build_mask_dictionary
+from ..pipeline import load_pipeline_from_folder, pick_device
+from ..quiet import quiet_libraries
+from ..sae import load_native
+from ..steer.feature_table import feature_table
+from ..steps import STAGES
+from . import TOY_DIR
+from .judge import load_judge
+from .masks import REGIONS, region_masks, region_of
+from .model import HOOK_BLOCKS
+from .prompts import labelled_prompts, readable_label
+from .saes import ToySAERecipe, sae_folder
+from .world import ATTRIBUTES
+
+
+def searchable(maps: dict, scenes: list, labels: list[dict[str, str]], fire: float) -> dict[str, list[str]]:
+    """Per block: the values (not positions) some window's dictionary labels under `fire`."""
+    found: dict[str, set[str]] = {}
+    for (block, _, _), block_maps in maps.items():
+        n, h, w, f = block_maps.shape
+        d = build_mask_dictionary(block_maps.reshape(n, h * w, f).astype(np.float32), region_masks(scenes, h, w), REGIONS, labels,
+                                  region_of, DictionaryConfig(fire_fraction=fire), readable=readable_label)
+        found.setdefault(block, set()).update(d["concepts"])
+    values = {readable_label(a, v) for a, vs in ATTRIBUTES.items() if a != "position" for v in vs}
+    return {block: sorted(values & labels_found) for block, labels_found in found.items()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--saes", default=str(TOY_DIR), help="folder whose saes/<block>/<window>/cond/ hold the SAEs")
+    parser.add_argument("--fire", type=float, nargs="+", default=[0.1, 0.3, 0.5], help="fire fractions to try")
+    parser.add_argument("--judge-labels", action="store_true", help="also label by the judge's reading of each image")
+    args = parser.parse_args()
+    quiet_libraries()
+    pipe = load_pipeline_from_folder(TOY_DIR, pick_device("cpu"))
+    recipe = ToySAERecipe()
+    saes = {(b, w, "cond"): load_native(sae_folder(Path(args.saes), b, w, "cond")).eval() for b in HOOK_BLOCKS.values() for w in STAGES}
+    labelled = labelled_prompts(recipe.dictionary_prompts, recipe.seed + 1)
+    table = feature_table(pipe, saes, [text for _, text in labelled], steps=recipe.steps, guidance=recipe.guidance, height=64, width=64,
+                          batch=recipe.prompts_per_batch, seed=recipe.seed + 1, keep_images=args.judge_labels, spatial=True)
+    scenes = [scene for scene, _ in labelled]
+    label_sets = {"prompt": [scene.as_dict() for scene in scenes]}
+    if args.judge_labels:
+        judge = load_judge(TOY_DIR / "judge")
+        read = judge.predict(torch_pixels(table.images))
+        label_sets["judge"] = [{a: (r[a] if a != "position" else s[a]) for a in s} for s, r in zip(label_sets["prompt"], read)]
+    report = {"what": "label variants", "saes": args.saes, "values": 20, "rows": []}
+    for source, labels in label_sets.items():
+        for fire in args.fire:
+            found = searchable(table.maps, scenes, labels, fire)
+            report["rows"].append({"labels": source, "fire_fraction": fire, "searchable": {b: len(v) for b, v in found.items()},
+                                   "missing": {b: sorted({readable_label(a, v) for a, vs in ATTRIBUTES.items() if a != "position" for v in vs} - set(v2))
+                                               for b, v2 in found.items()}})
+    print(json.dumps(report))
+
+
+def torch_pixels(images: np.ndarray):
+    import torch
+
+    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
+
+
+if __name__ == "__main__":
+    main()
