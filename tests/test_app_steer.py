@@ -169,7 +169,8 @@ def test_a_searched_place_moves_the_object_there():
     from concepts.world import read_images
 
     found = ui.steer.find_concepts(MODEL, MID, "early", 25, "bottom right")
-    assert [row[0] for row in found] == ["bottom right"] and found[0][1]
+    assert [row[0] for row in found] == ["bottom right"] and found[0][1] and "a place" in found[0][2]
+    assert "a place" not in ui.steer.find_concepts(MODEL, MID, "early", 25, "large")[0][2]
     beta = ui.steer.steer_strength(MODEL, "early", "bottom right")
     reader = ui.common.REGISTRY.get(MODEL).knowledge.reader()
     moved = 0

@@ -13,6 +13,9 @@ from concepts.steer.explore import not_found_reason, search_concepts
 
 from .common import as_int, sae_dictionary, user_errors
 
+LABEL = "features that fire for it"
+PLACE = "a place: the object's features, steered in that cell"
+
 
 def windows_labelling(model: str, block: str, window: str, steps: float, query: str) -> list[str]:
     """The other stage windows of this block whose SAEs' dictionaries have a label containing `query`."""
@@ -41,4 +44,5 @@ def find_concepts(model: str, block: str, window: str, steps: float, query: str)
         if not found:
             raise InvalidInputError("concept", reason)
         gr.Warning(f"{reason}. Below: every label of this SAE.")
-    return [[label, ", ".join(map(str, ids))] for label, ids in found]
+    places = (loaded.concepts or {}).get("places", {})
+    return [[label, ", ".join(map(str, ids)), PLACE if label in places else LABEL] for label, ids in found]

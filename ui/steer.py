@@ -181,7 +181,8 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
         with gr.Row():
             query = gr.Textbox(label="Search concepts by label", placeholder="large, dotted, white background, top left ...", elem_id="concept-query")
             search = gr.Button("Search", elem_id="concept-search")
-        found = gr.Dataframe(headers=["concept", "features"], label="Concepts found (click one to steer it)", interactive=False, elem_id="concepts-found")
+        found = gr.Dataframe(headers=["concept", "features", "what it is"], label="Concepts found (click one to steer it)", interactive=False,
+                             wrap=True, column_widths=["16%", "44%", "40%"], elem_id="concepts-found")
 
         gr.Markdown("### Steer")
         with gr.Row():
