@@ -39,6 +39,8 @@ from bench_load import images_of  # noqa: E402
 from timing import emit  # noqa: E402
 
 MODEL, MID = "toy-shapes", "mid_block.attentions.0"
+SETTLE_S = 35.0
+"""RSS is read again this long after the class: past one of the app's 30-s malloc_trim rounds."""
 SHAPES, COLOURS = ("circle", "square", "triangle", "star", "cross"), ("red", "orange", "yellow", "green", "blue", "purple")
 PLACES = ("top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right")
 
@@ -168,6 +170,8 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1) -> d
         wall = time.perf_counter() - started
         stop.set()
         sampler.join()
+        time.sleep(SETTLE_S)  # past one malloc_trim interval of the app (ui/memory.py): what it still holds
+        rss_settled = round(proc.memory_info().rss / 2**20, 1)
         after = first_images(url, list(range(min(users, 5))))
         unchanged = all(np.array_equal(after[s], solo[s]) or np.abs(after[s].astype(int) - solo[s].astype(int)).max() <= 1 for s in after)
         total = sum(len(v) for v in latencies.values())
@@ -180,6 +184,8 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1) -> d
             "rss_mb": {"after_warmup": round(rss_before, 1), "end": round(samples[-1][1], 1), "max": round(max(m for _, m, _ in samples), 1),
                        "growth_after_warmup_pct": round(100 * (samples[-1][1] - rss_before) / rss_before, 1)},
             "rss_mb_after_each_class": rss_after_class,
+            "rss_mb_settled": {"mb": rss_settled, "seconds_after_the_class": SETTLE_S,
+                               "growth_after_warmup_pct": round(100 * (rss_settled - rss_before) / rss_before, 1)},
             "open_files": {"start": samples[0][2], "end": samples[-1][2], "max": max(f for _, _, f in samples)},
             "disk": {"cad_cache": folder_size(work / "cache"), "gradio_temp": folder_size(work / "gradio"),
                      "app_files": folder_size(Path(tempfile.gettempdir()) / "concept-lab-files")},
