@@ -37,14 +37,15 @@ def request(world, prompt: str, seed: int) -> GenerationRequest:
     return GenerationRequest(prompt, seed=seed, steps=10, guidance=d.guidance, height=d.height, width=d.width)
 
 
-def together(batcher: GenerationBatcher, pipe, requests: list[GenerationRequest]) -> list:
-    """Every request from its own thread, released at once, as a class's clicks arrive."""
+def together(batcher: GenerationBatcher, pipe, requests: list[GenerationRequest], factories: list | None = None) -> list:
+    """Every request (with its hooks factory, if any) from its own thread, released at once, as a
+    class's clicks arrive."""
     results, start = [None] * len(requests), threading.Barrier(len(requests))
 
     def user(i: int) -> None:
         start.wait()
         try:
-            results[i] = batcher.generate(pipe, requests[i])
+            results[i] = batcher.generate(pipe, requests[i], hooks=factories[i] if factories else None)
         except ConceptLabError as exc:
             results[i] = exc
 
@@ -96,25 +97,6 @@ def test_a_request_with_its_own_weight_edit_runs_alone(toy):
     assert torch.equal(generate(pipe, r).pixels, plain)  # and is gone after
 
 
-def captured_requests(world, pipe, batcher: GenerationBatcher, requests: list[GenerationRequest], factories: list) -> list:
-    """Each request with its own hooks factory, from its own thread, released at once."""
-    results, start = [None] * len(requests), threading.Barrier(len(requests))
-
-    def user(i: int) -> None:
-        start.wait()
-        try:
-            results[i] = batcher.generate(pipe, requests[i], hooks=factories[i])
-        except ConceptLabError as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=user, args=(i,)) for i in range(len(requests))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return results
-
-
 MID = "mid_block.attentions.0"
 
 
@@ -151,7 +133,7 @@ def test_requests_with_hooks_share_a_batch_and_each_gets_its_solo_result(toy):
     solo = [GenerationBatcher().generate(pipe, r, hooks=hooks_of(pipe, k, m)) for r, k, m in zip(requests, kinds, solo_made)]
     plain = [generate(pipe, r).pixels for r in requests]
     batcher, made = GenerationBatcher(max_batch=8, wait_s=0.3), [[] for _ in kinds]
-    results = captured_requests(world, pipe, batcher, requests, [hooks_of(pipe, k, m) for k, m in zip(kinds, made)])
+    results = together(batcher, pipe, requests, [hooks_of(pipe, k, m) for k, m in zip(kinds, made)])
     assert max(batcher.batches) == len(requests), f"the requests did not share one batch: {batcher.batches}"
     for kind, alone, shared, untouched in zip(kinds, solo, results, plain):
         assert not isinstance(shared, Exception), shared
@@ -175,7 +157,7 @@ def test_a_hooked_request_that_fails_in_a_batch_fails_alone(toy):
     kinds = ["capture", "overflow", "steer"]
     requests = [request(world, p, seed=300 + i) for i, p in enumerate(PROMPTS[:3])]
     made: list[list] = [[] for _ in kinds]
-    results = captured_requests(world, pipe, GenerationBatcher(wait_s=0.3), requests, [hooks_of(pipe, k, m) for k, m in zip(kinds, made)])
+    results = together(GenerationBatcher(wait_s=0.3), pipe, requests, [hooks_of(pipe, k, m) for k, m in zip(kinds, made)])
     assert isinstance(results[1], ConceptLabError) and "strength" in str(results[1])
     assert not isinstance(results[0], Exception) and not isinstance(results[2], Exception)
     assert [len(m) for m in made] == [2, 2, 2], "each request was not tried together, then alone with fresh hooks"
