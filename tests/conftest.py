@@ -43,10 +43,15 @@ def hub_cache() -> Path:
 @pytest.fixture(scope="session")
 def tiny_pipe():
     """A tiny random SD pipeline (do not modify it in a test: it is shared)."""
+    from concepts.thread_safe_tokenizer import shared_safely
     from concepts.tiny import build_tiny_pipeline
 
     pipe = build_tiny_pipeline()
     pipe.set_progress_bar_config(disable=True)
+    # Shared by threads in some tests, as the app's cached pipelines are: encode one call at a time, as
+    # `pipeline.load_pipeline_from_folder` makes them (a concurrent-hooks test once saw the plain
+    # thread's prompt encoded with the other thread's padding, and its image moved by 0.29).
+    shared_safely(pipe.tokenizer)
     return pipe
 
 
