@@ -106,19 +106,15 @@ class GenerationBatcher:
         """The same as `sampling.generate(pipe, request, hooks(), on_step, previews)`, possibly in company."""
         if request.seed_blocks:
             return _alone(pipe, request, on_step, hooks, previews)
-        job = _Job(pipe, request, on_step, hooks, bool(previews))
-        self._ensure_worker()
-        self._queue.put(job)
-        job.done.wait()
-        if job.error is not None:
-            raise job.error
-        assert job.result is not None
-        return job.result
+        return self._submit([_Job(pipe, request, on_step, hooks, bool(previews))])[0]
 
     def generate_many(self, pipe, requests: Sequence[tuple[GenerationRequest, HooksFactory | None]]) -> list[GenerationResult]:
         """Several requests of one caller queued at once, so they can share a batch (an erase's before
         and after images); results in order, the first error raised after all have run."""
-        jobs = [_Job(pipe, request, None, hooks) for request, hooks in requests]
+        return self._submit([_Job(pipe, request, None, hooks) for request, hooks in requests])
+
+    def _submit(self, jobs: list[_Job]) -> list[GenerationResult]:
+        """Queue `jobs` for the worker and wait for all of them; the first error is raised."""
         self._ensure_worker()
         for job in jobs:
             self._queue.put(job)

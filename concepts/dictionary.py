@@ -145,14 +145,17 @@ def concept_features(dictionary: Mapping[str, Any], label: str) -> list[int]:
     `concepts.mask_dictionary`); unknown labels raise with the known ones."""
     concepts = dictionary.get("concepts", {})
     places = dictionary.get("places", {})
-    key = " ".join(label.lower().split())
     for name, ids in [*concepts.items(), *places.items()]:
-        if name.lower() == key:
+        if name.lower() == _key(label):
             return list(ids)
     raise UnknownNameError("concept", label, [*sorted(concepts), *places])
 
 
 def place_of(dictionary: Mapping[str, Any] | None, label: str | None) -> str | None:
     """The place a label names when the dictionary finds it as a place ("top left"), else None."""
-    key = " ".join((label or "").lower().split())
-    return next((name for name in (dictionary or {}).get("places", {}) if name.lower() == key), None)
+    return next((name for name in (dictionary or {}).get("places", {}) if name.lower() == _key(label or "")), None)
+
+
+def _key(label: str) -> str:
+    """A typed label as dictionary names are compared: lower case, single spaces."""
+    return " ".join(label.lower().split())

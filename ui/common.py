@@ -38,10 +38,10 @@ DEVICE = os.environ.get("CONCEPT_LAB_DEVICE", "auto")
 WINDOWS = ["early", "middle", "final", "all"]
 HEAVY = {"concurrency_limit": int(os.environ.get("CONCEPT_LAB_HEAVY_PLACES", "2")), "concurrency_id": "model-heavy"}
 """The long requests (explore, steer, evolution, erase, lessons, opened links, icons and top images)
-share two places on the model: on a 2-core machine more at once only slows every one of them (a class
-with eight places, so that more of them meet in one UNet batch, saw generate p95 10.8 s against 5.3 s,
-at the same throughput: docs/speed.md), and a class's generations (batched, `concepts.batching`, in
-their own group) keep room beside them. `CONCEPT_LAB_HEAVY_PLACES` sets another count."""
+share two places on the model: on a 2-core machine more at once only slows every one of them (with
+eight places, so that more of them meet in one UNet batch, a class of 30 took 197 s and generate p95
+rose to 10.8 s; docs/speed.md), and a class's generations (batched, `concepts.batching`, in their own
+group) keep room beside them. `CONCEPT_LAB_HEAVY_PLACES` sets another count."""
 STATE_TTL_S = 1800
 """Per-session results (an exploration's maps, an evolution, a lesson's reading) are dropped 30 minutes
 after their last update, and Gradio drops them an hour after the page closes."""

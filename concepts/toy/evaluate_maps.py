@@ -119,10 +119,11 @@ def evaluate_maps(cfg: MapsEvalConfig = MapsEvalConfig(), model: str = TOY_MODEL
     pipe = SHARED_PIPELINES.get(world, "cpu")
     for block, labels in searchable.items():
         closest: dict[str, float] = {}
-        for stage in STAGES:  # places (positions) are found by concept search as the object features
-            labels = labels | set((SAES.get(world, block, stage, "cond", pipe.unet).concepts or {}).get("places", {}))
-        for stage in STAGES:
-            near = (SAES.get(world, block, stage, "cond", pipe.unet).concepts or {}).get("closest", {})
+        dictionaries = [SAES.get(world, block, stage, "cond", pipe.unet).concepts or {} for stage in STAGES]
+        for dictionary in dictionaries:  # places (positions) are found by concept search as the object features
+            labels = labels | set(dictionary.get("places", {}))
+        for dictionary in dictionaries:
+            near = dictionary.get("closest", {})
             for value in every - labels:
                 if value in near:
                     closest[value] = max(closest.get(value, 0.0), near[value]["precision"])

@@ -177,29 +177,24 @@ def evaluate_steering(cfg: SteerEvalConfig = SteerEvalConfig(), model: str = TOY
             here = scene.position if kind == "named" else before["position"]  # an open prompt's object is where it was drawn
             for w, win in windows.items():
                 loaded = saes[w]
-                # Spatial: move the object's own features to the opposite cell.
-                moving = object_features(sums[w].numpy(), here, cfg.object_features)
                 target = target_cell(here)
-                if moving:
-                    tally.baseline("spatial", w, before["position"] == target)
+
+                def move(kind: str, features: list[int] | None) -> None:
+                    """Steer `features` into the target cell with the spatial edit; tally as `kind`."""
+                    if not features:
+                        tally.skip(kind, w)
+                        return
+                    tally.baseline(kind, w, before["position"] == target)
                     for strength in cfg.spatial_strengths:
-                        plan = SteeringPlan(loaded.entry.block, tuple(moving), win, strength, region_mask(target, 64, 64))
+                        plan = SteeringPlan(loaded.entry.block, tuple(features), win, strength, region_mask(target, 64, 64))
                         after, after_pixels = _steered(pipe, request, plan, loaded.sae, judged)
-                        tally.add("spatial", w, strength, after["position"] == target, kept(before, after, "position"),
+                        tally.add(kind, w, strength, after["position"] == target, kept(before, after, "position"),
                                   clean(after, after_pixels, before, "position", target))
-                else:
-                    tally.skip("spatial", w)
+
+                # Spatial: move the object's own features to the opposite cell.
+                move("spatial", object_features(sums[w].numpy(), here, cfg.object_features))
                 # Place: the searched place's features (the object features) steered into that cell.
-                placed = ((loaded.concepts or {}).get("places") or {}).get(target)
-                if placed:
-                    tally.baseline("place", w, before["position"] == target)
-                    for strength in cfg.spatial_strengths:
-                        plan = SteeringPlan(loaded.entry.block, tuple(placed), win, strength, region_mask(target, 64, 64))
-                        after, after_pixels = _steered(pipe, request, plan, loaded.sae, judged)
-                        tally.add("place", w, strength, after["position"] == target, kept(before, after, "position"),
-                                  clean(after, after_pixels, before, "position", target))
-                else:
-                    tally.skip("place", w)
+                move("place", ((loaded.concepts or {}).get("places") or {}).get(target))
                 # Global: add another colour's / texture's labelled features everywhere.
                 for attribute in ("colour", "texture"):
                     goal = _labelled_other(loaded.concepts, attribute, getattr(scene, attribute), i)

@@ -27,12 +27,15 @@ from ..sae import load_native
 from ..steer.feature_table import feature_table
 from ..steps import STAGES
 from . import TOY_DIR
-from .judge import load_judge
+from .judge import load_judge, to_tensor
 from .masks import REGIONS, region_masks, region_of
 from .model import HOOK_BLOCKS
 from .prompts import labelled_prompts, readable_label
 from .saes import ToySAERecipe, sae_folder
 from .world import ATTRIBUTES
+
+VALUES = frozenset(readable_label(a, v) for a, vs in ATTRIBUTES.items() if a != "position" for v in vs)
+"""The 20 values that are not places."""
 
 
 def searchable(maps: dict, scenes: list, labels: list[dict[str, str]], fire: float) -> dict[str, list[str]]:
@@ -43,8 +46,7 @@ def searchable(maps: dict, scenes: list, labels: list[dict[str, str]], fire: flo
         d = build_mask_dictionary(block_maps.reshape(n, h * w, f).astype(np.float32), region_masks(scenes, h, w), REGIONS, labels,
                                   region_of, DictionaryConfig(fire_fraction=fire), readable=readable_label)
         found.setdefault(block, set()).update(d["concepts"])
-    values = {readable_label(a, v) for a, vs in ATTRIBUTES.items() if a != "position" for v in vs}
-    return {block: sorted(values & labels_found) for block, labels_found in found.items()}
+    return {block: sorted(VALUES & labels_found) for block, labels_found in found.items()}
 
 
 def main() -> None:
@@ -64,22 +66,15 @@ def main() -> None:
     label_sets = {"prompt": [scene.as_dict() for scene in scenes]}
     if args.judge_labels:
         judge = load_judge(TOY_DIR / "judge")
-        read = judge.predict(torch_pixels(table.images))
+        read = judge.predict(to_tensor(table.images))
         label_sets["judge"] = [{a: (r[a] if a != "position" else s[a]) for a in s} for s, r in zip(label_sets["prompt"], read)]
-    report = {"what": "label variants", "saes": args.saes, "values": 20, "rows": []}
+    report = {"what": "label variants", "saes": args.saes, "values": len(VALUES), "rows": []}
     for source, labels in label_sets.items():
         for fire in args.fire:
             found = searchable(table.maps, scenes, labels, fire)
             report["rows"].append({"labels": source, "fire_fraction": fire, "searchable": {b: len(v) for b, v in found.items()},
-                                   "missing": {b: sorted({readable_label(a, v) for a, vs in ATTRIBUTES.items() if a != "position" for v in vs} - set(v2))
-                                               for b, v2 in found.items()}})
+                                   "missing": {b: sorted(VALUES - set(v)) for b, v in found.items()}})
     print(json.dumps(report))
-
-
-def torch_pixels(images: np.ndarray):
-    import torch
-
-    return torch.from_numpy(images).permute(0, 3, 1, 2).float() / 255.0
 
 
 if __name__ == "__main__":
