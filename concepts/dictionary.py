@@ -140,15 +140,24 @@ def build_dictionary(
     }
 
 
+def named_entries(dictionary: Mapping[str, Any] | None) -> list[tuple[str, list[int], str]]:
+    """Every name search can find, with its feature ids and kind: "label" (features labelled with it),
+    "group" (features that stand for it only together, `concepts.feature_groups`) or "place" (the
+    object features, steered in that cell, `concepts.mask_dictionary`)."""
+    dictionary = dictionary or {}
+    return ([(name, list(ids), "label") for name, ids in sorted(dictionary.get("concepts", {}).items())]
+            + [(name, list(group["features"]), "group") for name, group in sorted(dictionary.get("groups", {}).items())]
+            + [(name, list(ids), "place") for name, ids in dictionary.get("places", {}).items()])
+
+
 def concept_features(dictionary: Mapping[str, Any], label: str) -> list[int]:
-    """Feature ids of a concept label (best first), or of a place (the object features,
-    `concepts.mask_dictionary`); unknown labels raise with the known ones."""
-    concepts = dictionary.get("concepts", {})
-    places = dictionary.get("places", {})
-    for name, ids in [*concepts.items(), *places.items()]:
+    """Feature ids of a concept label (best first), a group or a place; unknown labels raise with
+    the known ones."""
+    entries = named_entries(dictionary)
+    for name, ids, _ in entries:
         if name.lower() == _key(label):
-            return list(ids)
-    raise UnknownNameError("concept", label, [*sorted(concepts), *places])
+            return ids
+    raise UnknownNameError("concept", label, [name for name, _, _ in entries])
 
 
 def place_of(dictionary: Mapping[str, Any] | None, label: str | None) -> str | None:

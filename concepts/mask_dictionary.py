@@ -21,6 +21,9 @@ images, as the paper uses), labelling can first ask where a feature fires:
    fire on most images, `place_features`), to be read or steered in that place's region. The
    dictionary lists them under `places`; searching "top left" finds them, and steering them moves
    the object there in the early window (docs/steer.md has the table).
+4. **Groups.** A value no single feature reaches precision for may still be carried by a few
+   features together: `concepts.feature_groups` picks them the way SAeUron does and keeps a group
+   only when it holds up on held-out images. Groups are listed under `groups` and found by search.
 
 Why the peak anywhere and not the peak inside the region: the explore table and the top images read
 the peak anywhere, and a label must hold for what they show. Labels scored on in-region peaks were
@@ -37,6 +40,7 @@ import numpy as np
 
 from .dictionary import FORMAT, DictionaryConfig, build_dictionary
 from .errors import InvalidInputError
+from .feature_groups import GroupConfig, value_groups
 
 METHOD = "where features fire against region masks"
 
@@ -87,10 +91,12 @@ def build_mask_dictionary(
     meta: Mapping[str, Any] | None = None,
     places: Sequence[str] = (),
     place_region: str = "object",
+    groups: GroupConfig | None = GroupConfig(),
 ) -> dict[str, Any]:
     """The dictionary of feature `maps` [images, cells, features] against region `masks`
     [images, len(regions), cells]; `region_of(attribute)` names the region an attribute's value covers.
-    `places` are values that say where the `place_region`'s content is (found as that region's features)."""
+    `places` are values that say where the `place_region`'s content is (found as that region's features);
+    values neither labelled nor places get a group when one holds up (`groups=None`: none are looked for)."""
     maps = np.asarray(maps, dtype=np.float32)
     masks = np.asarray(masks, dtype=np.float32)
     if maps.ndim != 3 or maps.shape[0] != len(labels):
@@ -124,12 +130,18 @@ def build_mask_dictionary(
                 j = int(ids[local])
                 scored.setdefault(label, []).append((features[j]["precision"] * features[j]["auroc"], j))
     done = [f for f in features if f is not None]
+    found_as_group: dict[str, dict[str, Any]] = {}
+    if groups is not None:
+        unlabelled = sorted({(a, v) for row in labels for a, v in row.items()
+                             if v not in places and readable(a, v) not in scored})
+        sides = {a: side == regions.index(region_of(a)) for a, _ in unlabelled}
+        found_as_group = value_groups(maps.max(axis=1), labels, unlabelled, sides, readable, groups)
     alive = sum(1 for f in done if f["label"] is not None)
     labelled = sum(1 for f in done if f["labelled"])
     return {
         "format": FORMAT,
         "config": asdict(cfg),
-        "meta": {"method": METHOD, "regions": list(regions), **(meta or {})},
+        "meta": {"method": METHOD, "regions": list(regions), "groups": asdict(groups) if groups else None, **(meta or {})},
         "summary": {
             "images": len(labels),
             "features": n_features,
@@ -138,10 +150,12 @@ def build_mask_dictionary(
             "labelled_share_of_alive": round(labelled / alive, 4) if alive else 0.0,
             "labelled_share_of_all": round(labelled / n_features, 4),
             "concepts_covered": len(scored),
+            "groups": len(found_as_group),
             "fires_on": {region: int((side == r).sum()) for r, region in enumerate(regions)},
         },
         "concepts": {label: [j for _, j in sorted(ids, reverse=True)] for label, ids in sorted(scored.items())},
         "places": {place: ids for place in places if (ids := place_features(done, place_region))},
+        "groups": found_as_group,
         "features": done,
         "closest": closest,
     }

@@ -92,6 +92,16 @@ class SAECache:
                 self._saes[key] = load_entry(world, entry, unet, device)
             return self._saes[key]
 
+    def at_hand(self, world: ModelWorld, block: str, window: str, branch: str = "cond", unet: nn.Module | None = None) -> LoadedSAE | None:
+        """The SAE when reading it costs no download: already loaded, or in a local folder (the toy's);
+        None for a Hub SAE not loaded yet (a failed search should not fetch a model's every SAE)."""
+        entry = world.sae(block, window, branch)
+        with self._lock:
+            loaded = self._saes.get((world.name, entry.block, entry.window, entry.branch))
+        if loaded is None and entry.source.path is not None:
+            loaded = self.get(world, block, window, branch, unet)
+        return loaded
+
 
 SAES = SAECache()
 """SAEs shared by every panel (steering, exploring, icons, evolution): loaded once per process."""

@@ -12,12 +12,14 @@ from PIL import Image
 
 import ui.common
 import ui.features
+import ui.concept_search
 import ui.steer
 from concepts.generation import SHARED_PIPELINES
 from concepts.hooks import transformer_blocks
 
 MODEL = "toy-shapes"
 MID = "mid_block.attentions.0"
+DOWN = "down_blocks.1.attentions.0"
 PROMPT = "a large red solid square at the top left on a white background"
 
 
@@ -42,7 +44,7 @@ def test_explore_shows_image_top_features_and_heatmap():
 
 
 def test_concept_picker_and_search_read_the_dictionary():
-    update = ui.steer.concept_choices(MODEL, MID, "middle", 25)
+    update = ui.concept_search.concept_choices(MODEL, MID, "middle", 25)
     assert "large" in update["choices"]
     found = ui.steer.find_concepts(MODEL, MID, "middle", 25, "larg")
     assert found[0][0] == "large" and found[0][1]
@@ -50,7 +52,7 @@ def test_concept_picker_and_search_read_the_dictionary():
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gr, "Warning", shown.append)
         every = ui.steer.find_concepts(MODEL, MID, "middle", 25, "purple elephant")
-    assert "no label contains" in shown[0] and {row[0] for row in every} == set(ui.steer.concept_choices(MODEL, MID, "middle", 25)["choices"])
+    assert "no label contains" in shown[0] and {row[0] for row in every} == set(ui.concept_search.concept_choices(MODEL, MID, "middle", 25)["choices"])
 
 
 def test_a_value_no_feature_stands_for_is_explained_not_just_missing():
@@ -66,7 +68,24 @@ def test_a_value_no_feature_stands_for_is_explained_not_just_missing():
         ui.steer.find_concepts(MODEL, MID, "middle", 25, "Red")
     message = shown[0]
     assert f"feature {nearest['feature']}" in message and f"{nearest['precision']:.0%}" in message
-    assert "labelled in the final window" in message
+    assert "found in the final window" in message
+
+
+def test_a_value_found_only_as_a_group_is_searched_picked_and_explained():
+    """No feature of the mid block stands for "triangle" alone; in the early window a few do together.
+    The search marks the hit as a group, the picker offers it, and the middle window, which has
+    neither, points to the early one."""
+    early, _ = ui.common.sae_dictionary(MODEL, MID, "early", 25)
+    assert "triangle" not in early.concepts["concepts"] and early.concepts["groups"]["triangle"]["held_out_precision"] >= 0.8
+    found = ui.steer.find_concepts(MODEL, MID, "early", 25, "triangle")
+    assert [row[0] for row in found] == ["triangle"] and "a group" in found[0][2]
+    assert found[0][1] == ", ".join(map(str, early.concepts["groups"]["triangle"]["features"]))
+    assert "triangle" in ui.concept_search.concept_choices(MODEL, MID, "early", 25)["choices"]
+    shown = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gr, "Warning", shown.append)
+        ui.steer.find_concepts(MODEL, MID, "middle", 25, "triangle")
+    assert "alone or in a group" in shown[0] and "found in the early window" in shown[0]
 
 
 def test_steering_a_painted_region_changes_the_image_there():
@@ -181,3 +200,17 @@ def test_a_searched_place_moves_the_object_there():
         moved += after["position"] == "bottom right"
     assert "a place is the object's features" in info and "spatial" in info
     assert moved >= 2, f"the object reached the bottom right in {moved} of 3 seeds"
+
+
+def test_a_search_the_block_cannot_answer_points_to_the_blocks_that_can():
+    """The mid block hardly carries colour (docs/evolution.md): searching "purple" there names the
+    block and windows whose dictionaries do find it; "circle", found nowhere, names none."""
+    windows = [w for w in ("early", "middle", "final") if "purple" in ui.common.sae_dictionary(MODEL, DOWN, w, 25)[0].concepts["concepts"]]
+    assert windows, "the down block labels purple in some window"
+    shown = []
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(gr, "Warning", shown.append)
+        ui.steer.find_concepts(MODEL, MID, "middle", 25, "purple")
+        ui.steer.find_concepts(MODEL, MID, "middle", 25, "circle")
+    assert f"found at {DOWN} ({', '.join(windows)})" in shown[0]
+    assert "found at" not in shown[1] and "found in the" not in shown[1]

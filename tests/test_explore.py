@@ -63,7 +63,7 @@ def test_explore_reads_the_mid_block_and_finds_labelled_features():
     named = [r for r in out.top if r.label]
     shown = {"large", "red", "solid", "square", "top left", "white background"}
     assert len(named) >= 3 and sum(r.label in shown for r in named) >= 2 * len(named) / 3, named
-    found = dict(search_concepts(out.concepts, "LAR"))
+    found = {name: ids for name, ids, _ in search_concepts(out.concepts, "LAR")}
     assert "large" in found and out.maps[..., found["large"]].max() > 0, "no feature labelled 'large' fired on a large object"
     with pytest.raises(InvalidInputError, match="window"):
         run_explore(None, "a red square", MID, "8:30", steps=10)

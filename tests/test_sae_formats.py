@@ -120,3 +120,22 @@ def test_unbox_refuses_pickled_objects_and_bad_shapes(tmp_path):
     (tmp_path / "nomean" / "mean.pt").unlink()
     with pytest.raises(CheckpointError, match="mean.pt"):
         load_unbox(tmp_path / "nomean")
+
+
+@pytest.mark.parametrize("damage, named", [
+    ({"groups": {"triangle": [1, 2]}}, "'groups'"),
+    ({"groups": {"triangle": {"features": ["1"]}}}, "'groups'"),
+    ({"concepts": {"red": "3"}}, "'concepts'"),
+    ({"places": {"top left": [-1]}}, "'places'"),
+    ([1, 2], "not a JSON object"),
+])
+def test_a_damaged_dictionary_is_named_not_searched(tmp_path, damage, named):
+    """A concepts.json whose searchable names are malformed fails to load with the field named (the
+    concept search would otherwise crash on it)."""
+    saved_sae(tmp_path)
+    (tmp_path / "concepts.json").write_text(json.dumps(damage))
+    with pytest.raises(CheckpointError, match=named):
+        load_concepts(tmp_path)
+    good = {"concepts": {"red": [3]}, "places": {"top left": [0, 1]}, "groups": {"triangle": {"features": [4, 5], "threshold": 1.0}}}
+    (tmp_path / "concepts.json").write_text(json.dumps(good))
+    assert load_concepts(tmp_path) == good

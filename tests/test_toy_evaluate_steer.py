@@ -63,10 +63,10 @@ def test_evaluate_steer_prints_rates_per_window():
     report = json.loads(done.stdout)
     row = report["spatial"]["early"]
     assert row["by_strength"]["16"]["trials"] + row["no_features"] == 1
-    for kind in ("global_colour", "global_texture"):
+    for kind in ("global_colour", "global_texture", "global_shape"):
         cell = report[kind]["early"]
         assert cell["by_strength"]["1000"]["trials"] + cell["no_features"] == 1
-    rates = [v for k in ("spatial", "global_colour", "global_texture") for v in report[k]["early"]["by_strength"].values()]
+    rates = [v for k in ("spatial", "global_colour", "global_texture", "global_shape") for v in report[k]["early"]["by_strength"].values()]
     assert all(r["success"] is None or 0.0 <= r["success"] <= 1.0 for r in rates)
     assert all(r["clean_success"] is None or r["clean_success"] <= r["success"] for r in rates)  # clean is the stricter count
     assert report["baseline_clean"] == 1.0

@@ -1,4 +1,4 @@
-"""The Steer tab's concept search: labels that match, or why none does.
+"""The Steer tab's concept search and concept picker: the labels, groups and places that match, or why none does.
 
 A student who searches a value no feature stands for ("orange" at the mid block) is told how near the
 closest feature comes and which other windows of the block label it, not only that nothing matched.
@@ -9,16 +9,23 @@ from __future__ import annotations
 import gradio as gr
 
 from concepts.errors import ConceptLabError, InvalidInputError
+from concepts.dictionary import named_entries
 from concepts.steer.explore import not_found_reason, search_concepts
 
-from .common import as_int, sae_dictionary, user_errors
+from concepts.generation import SHARED_PIPELINES
+from concepts.saes import SAES
 
-LABEL = "features that fire for it"
-PLACE = "a place: the object's features, steered in that cell"
+from .common import DEVICE, REGISTRY, as_int, sae_dictionary, user_errors
+
+WHAT_IT_IS = {
+    "label": "features that fire for it",
+    "group": "a group: features that fire for it only together",
+    "place": "a place: the object's features, steered in that cell",
+}
 
 
 def windows_labelling(model: str, block: str, window: str, steps: float, query: str) -> list[str]:
-    """The other stage windows of this block whose SAEs' dictionaries have a label containing `query`."""
+    """The other stage windows of this block whose SAEs' dictionaries find `query`."""
     searched, _ = sae_dictionary(model, block, window, as_int(steps, "steps"))
     found = []
     for other in ("early", "middle", "final"):
@@ -31,6 +38,21 @@ def windows_labelling(model: str, block: str, window: str, steps: float, query: 
     return found
 
 
+def blocks_finding(model: str, block: str, query: str) -> dict[str, list[str]]:
+    """The model's other blocks whose SAEs (those at hand: no download) find `query`, with the
+    windows that do: where a value this block does not carry can be looked for instead."""
+    world = REGISTRY.get(model)
+    pipe = SHARED_PIPELINES.get(world, DEVICE)
+    found: dict[str, list[str]] = {}
+    for entry in world.saes:
+        if entry.block == block or entry.branch != "cond":
+            continue
+        loaded = SAES.at_hand(world, entry.block, entry.window, "cond", pipe.unet)
+        if loaded is not None and loaded.concepts and search_concepts(loaded.concepts, query):
+            found.setdefault(entry.block, []).append(entry.window)
+    return found
+
+
 @user_errors
 def find_concepts(model: str, block: str, window: str, steps: float, query: str):
     """Rows [label, feature ids] of the labels containing `query`. When none does, a note saying why
@@ -39,10 +61,21 @@ def find_concepts(model: str, block: str, window: str, steps: float, query: str)
     loaded, _ = sae_dictionary(model, block, str(window), as_int(steps, "steps"))
     found = search_concepts(loaded.concepts, query or "")
     if not found:
-        reason = not_found_reason(loaded.concepts, query or "", windows_labelling(model, block, str(window), steps, query or ""))
+        reason = not_found_reason(loaded.concepts, query or "", windows_labelling(model, block, str(window), steps, query or ""),
+                                  blocks_finding(model, block, query or ""))
         found = search_concepts(loaded.concepts, "")
         if not found:
             raise InvalidInputError("concept", reason)
         gr.Warning(f"{reason}. Below: every label of this SAE.")
-    places = (loaded.concepts or {}).get("places", {})
-    return [[label, ", ".join(map(str, ids)), PLACE if label in places else LABEL] for label, ids in found]
+    return [[label, ", ".join(map(str, ids)), WHAT_IT_IS[kind]] for label, ids, kind in found]
+
+
+@user_errors
+def concept_choices(model: str, block: str, window: str, steps: float, current: str | None = None):
+    """The concept labels of the SAE the chosen block and window use (the concept picker), then its
+    groups and places; the chosen concept stays when this SAE has it too (a share link sets both at once)."""
+    if not block:
+        return gr.update(choices=[], value=None)
+    loaded, _ = sae_dictionary(model, block, str(window), as_int(steps, "steps"))
+    labels = [name for name, _, _ in named_entries(loaded.concepts)]
+    return gr.update(choices=labels, value=current if current in labels else None)

@@ -32,7 +32,7 @@ from .common import (
     sampling_inputs,
     user_errors,
 )
-from .concept_search import find_concepts
+from .concept_search import concept_choices, find_concepts
 from .steer_inputs import PAINTED, painted_mask, parse_features
 
 WHERE_CHOICES = ["global", *CELLS, *QUADRANTS, PAINTED]
@@ -54,17 +54,6 @@ def opening_window(world) -> str:
 def model_window(model: str):
     """When the model changes: the window it opens on (`opening_window`)."""
     return gr.update(value=opening_window(REGISTRY.get(model)))
-
-
-@user_errors
-def concept_choices(model: str, block: str, window: str, steps: float, current: str | None = None):
-    """The concept labels of the SAE the chosen block and window use (the concept picker), then its
-    places; the chosen concept stays when this SAE has it too (a share link sets both at once)."""
-    if not block:
-        return gr.update(choices=[], value=None)
-    loaded, _ = sae_dictionary(model, block, str(window), as_int(steps, "steps"))
-    labels = sorted((loaded.concepts or {}).get("concepts", {})) + list((loaded.concepts or {}).get("places", {}))
-    return gr.update(choices=labels, value=current if current in labels else None)
 
 
 @user_errors
@@ -179,7 +168,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
             interactive=False, elem_id="top-features",
         )
         with gr.Row():
-            query = gr.Textbox(label="Search concepts by label", placeholder="large, dotted, white background, top left ...", elem_id="concept-query")
+            query = gr.Textbox(label="Search concepts by name", placeholder="large, dotted, triangle, white background, top left ...", elem_id="concept-query")
             search = gr.Button("Search", elem_id="concept-search")
         found = gr.Dataframe(headers=["concept", "features", "what it is"], label="Concepts found (click one to steer it)", interactive=False,
                              wrap=True, column_widths=["16%", "44%", "40%"], elem_id="concepts-found")

@@ -13,6 +13,9 @@ STEER_MORE = """
   fires, in the dictionary's generated images (on toy-shapes, only values of the region it fires on,
   object or background). A blank label means no value reaches 80 %, so no name is shown rather than
   a wrong one. A search for a value no feature stands for says how near the nearest one comes.
+- **A group** ("triangle" at the mid block) is a value no single feature stands for, but a few
+  features do together: at least 80 % precise on images they were not chosen on. A search hit says
+  so. Steering a shape's group everywhere rarely redraws the shape (docs/steer.md).
 - **A place** ("top left") is where the object is, not a feature: the UNet draws an object the same
   way wherever it is. Search finds a place as the block's object features; steering it puts them in
   that cell, which moves the object there in the early window.

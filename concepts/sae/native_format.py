@@ -85,11 +85,34 @@ def load_native(folder: str | Path, device: torch.device | str | None = None, dt
 
 
 def load_concepts(folder: str | Path) -> dict[str, Any] | None:
-    """The concept dictionary beside an SAE, or None when there is none."""
+    """The concept dictionary beside an SAE, or None when there is none; the names search finds
+    (`concepts`, `places`, `groups`) are checked, so a damaged file is named, not a crash later."""
     path = Path(folder) / CONCEPTS_FILE
     if not path.is_file():
         return None
     try:
-        return json.loads(path.read_text())
+        dictionary = json.loads(path.read_text())
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as exc:
         raise CheckpointError(f"{path} is not valid JSON ({exc})") from None
+    problem = _searchable_problem(dictionary)
+    if problem:
+        raise CheckpointError(f"{path}: {problem}")
+    return dictionary
+
+
+def _ids(value: Any) -> bool:
+    return isinstance(value, list) and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value)
+
+
+def _searchable_problem(dictionary: Any) -> str | None:
+    """What is wrong with a dictionary's searchable names, or None."""
+    if not isinstance(dictionary, dict):
+        return "is not a JSON object"
+    for key in ("concepts", "places"):
+        table = dictionary.get(key, {})
+        if not isinstance(table, dict) or not all(isinstance(name, str) and _ids(ids) for name, ids in table.items()):
+            return f"{key!r} must map names to lists of feature ids"
+    groups = dictionary.get("groups", {})
+    if not isinstance(groups, dict) or not all(isinstance(g, dict) and _ids(g.get("features")) for g in groups.values()):
+        return "'groups' must map names to objects with a 'features' list of feature ids"
+    return None

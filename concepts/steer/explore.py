@@ -17,6 +17,7 @@ import numpy as np
 import torch
 from PIL import Image
 
+from ..dictionary import named_entries
 from ..errors import InvalidInputError
 from ..features import feature_maps
 from ..generation import prepare
@@ -95,29 +96,32 @@ def top_features(maps: np.ndarray, concepts: dict | None, count: int, share: flo
     return [FeatureRow(i, float(means[i]), float(peaks[i]), labels.get(i)) for i in order]
 
 
-def search_concepts(concepts: dict | None, query: str) -> list[tuple[str, list[int]]]:
-    """Dictionary labels containing `query` (case-insensitive) with their feature ids, then the places
-    that do (a place's ids are the object features, steered in that place); "" lists all."""
+def search_concepts(concepts: dict | None, query: str) -> list[tuple[str, list[int], str]]:
+    """(name, feature ids, kind) of every label, group and place containing `query`
+    (case-insensitive; `concepts.dictionary.named_entries` says what the kinds are); "" lists all."""
     if not concepts:
         raise InvalidInputError("concept", "this SAE has no concept dictionary to search")
     needle = query.strip().lower()
-    labels = [(label, list(ids)) for label, ids in sorted(concepts.get("concepts", {}).items()) if needle in label.lower()]
-    return labels + [(place, list(ids)) for place, ids in concepts.get("places", {}).items() if needle in place.lower()]
+    return [entry for entry in named_entries(concepts) if needle in entry[0].lower()]
 
 
-def not_found_reason(concepts: dict | None, query: str, labelled_elsewhere: list[str] = ()) -> str:
+def not_found_reason(concepts: dict | None, query: str, labelled_elsewhere: list[str] = (),
+                     other_blocks: dict[str, list[str]] | None = None) -> str:
     """Why a search found nothing, in a sentence a student can act on: how near this SAE's best
-    feature comes to the value (when the dictionary knows it) and which other windows label it."""
+    feature comes to the value (when the dictionary knows it), which other windows of the block find
+    it, and which other blocks (with their windows) do."""
     needle = " ".join(query.lower().split())
     near = next((row | {"label": label} for label, row in (concepts or {}).get("closest", {}).items() if label.lower() == needle), None)
     bar = (concepts or {}).get("config", {}).get("labelled_precision", 0.8)
     if near is None:
         text = f"no label contains {query!r}"
     else:
-        text = (f"no feature of this SAE stands for {near['label']!r}: a label needs {bar:.0%} of the images a feature fires on "
+        text = (f"no feature of this SAE stands for {near['label']!r}, alone or in a group: a label needs {bar:.0%} of the images a feature fires on "
                 f"to show it, and the nearest, feature {near['feature']}, fires on {near['precision']:.0%} such images")
     if labelled_elsewhere:
-        text += f"; labelled in the {', '.join(labelled_elsewhere)} window{'s' if len(labelled_elsewhere) > 1 else ''} of this block"
+        text += f"; found in the {', '.join(labelled_elsewhere)} window{'s' if len(labelled_elsewhere) > 1 else ''} of this block"
+    if other_blocks:
+        text += "; found at " + ", ".join(f"{block} ({', '.join(windows)})" for block, windows in other_blocks.items())
     return text
 
 

@@ -17,8 +17,9 @@ paper does, and compared with that mask:
   against the mask; the mean per attribute and over all (the paper's mIoU is about 0.26 at the mid
   block on the first step, against Grounded-SAM masks of real images);
 - **searchable**: which of the toy's 29 attribute values concept search finds at each block (a
-  label of some window's dictionary, or a place: the nine positions are found as the object
-  features, `concepts.mask_dictionary`); for
+  label of some window's dictionary, a group of features that stand for it only together,
+  `concepts.feature_groups`, or a place: the nine positions are found as the object features,
+  `concepts.mask_dictionary`); `found_only_as_groups` names the values no window labels; for
   each missing value, the precision of the feature that comes nearest in any window (a label needs
   0.8: the share of the images it fires on, on its region, that show the value).
 The first step of the early window is reported on its own, the paper's setting.
@@ -34,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ..evolve.evolution import run_evolution
+from ..dictionary import named_entries
 from ..generation import SHARED_PIPELINES
 from ..registry import load_registry
 from ..saes import SAES
@@ -120,8 +122,8 @@ def evaluate_maps(cfg: MapsEvalConfig = MapsEvalConfig(), model: str = TOY_MODEL
     for block, labels in searchable.items():
         closest: dict[str, float] = {}
         dictionaries = [SAES.get(world, block, stage, "cond", pipe.unet).concepts or {} for stage in STAGES]
-        for dictionary in dictionaries:  # places (positions) are found by concept search as the object features
-            labels = labels | set(dictionary.get("places", {}))
+        for dictionary in dictionaries:  # what concept search finds: labels, groups, places (positions)
+            labels = labels | {name for name, _, _ in named_entries(dictionary)}
         for dictionary in dictionaries:
             near = dictionary.get("closest", {})
             for value in every - labels:
@@ -132,6 +134,8 @@ def evaluate_maps(cfg: MapsEvalConfig = MapsEvalConfig(), model: str = TOY_MODEL
             "nearest_precision_of_missing": dict(sorted(closest.items(), key=lambda kv: -kv[1])),
             "grid_ceiling_iou": mean(ceilings[block]),
             "missing": sorted(every - labels),
+            "found_only_as_groups": sorted({name for d in dictionaries for name in d.get("groups", {})}
+                                           - {name for d in dictionaries for name in d.get("concepts", {})}),
             "windows": {w: {"object_background_iou": mean(t["object"]), "concept_miou": mean(t["concepts"]),
                             "by_attribute": {a: mean(t[a]) for a in ATTRIBUTES}}
                         for (b, w), t in tallies.items() if b == block},

@@ -3,8 +3,9 @@
 - **Spatial** (layout): for a fully specified prompt, the features that fire on the object's cell
   (more than elsewhere, in the baseline) are steered into another cell with the spatial edit.
   Success: the judge reads the object's position as the target cell.
-- **Global** (appearance): the features the dictionary labels with another colour (or texture) are
-  added everywhere with the global edit. Success: the judge reads the target value.
+- **Global** (appearance): the features the dictionary labels with another colour, texture or shape
+  (or, for a value no feature is labelled with, its group, `concepts.feature_groups`) are added
+  everywhere with the global edit. Success: the judge reads the target value.
 - **Place** (what concept search gives for "bottom right"): the dictionary's place features (the
   block's object features, `concepts.mask_dictionary`) steered into the target cell with the spatial
   edit, as the Steer tab does when a student searches a place and steers it. Success as spatial.
@@ -32,6 +33,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..dictionary import named_entries
 from ..features import feature_maps
 from ..hooks import BlockHooks, Capture
 from ..pipeline import PipelineCache
@@ -195,9 +197,9 @@ def evaluate_steering(cfg: SteerEvalConfig = SteerEvalConfig(), model: str = TOY
                 move("spatial", object_features(sums[w].numpy(), here, cfg.object_features))
                 # Place: the searched place's features (the object features) steered into that cell.
                 move("place", ((loaded.concepts or {}).get("places") or {}).get(target))
-                # Global: add another colour's / texture's labelled features everywhere.
-                for attribute in ("colour", "texture"):
-                    goal = _labelled_other(loaded.concepts, attribute, getattr(scene, attribute), i)
+                # Global: add another colour's / texture's / shape's features everywhere.
+                for attribute in ("colour", "texture", "shape"):
+                    goal = _searchable_other(loaded.concepts, attribute, getattr(scene, attribute), i)
                     if goal is None:
                         tally.skip(attribute, w)
                         continue
@@ -220,6 +222,7 @@ def evaluate_steering(cfg: SteerEvalConfig = SteerEvalConfig(), model: str = TOY
         "place": first.report("place", cfg.windows, cfg.spatial_strengths),
         "global_colour": first.report("colour", cfg.windows, cfg.global_strengths),
         "global_texture": first.report("texture", cfg.windows, cfg.global_strengths),
+        "global_shape": first.report("shape", cfg.windows, cfg.global_strengths),
         "baseline_clean": round(float(np.mean(baseline_clean)), 3),
         "clean_rule": {"box_half_px": CLEAN_BOX, "stray_share_at_most": CLEAN_STRAY, "tolerance": round(CLEAN_TOLERANCE, 4)},
         "seconds": round(time.time() - started, 1),
@@ -228,7 +231,7 @@ def evaluate_steering(cfg: SteerEvalConfig = SteerEvalConfig(), model: str = TOY
         report["position_open"] = {"spatial": tallies["open"].report("spatial", cfg.windows, cfg.spatial_strengths),
                                    "place": tallies["open"].report("place", cfg.windows, cfg.spatial_strengths),
                                    "global_texture": tallies["open"].report("texture", cfg.windows, cfg.global_strengths)}
-    report["best_window"] = {kind: _best_window(report[kind]) for kind in ("spatial", "global_colour", "global_texture")}
+    report["best_window"] = {kind: _best_window(report[kind]) for kind in ("spatial", "global_colour", "global_texture", "global_shape")}
     return report
 
 
@@ -237,11 +240,11 @@ def _steered(pipe, request: GenerationRequest, plan: SteeringPlan, sae, judged) 
         return judged(generate(pipe, request, hooks))
 
 
-def _labelled_other(concepts: dict | None, attribute: str, current: str, turn: int) -> tuple[str, list[int]] | None:
-    """Another value of `attribute` that the dictionary has features for (rotating by prompt)."""
-    table = (concepts or {}).get("concepts", {})
+def _searchable_other(concepts: dict | None, attribute: str, current: str, turn: int) -> tuple[str, list[int]] | None:
+    """Another value of `attribute` that concept search finds, as a label or a group (rotating by prompt)."""
+    found = {name: ids for name, ids, kind in named_entries(concepts) if kind != "place"}
     names = {value: (f"{value} background" if attribute == "background" else value) for value in ATTRIBUTES[attribute]}
-    options = [(value, table[label]) for value, label in names.items() if value != current and table.get(label)]
+    options = [(value, found[label]) for value, label in names.items() if value != current and found.get(label)]
     return options[turn % len(options)] if options else None
 
 

@@ -1,0 +1,114 @@
+"""`python -m concepts.toy.probe_codes`: how much of each toy attribute a block carries at all, read
+from the block's residual update Δ and from its SAE's codes.
+
+Concept search can only find a value that some feature (or small group, `concepts.feature_groups`)
+stands for. When none does, this says whether the block carries the attribute anyway: a linear
+read-out (multinomial logistic regression on each image's mean and peak over cells, standardised)
+is trained on half of the dictionary images and scored on the other half, both ways round, for
+several random splits. It reads the same 480 images `python -m concepts.toy.saes --only label`
+labels with, once through the raw Δ (the block's channels) and once through each window's SAE
+codes. Prints one JSON object: held-out accuracy, mean and spread over the splits, per attribute,
+block and window, beside chance (docs/evolution.md has the table).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from ..pipeline import load_pipeline_from_folder, pick_device
+from ..quiet import quiet_libraries
+from ..sae import load_native
+from ..steer.feature_table import feature_table
+from ..steps import STAGES
+from . import TOY_DIR
+from .model import HOOK_BLOCKS
+from .prompts import labelled_prompts
+from .saes import ToySAERecipe, sae_folder
+from .world import ATTRIBUTES
+
+PROBED = ("shape", "colour", "size", "background", "texture")
+"""Positions are left out: pooling over cells removes where the object is by design."""
+L2 = 1e-2
+
+
+@dataclass
+class RawDelta:
+    """Stands in for an SAE in `feature_table`: its "codes" are the block's Δ channels unchanged."""
+
+    num_latents: int
+    device: torch.device = torch.device("cpu")
+
+    def encode_dense(self, read: torch.Tensor) -> torch.Tensor:
+        return read
+
+
+def pooled(maps: np.ndarray) -> np.ndarray:
+    """[images, H, W, n] → [images, 2n]: the mean and the peak over cells, each standardised."""
+    flat = maps.reshape(maps.shape[0], -1, maps.shape[-1]).astype(np.float32)
+    x = np.concatenate([flat.mean(axis=1), flat.max(axis=1)], axis=1)
+    return (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
+
+
+def fit_and_score(x: np.ndarray, y: np.ndarray, train: np.ndarray) -> float:
+    """Accuracy on the images outside `train` of a logistic read-out fitted on `train`."""
+    classes, codes = np.unique(y, return_inverse=True)
+    inputs, targets = torch.from_numpy(x[train]), torch.from_numpy(codes[train])
+    weight = torch.zeros(x.shape[1], len(classes), requires_grad=True)
+    bias = torch.zeros(len(classes), requires_grad=True)
+    optimiser = torch.optim.LBFGS([weight, bias], max_iter=300)
+
+    def loss() -> torch.Tensor:
+        optimiser.zero_grad()
+        value = torch.nn.functional.cross_entropy(inputs @ weight + bias, targets) + L2 * (weight ** 2).sum()
+        value.backward()
+        return value
+
+    optimiser.step(loss)
+    with torch.no_grad():
+        predicted = (torch.from_numpy(x[~train]) @ weight + bias).argmax(dim=1).numpy()
+    return float((predicted == codes[~train]).mean())
+
+
+def held_out_accuracy(x: np.ndarray, y: np.ndarray, seeds: list[int]) -> dict[str, float]:
+    """Mean and spread over `seeds` of the two-fold held-out accuracy."""
+    scores = []
+    for seed in seeds:
+        half = np.zeros(len(y), bool)
+        half[np.random.default_rng(seed).permutation(len(y))[: len(y) // 2]] = True
+        scores.append(np.mean([fit_and_score(x, y, half), fit_and_score(x, y, ~half)]))
+    return {"mean": round(float(np.mean(scores)), 3), "sd": round(float(np.std(scores)), 3)}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="random splits of the images")
+    args = parser.parse_args()
+    quiet_libraries()
+    torch.manual_seed(0)
+    pipe = load_pipeline_from_folder(TOY_DIR, pick_device("cpu"))
+    recipe = ToySAERecipe()
+    readers: dict = {(b, w, "cond"): load_native(sae_folder(TOY_DIR, b, w, "cond")).eval() for b in HOOK_BLOCKS.values() for w in STAGES}
+    channels = {b: sae.d_in for (b, _, _), sae in readers.items()}
+    readers |= {(b, w, "cond", "delta"): RawDelta(channels[b]) for b in HOOK_BLOCKS.values() for w in STAGES}
+    labelled = labelled_prompts(recipe.dictionary_prompts, recipe.seed + 1)
+    table = feature_table(pipe, readers, [text for _, text in labelled], steps=recipe.steps, guidance=recipe.guidance, height=64, width=64,
+                          batch=recipe.prompts_per_batch, seed=recipe.seed + 1, spatial=True)
+    scenes = [scene.as_dict() for scene, _ in labelled]
+    report: dict = {"what": "linear read-out of each attribute", "images": len(scenes), "splits": args.seeds,
+                    "chance": {a: round(1 / len(ATTRIBUTES[a]), 3) for a in PROBED}, "blocks": {}}
+    for key, maps in table.maps.items():
+        block, window = key[0], key[1]
+        source = "delta" if len(key) == 4 else "sae codes"
+        x = pooled(maps)
+        row = {a: held_out_accuracy(x, np.array([s[a] for s in scenes]), args.seeds) for a in PROBED}
+        report["blocks"].setdefault(block, {}).setdefault(window, {})[source] = row
+    print(json.dumps(report))
+
+
+if __name__ == "__main__":
+    main()
