@@ -1,0 +1,34 @@
+"""The read-out that says whether a block carries an attribute: high on images whose maps carry it,
+chance when they do not."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from concepts.toy.probe_codes import RawDelta, held_out_accuracy, pooled
+
+
+def maps_and_labels(n: int = 240, carried: bool = True, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    colours = np.array(["red", "blue", "green"])[rng.integers(0, 3, n)]
+    maps = rng.normal(0, 1, (n, 4, 4, 6)).astype(np.float32)
+    if carried:  # channel k lights up one cell for colour k
+        for k, colour in enumerate(("red", "blue", "green")):
+            maps[colours == colour, 1, 2, k] += 6.0
+    return maps, colours
+
+
+def test_a_carried_attribute_is_read_and_an_absent_one_is_not():
+    maps, colours = maps_and_labels()
+    assert held_out_accuracy(pooled(maps), colours, [0, 1])["mean"] > 0.9
+    noise, colours = maps_and_labels(carried=False)
+    chance = held_out_accuracy(pooled(noise), colours, [0, 1])
+    assert chance["mean"] < 0.5 and chance["sd"] >= 0.0
+
+
+def test_the_raw_delta_reader_passes_the_block_through():
+    read = torch.randn(2, 4, 4, 6)
+    reader = RawDelta(num_latents=6)
+    assert torch.equal(reader.encode_dense(read), read)
+    assert pooled(read.numpy()).shape == (2, 12)
