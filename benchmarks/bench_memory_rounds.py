@@ -9,6 +9,9 @@ after another with `--sequential`. After each round the garbage collector runs a
 returns free pages, so the RSS read is what the process still holds. `--mmap-kb K` fixes glibc's
 mmap threshold at K KB (buffers of K KB and more get their own pages, returned on free) and caps
 the arenas at two, to compare with the app's default (`ui/memory.py`: two arenas, trimming).
+Each reading also says where the resident memory is (`/proc/self/status` and `smaps`): anonymous
+or file-backed, the brk heap, other anonymous mappings, the thread count, and how many MB of torch
+tensors the garbage collector can see that were not there after the warm-up.
 """
 
 from __future__ import annotations
@@ -26,6 +29,26 @@ LIBC = ctypes.CDLL("libc.so.6")
 M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
 
 
+def resident_parts(warm_tensors: set[int]) -> dict:
+    """Where the resident memory is, in MB: anonymous and file-backed pages, the brk heap, the other
+    anonymous mappings, threads, and torch tensors alive now that were not after the warm-up."""
+    import torch
+
+    status = {line.split(":")[0]: int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(("RssAnon", "RssFile"))}
+    heap = other = 0
+    name = None
+    for line in open("/proc/self/smaps"):
+        fields = line.split()
+        if fields and "-" in fields[0] and not fields[0].endswith(":"):
+            name = fields[5] if len(fields) > 5 else "[anon]"
+        elif fields and fields[0] == "Rss:" and name in ("[heap]", "[anon]"):
+            heap, other = (heap + int(fields[1]), other) if name == "[heap]" else (heap, other + int(fields[1]))
+    new = [o for o in gc.get_objects() if isinstance(o, torch.Tensor) and id(o) not in warm_tensors]
+    return {"anon_mb": round(status["RssAnon"] / 1024, 1), "file_mb": round(status["RssFile"] / 1024, 1),
+            "heap_mb": round(heap / 1024, 1), "other_anon_mb": round(other / 1024, 1), "threads": threading.active_count(),
+            "new_tensors_mb": round(sum(t.numel() * t.element_size() for t in new) / 2**20, 1)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--students", type=int, default=8)
@@ -41,6 +64,7 @@ def main() -> None:
     sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
     sys.path.insert(0, str(Path(__file__).resolve().parent))
     import psutil
+    import torch
     from bench_classroom import script
     from gradio_client import Client
     from timing import emit
@@ -56,14 +80,20 @@ def main() -> None:
         for _, api, arguments, _ in script(index):
             client.predict(*arguments, api_name=api)
 
+    warm_tensors: set[int] = set()
+
     def rss_mb() -> float:
         gc.collect()
         LIBC.malloc_trim(0)
+        where.append(resident_parts(warm_tensors))
         return round(process.memory_info().rss / 2**20, 1)
 
     try:
         for index in range(3):
             student(1000 + index)
+        where: list[dict] = []
+        gc.collect()
+        warm_tensors.update(id(o) for o in gc.get_objects() if isinstance(o, torch.Tensor))
         rss = [rss_mb()]
         for round_ in range(args.rounds):
             students = [round_ * 100 + j for j in range(args.students)]
@@ -80,7 +110,7 @@ def main() -> None:
     finally:
         app.demo.close()
     emit({"students_per_round": args.students, "rounds": args.rounds, "together": not args.sequential, "mmap_threshold_kb": args.mmap_kb or None,
-          "rss_mb_after_warmup_then_each_round": rss, "growth_pct_each_round": [round(100 * (b - a) / a, 1) for a, b in zip(rss, rss[1:])]}, args.out)
+          "rss_mb_after_warmup_then_each_round": rss, "where_each_reading": where, "growth_pct_each_round": [round(100 * (b - a) / a, 1) for a, b in zip(rss, rss[1:])]}, args.out)
 
 
 if __name__ == "__main__":
