@@ -41,8 +41,10 @@ def resident_parts(warm_tensors: set[int]) -> dict:
         fields = line.split()
         if fields and "-" in fields[0] and not fields[0].endswith(":"):
             name = fields[5] if len(fields) > 5 else "[anon]"
-        elif fields and fields[0] == "Rss:" and name in ("[heap]", "[anon]"):
-            heap, other = (heap + int(fields[1]), other) if name == "[heap]" else (heap, other + int(fields[1]))
+        elif fields and fields[0] == "Rss:" and name == "[heap]":
+            heap += int(fields[1])
+        elif fields and fields[0] == "Rss:" and name == "[anon]":
+            other += int(fields[1])
     new = [o for o in gc.get_objects() if isinstance(o, torch.Tensor) and id(o) not in warm_tensors]
     return {"anon_mb": round(status["RssAnon"] / 1024, 1), "file_mb": round(status["RssFile"] / 1024, 1),
             "heap_mb": round(heap / 1024, 1), "other_anon_mb": round(other / 1024, 1), "threads": threading.active_count(),

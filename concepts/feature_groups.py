@@ -24,7 +24,7 @@ a group.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any, Mapping, Sequence
+from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
@@ -102,7 +102,7 @@ def find_group(peaks: np.ndarray, positive: np.ndarray, allowed: np.ndarray,
 
 
 def value_groups(peaks: np.ndarray, labels: Sequence[Mapping[str, str]], pairs: Sequence[tuple[str, str]],
-                 allowed_for: Mapping[str, np.ndarray], readable, cfg: GroupConfig = GroupConfig()) -> dict[str, dict[str, Any]]:
+                 allowed_for: Mapping[str, np.ndarray], readable: Callable[[str, str], str], cfg: GroupConfig = GroupConfig()) -> dict[str, dict[str, Any]]:
     """Groups for each (attribute, value) in `pairs`; `allowed_for[attribute]` says which features
     may stand for that attribute's values (the features on its side)."""
     groups = {}

@@ -8,12 +8,11 @@ from __future__ import annotations
 
 import gradio as gr
 
-from concepts.errors import ConceptLabError, InvalidInputError
 from concepts.dictionary import named_entries
-from concepts.steer.explore import not_found_reason, search_concepts
-
+from concepts.errors import ConceptLabError, InvalidInputError
 from concepts.generation import SHARED_PIPELINES
 from concepts.saes import SAES
+from concepts.steer.explore import not_found_reason, search_concepts
 
 from .common import DEVICE, REGISTRY, as_int, sae_dictionary, user_errors
 
@@ -55,9 +54,9 @@ def blocks_finding(model: str, block: str, query: str) -> dict[str, list[str]]:
 
 @user_errors
 def find_concepts(model: str, block: str, window: str, steps: float, query: str):
-    """Rows [label, feature ids] of the labels containing `query`. When none does, a note saying why
-    and every label this SAE has (what a student can search for instead); an error only when the
-    SAE has no label at all."""
+    """Rows [name, feature ids, what it is] of the labels, groups and places containing `query`. When
+    none does, a note saying why (and which other windows and blocks find it) and every name this
+    SAE has (what a student can search for instead); an error only when the SAE has none at all."""
     loaded, _ = sae_dictionary(model, block, str(window), as_int(steps, "steps"))
     found = search_concepts(loaded.concepts, query or "")
     if not found:

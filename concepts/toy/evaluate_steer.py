@@ -43,7 +43,7 @@ from ..sampling import GenerationRequest, generate
 from ..steer.steering import CELLS, SteeringPlan, pool_to_grid, region_mask
 from ..steps import STAGES, StepWindow, stage_of
 from .judge import load_judge
-from .prompts import labelled_prompts
+from .prompts import labelled_prompts, readable_label
 from .captions import caption
 from .world import ATTRIBUTES, BACKGROUNDS, POSITIONS
 
@@ -243,8 +243,8 @@ def _steered(pipe, request: GenerationRequest, plan: SteeringPlan, sae, judged) 
 def _searchable_other(concepts: dict | None, attribute: str, current: str, turn: int) -> tuple[str, list[int]] | None:
     """Another value of `attribute` that concept search finds, as a label or a group (rotating by prompt)."""
     found = {name: ids for name, ids, kind in named_entries(concepts) if kind != "place"}
-    names = {value: (f"{value} background" if attribute == "background" else value) for value in ATTRIBUTES[attribute]}
-    options = [(value, found[label]) for value, label in names.items() if value != current and found.get(label)]
+    options = [(value, found[label]) for value in ATTRIBUTES[attribute]
+               if value != current and found.get(label := readable_label(attribute, value))]
     return options[turn % len(options)] if options else None
 
 

@@ -94,6 +94,8 @@ def main() -> None:
     recipe = ToySAERecipe()
     readers: dict = {(b, w, "cond"): load_native(sae_folder(TOY_DIR, b, w, "cond")).eval() for b in HOOK_BLOCKS.values() for w in STAGES}
     channels = {b: sae.d_in for (b, _, _), sae in readers.items()}
+    # the raw Δ readers ride in the same generation under a longer key: feature_table reads only its
+    # first three parts (block, window, branch), and the fourth tells the two sources apart below
     readers |= {(b, w, "cond", "delta"): RawDelta(channels[b]) for b in HOOK_BLOCKS.values() for w in STAGES}
     labelled = labelled_prompts(recipe.dictionary_prompts, recipe.seed + 1)
     table = feature_table(pipe, readers, [text for _, text in labelled], steps=recipe.steps, guidance=recipe.guidance, height=64, width=64,
