@@ -17,9 +17,12 @@ import gradio as gr  # noqa: E402
 
 from concepts.quiet import quiet_libraries  # noqa: E402
 from ui import cancellation, erase, evolution, generate, lessons, links, memory, models, steer, temp_files  # noqa: E402
+from concepts.torch_threads import one_thread_rule, use_threads  # noqa: E402
 from ui.common import REGISTRY  # noqa: E402
 
 quiet_libraries()
+if __name__ == "__main__" and one_thread_rule():
+    use_threads(1)  # served: the main thread never holds torch threads (concepts/torch_threads.py)
 # Small toy images are shown enlarged with crisp pixels (the file itself keeps its true size), also in
 # a gallery's enlarged view. A component's name badge sits above its picture or plot, never over it:
 # Gradio floats it over the top left corner, where the toy's objects and a plot's title often are.

@@ -73,6 +73,9 @@ def main() -> None:
     from concepts.quiet import quiet_libraries
 
     quiet_libraries()
+    from concepts.torch_threads import use_threads
+
+    use_threads(1)  # as app.py does when served: the main thread never holds torch threads
     calls = handlers()
     for _, api, call_args, _ in script(args.users + 1):  # warm-up: every model, SAE and score loaded
         if api in calls:

@@ -37,6 +37,7 @@ from .errors import RequestCancelled
 from .hooks import BatchRows, BlockHooks, ScopedHooks, any_active
 from .progress import cancellable, current_check
 from .sampling import GenerationRequest, GenerationResult, StepState, generate
+from .torch_threads import CORES, use_threads
 
 HooksFactory = Callable[[], Sequence[ScopedHooks]]
 """Builds a request's hooks, not yet entered (called once per attempt: it resets the caller's sinks)."""
@@ -142,6 +143,7 @@ class GenerationBatcher:
         return jobs
 
     def _run(self) -> None:
+        use_threads(CORES)  # the one thread with every core (`concepts.torch_threads`)
         while True:
             jobs = self._gather(self._queue.get())
             for job in [j for j in jobs if not j.wanted()]:  # its page closed while it waited

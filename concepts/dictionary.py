@@ -150,10 +150,10 @@ def named_entries(dictionary: Mapping[str, Any] | None) -> list[tuple[str, list[
             + [(name, list(ids), "place") for name, ids in dictionary.get("places", {}).items()])
 
 
-def concept_features(dictionary: Mapping[str, Any], label: str) -> list[int]:
-    """Feature ids of a concept label (best first), a group or a place; unknown labels raise with
-    the known ones."""
-    entries = named_entries(dictionary)
+def concept_features(dictionary: Mapping[str, Any], label: str, kinds: tuple[str, ...] = ("label", "group", "place")) -> list[int]:
+    """Feature ids of a concept label (best first), a group or a place (of the `kinds` asked for);
+    unknown labels raise with the known ones."""
+    entries = [entry for entry in named_entries(dictionary) if entry[2] in kinds]
     for name, ids, _ in entries:
         if name.lower() == _key(label):
             return ids

@@ -24,6 +24,11 @@ images, as the paper uses), labelling can first ask where a feature fires:
 4. **Groups.** A value no single feature reaches precision for may still be carried by a few
    features together: `concepts.feature_groups` picks them the way SAeUron does and keeps a group
    only when it holds up on held-out images. Groups are listed under `groups` and found by search.
+5. **Region cut.** The "object here" map sums each side's features (each divided by its peak) per
+   cell. Many weak object features fire a little around the object, so "the object side outweighs
+   the background side" (a share of 0.5) paints the object too large. `region_cut` picks, on the
+   dictionary's own images and masks, the share of the place region above which a cell counts as
+   it (`meta.region_cut`); the Evolution tab and `python -m concepts.toy.evaluate maps` use it.
 
 Why the peak anywhere and not the peak inside the region: the explore table and the top images read
 the peak anywhere, and a label must hold for what they show. Labels scored on in-region peaks were
@@ -78,6 +83,35 @@ def place_features(features: Sequence[Mapping[str, Any]], region: str, count: in
            and float(f.get("frequency", 0.0)) > 0]
     own.sort(key=lambda f: -float(f["region_share"]) * float(f["frequency"]))
     return [int(f["id"]) for f in own[:count]]
+
+
+REGION_CUTS = tuple(round(0.30 + 0.05 * i, 2) for i in range(12))
+"""Shares of the place region tried by `region_cut` (0.30 … 0.85; 0.5 is "outweighs the rest")."""
+
+
+def region_cut(maps: np.ndarray, masks: np.ndarray, side: np.ndarray, peaks: np.ndarray, region: int,
+               cuts: Sequence[float] = REGION_CUTS) -> dict[str, float]:
+    """The share of `region` in a cell's summed region maps above which the cell counts as `region`,
+    chosen for the best mean IoU with the masks over the images, and that IoU next to the one at 0.5.
+
+    maps [images, cells, features]; masks [images, regions, cells] (covered shares, so the IoU is the
+    one expected at pixel level with a cell's pixels alike); side and peaks per feature."""
+    weights = np.zeros((maps.shape[2], masks.shape[1]), np.float32)
+    alive = peaks > 0
+    weights[np.flatnonzero(alive), side[alive]] = 1.0 / peaks[alive]
+    sums = maps @ weights  # [images, cells, regions]
+    share = sums[..., region] / np.maximum(sums.sum(axis=-1), 1e-12)
+    cover = masks[:, region, :]
+    shown = cover.sum(axis=1) > 0
+
+    def mean_iou(cut: float) -> float:
+        found = share >= cut
+        union = np.where(found, 1.0, cover).sum(axis=1)
+        return float(np.mean((found * cover).sum(axis=1)[shown] / np.maximum(union[shown], 1e-9))) if shown.any() else 0.0
+
+    scores = {cut: mean_iou(cut) for cut in cuts}
+    best = max(scores, key=lambda cut: (scores[cut], -abs(cut - 0.5)))
+    return {"share": best, "cell_iou": round(scores[best], 4), "cell_iou_at_half": round(mean_iou(0.5), 4)}
 
 
 def build_mask_dictionary(
@@ -136,12 +170,17 @@ def build_mask_dictionary(
                              if v not in places and readable(a, v) not in scored})
         sides = {a: side == regions.index(region_of(a)) for a, _ in unlabelled}
         found_as_group = value_groups(maps.max(axis=1), labels, unlabelled, sides, readable, groups)
+    cut = None
+    if place_region in regions and len(regions) == 2:
+        peaks = np.array([float((f or {}).get("peak", 0.0)) for f in features])
+        cut = {"region": place_region, **region_cut(maps, masks, side, peaks, list(regions).index(place_region))}
     alive = sum(1 for f in done if f["label"] is not None)
     labelled = sum(1 for f in done if f["labelled"])
     return {
         "format": FORMAT,
         "config": asdict(cfg),
-        "meta": {"method": METHOD, "regions": list(regions), "groups": asdict(groups) if groups else None, **(meta or {})},
+        "meta": {"method": METHOD, "regions": list(regions), "groups": asdict(groups) if groups else None,
+                 "region_cut": cut, **(meta or {})},
         "summary": {
             "images": len(labels),
             "features": n_features,

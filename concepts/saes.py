@@ -108,14 +108,16 @@ SAES = SAECache()
 
 
 def labelled_saes(world: ModelWorld, concept: str, unet: nn.Module | None = None) -> list[tuple[LoadedSAE, list[int]]]:
-    """Every cond SAE of the world whose dictionary labels `concept`, with its features for it (best first)."""
+    """Every cond SAE of the world whose dictionary labels `concept`, with its features labelled with it
+    (best first). Groups are left out: each of their features fires on many images that do not show
+    the concept, and only the sum stands for it (`concepts.feature_groups`)."""
     found = []
     for entry in world.saes:
         if entry.branch != "cond":
             continue
         loaded = SAES.get(world, entry.block, entry.window, "cond", unet)
         try:
-            found.append((loaded, concept_features(loaded.concepts or {}, concept)))
+            found.append((loaded, concept_features(loaded.concepts or {}, concept, kinds=("label",))))
         except UnknownNameError:
             continue
     return found

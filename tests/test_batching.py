@@ -208,3 +208,64 @@ def test_a_class_of_panels_shares_batches_and_each_sees_its_solo_result(toy):
     for block, trace in solo["evolve"].traces.items():
         assert np.allclose(np.stack(shared["evolve"].traces[block].maps), np.stack(trace.maps), atol=1e-3)
     assert all(close(a, b) for a, b in zip(shared["erase"].concept_after + shared["erase"].kept_after, solo["erase"].concept_after + solo["erase"].kept_after))
+
+
+def test_students_running_lessons_at_once_share_batches_and_get_their_solo_readings():
+    """Two students run a lesson with different seeds at once: their draws (a capture, an edit of
+    features, a weight erase) share UNet batches, and each gets the reading it gets alone."""
+    from concepts.batching import BATCHER
+    from concepts.lessons import run_lesson
+
+    seeds = (11, 12)
+    solo = {seed: run_lesson("labels-weights", seed, cached=False) for seed in seeds}
+    before = len(BATCHER.batches)
+    shared: dict = {}
+    start = threading.Barrier(len(seeds))
+
+    def student(seed: int) -> None:
+        start.wait()
+        shared[seed] = run_lesson("labels-weights", seed, cached=False)
+
+    threads = [threading.Thread(target=student, args=(seed,)) for seed in seeds]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert max(BATCHER.batches[before:], default=0) == 2, f"the lessons did not share batches: {BATCHER.batches[before:]}"
+    for seed in seeds:
+        assert [b.value for b in shared[seed].bars] == [b.value for b in solo[seed].bars]
+        assert shared[seed].table == solo[seed].table
+
+
+def test_served_request_threads_run_torch_on_one_thread_and_the_batcher_on_every_core(toy, monkeypatch):
+    """A request thread of the served app uses one torch thread, the batcher's worker every core
+    (`concepts.torch_threads`: a second thread with a team of its own slows every op of the first);
+    the main thread (tests, the CLI) and a server with the rule off keep theirs."""
+    from concepts.batching import BATCHER
+    from concepts.torch_threads import CORES, threads_here
+    from ui.common import user_errors
+
+    world, pipe = toy
+    seen: dict[str, int | None] = {}
+
+    @user_errors
+    def handler(name: str) -> None:
+        seen[name] = torch.get_num_threads() if threads_here() else None  # None: the thread was left as it was
+
+    def in_a_request_thread(name: str) -> None:
+        thread = threading.Thread(target=handler, args=(name,))
+        thread.start()
+        thread.join()
+
+    try:
+        before = torch.get_num_threads()
+        in_a_request_thread("served")
+        monkeypatch.setenv("CONCEPT_LAB_ONE_TORCH_THREAD", "0")
+        in_a_request_thread("rule off")
+        handler("main")
+        BATCHER.generate(pipe, request(world, PROMPTS[0], seed=1),
+                         on_step=lambda state: seen.setdefault("batcher", torch.get_num_threads()))
+        assert seen == {"served": 1, "rule off": None, "main": None, "batcher": CORES}
+        assert torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)  # threads started later in this process start from this count

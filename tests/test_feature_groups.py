@@ -4,8 +4,10 @@ on held-out images, and only from the features on the value's side."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 
 from concepts.dictionary import DictionaryConfig, concept_features, named_entries
+from concepts.errors import UnknownNameError
 from concepts.feature_groups import GroupConfig, find_group
 from concepts.mask_dictionary import build_mask_dictionary
 from concepts.steer.explore import search_concepts
@@ -74,6 +76,8 @@ def test_a_group_is_searched_steered_and_named_like_a_label():
     kinds = {name: kind for name, _, kind in named_entries(dictionary)}
     assert kinds["blue"] == "group" and kinds["red"] == "label"
     assert concept_features(dictionary, " Blue ") == dictionary["groups"]["blue"]["features"]
+    with pytest.raises(UnknownNameError):  # what only labels are asked for (the SAE-suppression erase, lesson 6)
+        concept_features(dictionary, "blue", kinds=("label",))
     assert [(name, kind) for name, _, kind in search_concepts(dictionary, "blu")] == [("blue", "group")]
 
 

@@ -93,6 +93,8 @@ def test_erasing_weights_takes_stripes_away_where_switching_their_labels_off_doe
     counts = {b.group: round(b.value * b.count) for b in reading.bars}
     assert counts["weights erased (CAD)"] < counts["before"]
     assert counts["labelled features off"] >= counts["before"] - 1
+    # the labelled features mark stripes: they fire on more striped scenes than on the same scenes with another texture
+    assert counts["labelled features fire on striped scenes"] > counts["… and on the same with another texture"]
     assert not list(tmp_path.rglob("*.safetensors"))  # nothing was attributed: the shipped scores were used
 
 

@@ -7,7 +7,8 @@ import pytest
 
 from concepts.dictionary import DictionaryConfig, build_dictionary
 from concepts.errors import InvalidInputError
-from concepts.mask_dictionary import build_mask_dictionary, feature_sides, place_features
+from concepts.evolve.evolution import region_tables
+from concepts.mask_dictionary import build_mask_dictionary, feature_sides, place_features, region_cut
 
 REGIONS = ("object", "background")
 CELLS = 16
@@ -96,3 +97,29 @@ def test_places_are_the_features_that_fire_on_objects():
     assert list(dictionary["places"]) == list(places)
     assert dictionary["places"]["top left"] == [3, 0], "the feature on every object comes first, then the red one"
     assert place_features(dictionary["features"], "object", min_share=1.01) == []
+
+
+def test_the_region_cut_is_chosen_where_the_object_map_fits_the_masks_best():
+    """Many weak object features also fire on the cells around the object (as the toy's do): "the
+    object side outweighs the background" then paints the object too large, and a higher cut fits."""
+    labels, masks = scene_set()
+    n = len(labels)
+    maps = np.zeros((n, CELLS, 2), np.float32)
+    halo = [0, 1, 2, 4, 8]  # cells next to the objects, never covered
+    for i in range(n):
+        maps[i, masks[i, 0] > 0, 0] = 1.0  # the object feature on the object ...
+        maps[i, halo, 0] = 0.6  # ... and, weaker, beside it
+        maps[i, :, 1] = np.where(masks[i, 1] > 0, 0.5, 0.0)  # the background feature on the background,
+        maps[i, halo, 1] = 0.2  # weaker next to the object
+    side, _ = feature_sides(maps, masks)
+    peaks = maps.max(axis=(0, 1))
+    cut = region_cut(maps, masks, side, peaks, region=0)
+    assert cut["share"] > 0.5 and cut["cell_iou"] == pytest.approx(1.0) and cut["cell_iou_at_half"] < 0.8
+    dictionary = build_mask_dictionary(maps, masks, REGIONS, labels, region_of, DictionaryConfig(min_fires=3))
+    assert dictionary["meta"]["region_cut"]["region"] == "object"
+    assert dictionary["meta"]["region_cut"]["share"] == cut["share"]
+    # the Evolution tab's region maps use it: the halo cells are background, the object stays object
+    _, weights, _ = region_tables(dictionary, 2)
+    sums = maps @ weights
+    found = sums.argmax(axis=-1) == 0
+    assert (found == (masks[:, 0] > 0)).all()

@@ -127,6 +127,7 @@ def test_unbox_refuses_pickled_objects_and_bad_shapes(tmp_path):
     ({"groups": {"triangle": {"features": ["1"]}}}, "'groups'"),
     ({"concepts": {"red": "3"}}, "'concepts'"),
     ({"places": {"top left": [-1]}}, "'places'"),
+    ({"meta": {"region_cut": {"region": "object", "share": 1.5}}}, "region_cut"),
     ([1, 2], "not a JSON object"),
 ])
 def test_a_damaged_dictionary_is_named_not_searched(tmp_path, damage, named):

@@ -10,16 +10,19 @@ import functools
 import logging
 import math
 import os
+import threading
 from typing import Callable
 
 import gradio as gr
 
+from concepts.batching import batching_enabled
 from concepts.errors import ConceptLabError, InvalidInputError, RequestCancelled, one_line
 from concepts.generation import SHARED_PIPELINES
 from concepts.progress import cancellable
 from concepts.registry import load_registry
 from concepts.saes import SAES
 from concepts.steps import StepWindow, sae_stage
+from concepts.torch_threads import one_thread_rule, use_threads
 from ui import cancellation
 
 try:  # ZeroGPU Spaces: GPU work must run inside functions decorated with spaces.GPU
@@ -80,12 +83,22 @@ def user_error(exc: ConceptLabError) -> gr.Error:
     return gr.Error(message, print_exception=False)
 
 
+def serve_on_one_thread() -> None:
+    """With batching on, the calling thread runs its torch ops on one thread, so that the batcher's
+    worker is the only thread with every core (`concepts.torch_threads` says why)."""
+    if batching_enabled() and one_thread_rule():
+        use_threads(1)
+
+
 def user_errors(fn: Callable) -> Callable:
-    """Turn the core's errors into messages the user sees (gr.Error), never a traceback; and run the
-    handler as a request that stops once its page is gone (`ui.cancellation`)."""
+    """Turn the core's errors into messages the user sees (gr.Error), never a traceback; run the
+    handler as a request that stops once its page is gone (`ui.cancellation`); and, in a served
+    app's request thread, on one torch thread (`concepts.torch_threads` says why)."""
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
+        if threading.current_thread() is not threading.main_thread():
+            serve_on_one_thread()  # a served request's thread: the UNet's work runs on the batcher's cores
         try:
             with cancellable(cancellation.still_wanted()):
                 return fn(*args, **kwargs)

@@ -45,7 +45,7 @@ def run(bench: ToyBench, seed: int, concept: str = CONCEPT) -> LessonReading:
     edits, cad_cached = plans(bench, concept, seed)
     rows, bars, weights, example_images = {}, [], {}, []
     for method, plan in [("before", None), *edits.items()]:
-        result = bench.draw(own + neighbours, seed, () if plan is None else AblationHooks(bench.pipe.unet, plan))
+        result = bench.draw(own + neighbours, seed, None if plan is None else (lambda plan=plan: [AblationHooks(bench.pipe.unet, plan)]))
         reads = bench.read(result)
         hits = sum(r["colour"] == concept for r in reads[:PROMPTS])
         kept = {c: [reads[PROMPTS + i]["colour"] == c for i, s in enumerate(swapped) if s.colour == c] for c in others}

@@ -52,11 +52,15 @@ def run(bench: ToyBench, seed: int, concept: str = CONCEPT) -> LessonReading:
                 fired.add_(image_activations(loaded.sae, capture.cond)[:, list(features)].amax(dim=1))
 
     blocks = sorted({loaded.entry.block for loaded, _ in saes})
-    before = bench.draw(own + swapped, seed, BlockHooks(bench.pipe.unet, capture=blocks, sink=sink) if blocks else ())
+    def capture() -> list[BlockHooks]:
+        fired.zero_()  # a rerun alone starts the tally again
+        return [BlockHooks(bench.pipe.unet, capture=blocks, sink=sink)]
+
+    before = bench.draw(own + swapped, seed, capture if blocks else None)
     edits = suppression_edits(saes, steps)
-    off = bench.draw(own, seed, BlockHooks(bench.pipe.unet, edits=edits)) if edits else None
+    off = bench.draw(own, seed, lambda: [BlockHooks(bench.pipe.unet, edits=edits)]) if edits else None
     _, plan = bench.edit(EditSpec(concept))
-    erased = bench.draw(own, seed, AblationHooks(bench.pipe.unet, plan))
+    erased = bench.draw(own, seed, lambda: [AblationHooks(bench.pipe.unet, plan)])
     counts = {"before": sum(r[attribute] == concept for r in bench.read(before)[:PROMPTS]),
               "labelled features off": None if off is None else sum(r[attribute] == concept for r in bench.read(off)),
               "weights erased (CAD)": sum(r[attribute] == concept for r in bench.read(erased))}

@@ -1,4 +1,4 @@
-"""The toy world a lesson runs on: its pipeline (shared, read-only), judge and batched generation.
+"""The toy world a lesson runs on: its pipeline (shared, read-only), judge and generation shared with the class.
 
 Lessons always run on toy-shapes, whatever model the menu shows: only there does a judge know the
 truth of every image, so every lesson's number is a measurement.
@@ -12,11 +12,11 @@ from typing import Sequence
 import numpy as np
 import torch
 
+from ..batching import HooksFactory, batched_generate
 from ..edit.service import EditSpec, concept_prompt, edit_plan
 from ..generation import SHARED_PIPELINES
-from ..hooks import BlockHooks, ScopedHooks
 from ..registry import ModelWorld, Registry, load_registry
-from ..sampling import GenerationRequest, GenerationResult, generate
+from ..sampling import GenerationRequest, GenerationResult
 
 LESSON_MODEL = "toy-shapes"
 
@@ -36,12 +36,12 @@ class ToyBench:
         d = self.world.defaults
         return GenerationRequest(list(prompts), seed=seed, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width)
 
-    def draw(self, prompts: Sequence[str], seed: int, hooks: ScopedHooks | Sequence[ScopedHooks] = ()) -> GenerationResult:
-        """One batch at the world's defaults (image i gets the i-th slice of the seed's noise)."""
-        if isinstance(hooks, ScopedHooks):  # weight edits act on their own; only block hooks join the sampling loop
-            with hooks as active:
-                return generate(self.pipe, self.request(prompts, seed), active if isinstance(active, BlockHooks) else ())
-        return generate(self.pipe, self.request(prompts, seed), hooks)
+    def draw(self, prompts: Sequence[str], seed: int, hooks: HooksFactory | None = None) -> GenerationResult:
+        """One batch at the world's defaults (image i gets the i-th slice of the seed's noise). A class
+        running lessons at once shares UNet batches (`concepts.batching`): `hooks` builds this draw's
+        hooks, which act on its own rows; it is called again if the draw has to rerun alone, so it
+        resets what its sinks collected."""
+        return batched_generate(self.pipe, self.request(prompts, seed), hooks=hooks)
 
     def edit(self, spec: EditSpec):
         """(scores, plan) of an erase at the world's defaults, as the Erase tab makes it (CAD's scores

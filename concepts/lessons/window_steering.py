@@ -65,7 +65,11 @@ def steer_by_window(bench: ToyBench, prompts: Sequence[str], seed: int, strength
                 maps = feature_maps(saes[w].sae, capture.cond).float()
                 sums[w] = maps if sums[w] is None else sums[w] + maps
 
-    baseline = bench.draw(prompts, seed, BlockHooks(bench.pipe.unet, capture=[BLOCK], sink=sink))
+    def capture() -> list[BlockHooks]:
+        sums.update({w: None for w in windows})  # a rerun alone starts the sums again
+        return [BlockHooks(bench.pipe.unet, capture=[BLOCK], sink=sink)]
+
+    baseline = bench.draw(prompts, seed, capture)
     before = bench.read(baseline)
     tallies = {}
     for w, span in spans.items():
@@ -76,7 +80,7 @@ def steer_by_window(bench: ToyBench, prompts: Sequence[str], seed: int, strength
         tally.goals = goals
         if any(fn is not None for fn in fns):
             edit = BlockEdit(BLOCK, per_row_edit(fns), span, "cond")
-            steered = bench.draw(prompts, seed, BlockHooks(bench.pipe.unet, edits=[edit]))
+            steered = bench.draw(prompts, seed, lambda edit=edit: [BlockHooks(bench.pipe.unet, edits=[edit])])
             after, pixels = bench.read(steered), bench.pixels(steered)
             for i, goal in enumerate(goals):
                 if goal is None:
