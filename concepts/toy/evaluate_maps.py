@@ -10,8 +10,8 @@ paper does, and compared with that mask:
   dictionaries labelled against masks (`concepts.mask_dictionary`), a position is "object" where the
   features that fire on objects (each divided by its peak, summed) outweigh those that fire on
   backgrounds; older dictionaries: where the composition map's dominant concept is not a background.
-  the object features count where their share of a cell passes the dictionary's `region_cut`
-  (chosen on the dictionary's own images). `grid_ceiling_iou` is what the true mask drawn on the
+  With a `region_cut` (chosen on the dictionary's own images), the object features count where
+  their share of a cell passes it. `grid_ceiling_iou` is what the true mask drawn on the
   block's grid scores: each cell's covered share, upsampled the same way and cut at the one share
   best over the prompts (an 8 × 8 grid cannot draw a 14 px star);
 - **concept IoU**: each concept the scene has (red, large, striped, top left …: the object mask;
