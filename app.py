@@ -16,8 +16,8 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers 
 import gradio as gr  # noqa: E402
 
 from concepts.quiet import quiet_libraries  # noqa: E402
-from ui import cancellation, erase, evolution, generate, lessons, links, memory, models, steer, temp_files  # noqa: E402
 from concepts.torch_threads import one_thread_rule, use_threads  # noqa: E402
+from ui import cancellation, erase, evolution, generate, lessons, links, memory, models, steer, temp_files  # noqa: E402
 from ui.common import REGISTRY  # noqa: E402
 
 quiet_libraries()

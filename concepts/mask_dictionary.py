@@ -89,19 +89,36 @@ REGION_CUTS = tuple(round(0.30 + 0.05 * i, 2) for i in range(12))
 """Shares of the place region tried by `region_cut` (0.30 … 0.85; 0.5 is "outweighs the rest")."""
 
 
-def region_cut(maps: np.ndarray, masks: np.ndarray, side: np.ndarray, peaks: np.ndarray, region: int,
-               cuts: Sequence[float] = REGION_CUTS) -> dict[str, float]:
-    """The share of `region` in a cell's summed region maps above which the cell counts as `region`,
-    chosen for the best mean IoU with the masks over the images, and that IoU next to the one at 0.5.
+def region_weights(features: Sequence[Mapping[str, Any]], regions: Sequence[str], n_features: int,
+                   cut: Mapping[str, Any] | None = None) -> np.ndarray:
+    """[n_features, regions]: 1 / peak on each feature's region (`fires_on`), so that a region's many
+    weak features count as much as one strong one. With a `cut` (`{"region", "share": t}`, two
+    regions; `region_cut`), that region's weights are scaled by (1 − t) / t: the region whose summed
+    features fire most is then the one whose share is at least t, and sums stay linear (averaging
+    and upsampling them keep that meaning)."""
+    regions = list(regions)
+    weights = np.zeros((n_features, len(regions)), np.float32)
+    for f in features:
+        if f.get("fires_on") in regions and f.get("peak", 0) > 0 and f["id"] < n_features:
+            weights[f["id"], regions.index(f["fires_on"])] = 1.0 / f["peak"]
+    if cut and cut.get("region") in regions and len(regions) == 2:
+        weights[:, regions.index(cut["region"])] *= (1.0 - cut["share"]) / cut["share"]
+    return weights
+
+
+def region_cut(maps: np.ndarray, masks: np.ndarray, features: Sequence[Mapping[str, Any]], regions: Sequence[str],
+               region: str, cuts: Sequence[float] = REGION_CUTS) -> dict[str, float]:
+    """The share of `region` in a cell's summed region maps (`region_weights`) above which the cell
+    counts as `region`, chosen for the best mean IoU with the masks over the images, and that IoU
+    next to the one at 0.5.
 
     maps [images, cells, features]; masks [images, regions, cells] (covered shares, so the IoU is the
-    one expected at pixel level with a cell's pixels alike); side and peaks per feature."""
-    weights = np.zeros((maps.shape[2], masks.shape[1]), np.float32)
-    alive = peaks > 0
-    weights[np.flatnonzero(alive), side[alive]] = 1.0 / peaks[alive]
+    one expected at pixel level with a cell's pixels alike); features: the dictionary's entries."""
+    weights = region_weights(features, regions, maps.shape[2])
+    index = list(regions).index(region)
     sums = maps @ weights  # [images, cells, regions]
-    share = sums[..., region] / np.maximum(sums.sum(axis=-1), 1e-12)
-    cover = masks[:, region, :]
+    share = sums[..., index] / np.maximum(sums.sum(axis=-1), 1e-12)
+    cover = masks[:, index, :]
     shown = cover.sum(axis=1) > 0
 
     def mean_iou(cut: float) -> float:
@@ -172,8 +189,7 @@ def build_mask_dictionary(
         found_as_group = value_groups(maps.max(axis=1), labels, unlabelled, sides, readable, groups)
     cut = None
     if place_region in regions and len(regions) == 2:
-        peaks = np.array([float((f or {}).get("peak", 0.0)) for f in features])
-        cut = {"region": place_region, **region_cut(maps, masks, side, peaks, list(regions).index(place_region))}
+        cut = {"region": place_region, **region_cut(maps, masks, done, regions, place_region)}
     alive = sum(1 for f in done if f["label"] is not None)
     labelled = sum(1 for f in done if f["labelled"])
     return {

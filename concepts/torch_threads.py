@@ -6,9 +6,8 @@ machine, a toy generation (8 images) in a worker thread takes 1.44 s; beside ano
 that once ran a single op on both cores, even one that now sleeps, 2.35 s (1.63×), and setting that
 thread back to one thread does not undo it (2.37 s); beside a thread that ran its op on one thread,
 1.62 s (`python benchmarks/bench_threads.py --repeats 3`, `benchmarks/results/threads-toy-shapes-cpu.json`).
-Gradio runs every request in a pool of worker
-threads that live on, so in the app every handler that touched torch made every later generation
-slower. The served app therefore gives all cores to the one thread that runs the UNet for everyone
+Gradio runs every request in a pool of worker threads that live on, so in the app every handler
+that touched torch made every later generation slower. The served app therefore gives all cores to the one thread that runs the UNet for everyone
 (`concepts.batching`) and one thread to each handler thread (the judge, figures, CAD's gradients).
 """
 

@@ -113,7 +113,8 @@ def test_the_region_cut_is_chosen_where_the_object_map_fits_the_masks_best():
         maps[i, halo, 1] = 0.2  # weaker next to the object
     side, _ = feature_sides(maps, masks)
     peaks = maps.max(axis=(0, 1))
-    cut = region_cut(maps, masks, side, peaks, region=0)
+    features = [{"id": j, "fires_on": REGIONS[side[j]], "peak": float(peaks[j])} for j in range(maps.shape[2])]
+    cut = region_cut(maps, masks, features, REGIONS, "object")
     assert cut["share"] > 0.5 and cut["cell_iou"] == pytest.approx(1.0) and cut["cell_iou_at_half"] < 0.8
     dictionary = build_mask_dictionary(maps, masks, REGIONS, labels, region_of, DictionaryConfig(min_fires=3))
     assert dictionary["meta"]["region_cut"]["region"] == "object"

@@ -21,6 +21,7 @@ from ..errors import InvalidInputError
 from ..features import feature_maps
 from ..generation import prepare
 from ..hooks import BlockHooks, Capture
+from ..mask_dictionary import region_weights
 from ..pipeline import PipelineCache
 from ..progress import ProgressFn, step_reporter
 from ..registry import ModelWorld, Registry
@@ -114,23 +115,15 @@ def concept_tables(concepts: dict | None) -> tuple[list[str], dict[str, list[int
 
 
 def region_tables(concepts: dict | None, n_features: int) -> tuple[list[str], np.ndarray, dict[str, str]] | None:
-    """Regions, per-feature weights [n_features, regions] (1 / peak on the feature's region) and each
-    label's region, from a dictionary labelled against masks; None for one without `fires_on`.
-
-    With a `region_cut` (share t of two regions, `concepts.mask_dictionary.region_cut`), that region's
-    weights are scaled by (1 − t) / t, so "the region whose features fire most" is the region where its
-    share is at least t, and the maps stay linear (averaging and upsampling them keep that meaning)."""
+    """Regions, per-feature weights [n_features, regions] (`concepts.mask_dictionary.region_weights`:
+    1 / peak on the feature's region, with the dictionary's `region_cut` applied) and each label's
+    region, from a dictionary labelled against masks; None for one without `fires_on`."""
     features = (concepts or {}).get("features", [])
     if not features or any("fires_on" not in f for f in features):
         return None
-    regions = list((concepts or {}).get("meta", {}).get("regions") or sorted({f["fires_on"] for f in features}))
-    weights = np.zeros((n_features, len(regions)), np.float32)
-    for f in features:
-        if f["fires_on"] in regions and f.get("peak", 0) > 0 and f["id"] < n_features:
-            weights[f["id"], regions.index(f["fires_on"])] = 1.0 / f["peak"]
-    cut = (concepts or {}).get("meta", {}).get("region_cut")
-    if cut and cut.get("region") in regions and len(regions) == 2:
-        weights[:, regions.index(cut["region"])] *= (1.0 - cut["share"]) / cut["share"]
+    meta = (concepts or {}).get("meta", {})
+    regions = list(meta.get("regions") or sorted({f["fires_on"] for f in features}))
+    weights = region_weights(features, regions, n_features, meta.get("region_cut"))
     label_regions = {f["label"]: f["fires_on"] for f in features if f.get("labelled")}
     return regions, weights, label_regions
 

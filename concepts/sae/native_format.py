@@ -115,7 +115,8 @@ def _searchable_problem(dictionary: Any) -> str | None:
     groups = dictionary.get("groups", {})
     if not isinstance(groups, dict) or not all(isinstance(g, dict) and _ids(g.get("features")) for g in groups.values()):
         return "'groups' must map names to objects with a 'features' list of feature ids"
-    cut = (dictionary.get("meta") or {}).get("region_cut") if isinstance(dictionary.get("meta"), dict) else None
+    meta = dictionary.get("meta")
+    cut = meta.get("region_cut") if isinstance(meta, dict) else None
     if cut is not None and not (isinstance(cut, dict) and isinstance(cut.get("region"), str)
                                 and isinstance(cut.get("share"), (int, float)) and 0 < cut["share"] < 1):
         return "'meta.region_cut' must be an object with a 'region' name and a 'share' between 0 and 1"
