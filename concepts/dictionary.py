@@ -142,17 +142,19 @@ def build_dictionary(
 
 def named_entries(dictionary: Mapping[str, Any] | None) -> list[tuple[str, list[int], str]]:
     """Every name search can find, with its feature ids and kind: "label" (features labelled with it),
-    "group" (features that stand for it only together, `concepts.feature_groups`) or "place" (the
-    object features, steered in that cell, `concepts.mask_dictionary`)."""
+    "group" (features that stand for it only together, `concepts.feature_groups`), "read-out" (features
+    weighed for it against others, `concepts.feature_readouts`; the ids are those for it) or "place"
+    (the object features, steered in that cell, `concepts.mask_dictionary`)."""
     dictionary = dictionary or {}
     return ([(name, list(ids), "label") for name, ids in sorted(dictionary.get("concepts", {}).items())]
             + [(name, list(group["features"]), "group") for name, group in sorted(dictionary.get("groups", {}).items())]
+            + [(name, list(readout["features"]), "read-out") for name, readout in sorted(dictionary.get("readouts", {}).items())]
             + [(name, list(ids), "place") for name, ids in dictionary.get("places", {}).items()])
 
 
-def concept_features(dictionary: Mapping[str, Any], label: str, kinds: tuple[str, ...] = ("label", "group", "place")) -> list[int]:
-    """Feature ids of a concept label (best first), a group or a place (of the `kinds` asked for);
-    unknown labels raise with the known ones."""
+def concept_features(dictionary: Mapping[str, Any], label: str, kinds: tuple[str, ...] = ("label", "group", "read-out", "place")) -> list[int]:
+    """Feature ids of a concept label (best first), a group, a read-out (its features that count for
+    the value) or a place (of the `kinds` asked for); unknown labels raise with the known ones."""
     entries = [entry for entry in named_entries(dictionary) if entry[2] in kinds]
     for name, ids, _ in entries:
         if name.lower() == _key(label):

@@ -24,6 +24,8 @@ images, as the paper uses), labelling can first ask where a feature fires:
 4. **Groups.** A value no single feature reaches precision for may still be carried by a few
    features together: `concepts.feature_groups` picks them the way SAeUron does and keeps a group
    only when it holds up on held-out images. Groups are listed under `groups` and found by search.
+   A value with neither may still be read from the codes by weighing features for it against
+   features for its rivals (`concepts.feature_readouts`): listed under `readouts`, found by search.
 5. **Region cut.** The "object here" map sums each side's features (each divided by its peak) per
    cell. Many weak object features fire a little around the object, so "the object side outweighs
    the background side" (a share of 0.5) paints the object too large. `region_cut` picks, on the
@@ -46,6 +48,7 @@ import numpy as np
 from .dictionary import FORMAT, DictionaryConfig, build_dictionary
 from .errors import InvalidInputError
 from .feature_groups import GroupConfig, value_groups
+from .feature_readouts import ReadoutConfig, value_readouts
 
 METHOD = "where features fire against region masks"
 
@@ -143,11 +146,13 @@ def build_mask_dictionary(
     places: Sequence[str] = (),
     place_region: str = "object",
     groups: GroupConfig | None = GroupConfig(),
+    readouts: ReadoutConfig | None = ReadoutConfig(),
 ) -> dict[str, Any]:
     """The dictionary of feature `maps` [images, cells, features] against region `masks`
     [images, len(regions), cells]; `region_of(attribute)` names the region an attribute's value covers.
     `places` are values that say where the `place_region`'s content is (found as that region's features);
-    values neither labelled nor places get a group when one holds up (`groups=None`: none are looked for)."""
+    values neither labelled nor places get a group when one holds up (`groups=None`: none are looked for),
+    and those still without one a read-out (`concepts.feature_readouts`; `readouts=None`: none)."""
     maps = np.asarray(maps, dtype=np.float32)
     masks = np.asarray(masks, dtype=np.float32)
     if maps.ndim != 3 or maps.shape[0] != len(labels):
@@ -187,6 +192,11 @@ def build_mask_dictionary(
                              if v not in places and readable(a, v) not in scored})
         sides = {a: side == regions.index(region_of(a)) for a, _ in unlabelled}
         found_as_group = value_groups(maps.max(axis=1), labels, unlabelled, sides, readable, groups)
+    found_as_readout: dict[str, dict[str, Any]] = {}
+    if readouts is not None:
+        missing = sorted({(a, v) for row in labels for a, v in row.items()
+                          if v not in places and readable(a, v) not in scored and readable(a, v) not in found_as_group})
+        found_as_readout = value_readouts(maps.max(axis=1), labels, missing, readable, readouts)
     cut = None
     if place_region in regions and len(regions) == 2:
         cut = {"region": place_region, **region_cut(maps, masks, done, regions, place_region)}
@@ -196,7 +206,7 @@ def build_mask_dictionary(
         "format": FORMAT,
         "config": asdict(cfg),
         "meta": {"method": METHOD, "regions": list(regions), "groups": asdict(groups) if groups else None,
-                 "region_cut": cut, **(meta or {})},
+                 "readouts": asdict(readouts) if readouts else None, "region_cut": cut, **(meta or {})},
         "summary": {
             "images": len(labels),
             "features": n_features,
@@ -206,11 +216,13 @@ def build_mask_dictionary(
             "labelled_share_of_all": round(labelled / n_features, 4),
             "concepts_covered": len(scored),
             "groups": len(found_as_group),
+            "readouts": len(found_as_readout),
             "fires_on": {region: int((side == r).sum()) for r, region in enumerate(regions)},
         },
         "concepts": {label: [j for _, j in sorted(ids, reverse=True)] for label, ids in sorted(scored.items())},
         "places": {place: ids for place in places if (ids := place_features(done, place_region))},
         "groups": found_as_group,
+        "readouts": found_as_readout,
         "features": done,
         "closest": closest,
     }

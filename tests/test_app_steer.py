@@ -14,6 +14,7 @@ import ui.common
 import ui.features
 import ui.concept_search
 import ui.steer
+from concepts.dictionary import named_entries
 from concepts.generation import SHARED_PIPELINES
 from concepts.hooks import transformer_blocks
 
@@ -56,36 +57,46 @@ def test_concept_picker_and_search_read_the_dictionary():
 
 
 def test_a_value_no_feature_stands_for_is_explained_not_just_missing():
-    """'red' has no feature of its own at the mid block's middle window; the search says how near the
-    nearest comes and which window of the block labels it."""
+    """'yellow' has no feature, group or read-out at the mid block's middle window; the search says how
+    near the nearest feature comes and which window of the block finds it."""
     middle, _ = ui.common.sae_dictionary(MODEL, MID, "middle", 25)
     final, _ = ui.common.sae_dictionary(MODEL, MID, "final", 25)
-    assert "red" not in middle.concepts["concepts"] and "red" in final.concepts["concepts"]
-    nearest = middle.concepts["closest"]["red"]
+    assert "yellow" not in {name for name, _, _ in named_entries(middle.concepts)} and "yellow" in final.concepts["readouts"]
+    nearest = middle.concepts["closest"]["yellow"]
     shown = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gr, "Warning", shown.append)
-        ui.steer.find_concepts(MODEL, MID, "middle", 25, "Red")
+        ui.steer.find_concepts(MODEL, MID, "middle", 25, "Yellow")
     message = shown[0]
     assert f"feature {nearest['feature']}" in message and f"{nearest['precision']:.0%}" in message
-    assert "found in the final window" in message
+    assert "weighed against others" in message and "found in the final window" in message
 
 
 def test_a_value_found_only_as_a_group_is_searched_picked_and_explained():
     """No feature of the mid block stands for "triangle" alone; in the early window a few do together.
-    The search marks the hit as a group, the picker offers it, and the middle window, which has
-    neither, points to the early one."""
+    The search marks the hit as a group and the picker offers it."""
     early, _ = ui.common.sae_dictionary(MODEL, MID, "early", 25)
     assert "triangle" not in early.concepts["concepts"] and early.concepts["groups"]["triangle"]["held_out_precision"] >= 0.8
     found = ui.steer.find_concepts(MODEL, MID, "early", 25, "triangle")
     assert [row[0] for row in found] == ["triangle"] and "a group" in found[0][2]
     assert found[0][1] == ", ".join(map(str, early.concepts["groups"]["triangle"]["features"]))
     assert "triangle" in ui.concept_search.concept_choices(MODEL, MID, "early", 25)["choices"]
-    shown = []
-    with pytest.MonkeyPatch.context() as patch:
-        patch.setattr(gr, "Warning", shown.append)
-        ui.steer.find_concepts(MODEL, MID, "middle", 25, "triangle")
-    assert "alone or in a group" in shown[0] and "found in the early window" in shown[0]
+
+
+def test_a_value_found_as_a_read_out_is_searched_picked_and_steered():
+    """No feature or group of the mid block stands for "circle"; weighed against the other shapes'
+    features, its codes read it on held-out images. The search marks it as a read-out, the picker
+    offers it, and steering it adds its features that count for circle."""
+    middle, _ = ui.common.sae_dictionary(MODEL, MID, "middle", 25)
+    readout = middle.concepts["readouts"]["circle"]
+    assert "circle" not in middle.concepts["concepts"] and "circle" not in middle.concepts["groups"]
+    assert readout["held_out_precision"] >= 0.8 and readout["against"]
+    found = ui.steer.find_concepts(MODEL, MID, "middle", 25, "circle")
+    assert [row[0] for row in found] == ["circle"] and "a read-out" in found[0][2]
+    assert found[0][1] == ", ".join(map(str, readout["features"]))
+    assert "circle" in ui.concept_search.concept_choices(MODEL, MID, "middle", 25)["choices"]
+    baseline, steered, _, info = ui.steer.steer_image(MODEL, PROMPT, 3, 10, 4.0, MID, "middle", "circle", "", "global", None, 20.0, "cond")
+    assert not np.array_equal(np.asarray(baseline), np.asarray(steered)), "steering the read-out's features changes the image"
 
 
 def test_steering_a_painted_region_changes_the_image_there():
@@ -203,14 +214,15 @@ def test_a_searched_place_moves_the_object_there():
 
 
 def test_a_search_the_block_cannot_answer_points_to_the_blocks_that_can():
-    """The mid block hardly carries colour (docs/evolution.md): searching "purple" there names the
-    block and windows whose dictionaries do find it; "circle", found nowhere, names none."""
-    windows = [w for w in ("early", "middle", "final") if "purple" in ui.common.sae_dictionary(MODEL, DOWN, w, 25)[0].concepts["concepts"]]
-    assert windows, "the down block labels purple in some window"
+    """The mid block hardly carries colour (docs/evolution.md): no window of it finds "orange", and the
+    search there names the block and windows whose dictionaries do; "hexagon", found nowhere, names none."""
+    windows = [w for w in ("early", "middle", "final")
+               if "orange" in {name for name, _, _ in named_entries(ui.common.sae_dictionary(MODEL, DOWN, w, 25)[0].concepts)}]
+    assert windows, "the down block finds orange in some window"
     shown = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gr, "Warning", shown.append)
-        ui.steer.find_concepts(MODEL, MID, "middle", 25, "purple")
-        ui.steer.find_concepts(MODEL, MID, "middle", 25, "circle")
+        ui.steer.find_concepts(MODEL, MID, "middle", 25, "orange")
+        ui.steer.find_concepts(MODEL, MID, "middle", 25, "hexagon")
     assert f"found at {DOWN} ({', '.join(windows)})" in shown[0]
     assert "found at" not in shown[1] and "found in the" not in shown[1]

@@ -128,6 +128,8 @@ def test_unbox_refuses_pickled_objects_and_bad_shapes(tmp_path):
     ({"concepts": {"red": "3"}}, "'concepts'"),
     ({"places": {"top left": [-1]}}, "'places'"),
     ({"meta": {"region_cut": {"region": "object", "share": 1.5}}}, "region_cut"),
+    ({"readouts": {"circle": {"features": [4, 5], "weights": [1.0]}}}, "'readouts'"),
+    ({"readouts": {"circle": {"features": [4], "weights": [1.0], "against": [6], "against_weights": [float("nan")]}}}, "'readouts'"),
     ([1, 2], "not a JSON object"),
 ])
 def test_a_damaged_dictionary_is_named_not_searched(tmp_path, damage, named):
@@ -137,6 +139,7 @@ def test_a_damaged_dictionary_is_named_not_searched(tmp_path, damage, named):
     (tmp_path / "concepts.json").write_text(json.dumps(damage))
     with pytest.raises(CheckpointError, match=named):
         load_concepts(tmp_path)
-    good = {"concepts": {"red": [3]}, "places": {"top left": [0, 1]}, "groups": {"triangle": {"features": [4, 5], "threshold": 1.0}}}
+    good = {"concepts": {"red": [3]}, "places": {"top left": [0, 1]}, "groups": {"triangle": {"features": [4, 5], "threshold": 1.0}},
+            "readouts": {"circle": {"features": [7], "weights": [0.5], "against": [8], "against_weights": [-0.25], "threshold": 0.1}}}
     (tmp_path / "concepts.json").write_text(json.dumps(good))
     assert load_concepts(tmp_path) == good

@@ -1,4 +1,4 @@
-"""The Steer tab's concept search and concept picker: the labels, groups and places that match, or why none does.
+"""The Steer tab's concept search and concept picker: the labels, groups, read-outs and places that match, or why none does.
 
 A student who searches a value no feature stands for ("orange" at the mid block) is told how near the
 closest feature comes and which other windows of the block label it, not only that nothing matched.
@@ -19,6 +19,7 @@ from .common import DEVICE, REGISTRY, as_int, sae_dictionary, user_errors
 WHAT_IT_IS = {
     "label": "features that fire for it",
     "group": "a group: features that fire for it only together",
+    "read-out": "a read-out: these features weighed against others (steered: these alone)",
     "place": "a place: the object's features, steered in that cell",
 }
 
@@ -54,7 +55,7 @@ def blocks_finding(model: str, block: str, query: str) -> dict[str, list[str]]:
 
 @user_errors
 def find_concepts(model: str, block: str, window: str, steps: float, query: str):
-    """Rows [name, feature ids, what it is] of the labels, groups and places containing `query`. When
+    """Rows [name, feature ids, what it is] of the labels, groups, read-outs and places containing `query`. When
     none does, a note saying why (and which other windows and blocks find it) and every name this
     SAE has (what a student can search for instead); an error only when the SAE has none at all."""
     loaded, _ = sae_dictionary(model, block, str(window), as_int(steps, "steps"))
@@ -72,7 +73,7 @@ def find_concepts(model: str, block: str, window: str, steps: float, query: str)
 @user_errors
 def concept_choices(model: str, block: str, window: str, steps: float, current: str | None = None):
     """The concept labels of the SAE the chosen block and window use (the concept picker), then its
-    groups and places; the chosen concept stays when this SAE has it too (a share link sets both at once)."""
+    groups, read-outs and places; the chosen concept stays when this SAE has it too (a share link sets both at once)."""
     if not block:
         return gr.update(choices=[], value=None)
     loaded, _ = sae_dictionary(model, block, str(window), as_int(steps, "steps"))

@@ -16,6 +16,10 @@ STEER_MORE = """
 - **A group** ("triangle" at the mid block) is a value no single feature stands for, but a few
   features do together: at least 80 % precise on images they were not chosen on. A search hit says
   so. Steering a shape's group everywhere rarely redraws the shape (docs/steer.md).
+- **A read-out** ("circle" at the mid block) is a value no feature or group stands for, read by
+  weighing some features for it against others (for circle: round-shape features minus spiky ones),
+  also at least 80 % precise on images it was not fitted on. Its ids are the features for the value;
+  steering adds those alone. Orange is the one toy value the mid block does not carry (docs/evolution.md).
 - **A place** ("top left") is where the object is, not a feature: the UNet draws an object the same
   way wherever it is. Search finds a place as the block's object features; steering it puts them in
   that cell, which moves the object there in the early window.

@@ -9,6 +9,7 @@ every shape against cfg.json, so a wrong or damaged file is named instead of cra
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Any
@@ -86,7 +87,7 @@ def load_native(folder: str | Path, device: torch.device | str | None = None, dt
 
 def load_concepts(folder: str | Path) -> dict[str, Any] | None:
     """The concept dictionary beside an SAE, or None when there is none; the names search finds
-    (`concepts`, `places`, `groups`) are checked, so a damaged file is named, not a crash later."""
+    (`concepts`, `places`, `groups`, `readouts`) are checked, so a damaged file is named, not a crash later."""
     path = Path(folder) / CONCEPTS_FILE
     if not path.is_file():
         return None
@@ -104,6 +105,12 @@ def _ids(value: Any) -> bool:
     return isinstance(value, list) and all(isinstance(i, int) and not isinstance(i, bool) and i >= 0 for i in value)
 
 
+def _weights(value: Any, ids: list[int]) -> bool:
+    """A list of finite numbers, one per feature id."""
+    return (isinstance(value, list) and len(value) == len(ids)
+            and all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in value))
+
+
 def _searchable_problem(dictionary: Any) -> str | None:
     """What is wrong with a dictionary's searchable names, or None."""
     if not isinstance(dictionary, dict):
@@ -115,6 +122,11 @@ def _searchable_problem(dictionary: Any) -> str | None:
     groups = dictionary.get("groups", {})
     if not isinstance(groups, dict) or not all(isinstance(g, dict) and _ids(g.get("features")) for g in groups.values()):
         return "'groups' must map names to objects with a 'features' list of feature ids"
+    readouts = dictionary.get("readouts", {})
+    if not isinstance(readouts, dict) or not all(isinstance(r, dict) and _ids(r.get("features")) and _ids(r.get("against", []))
+                                                 and _weights(r.get("weights"), r["features"]) and _weights(r.get("against_weights", []), r.get("against", []))
+                                                 for r in readouts.values()):
+        return "'readouts' must map names to objects with 'features' and 'against' lists of feature ids and their 'weights' and 'against_weights'"
     meta = dictionary.get("meta")
     cut = meta.get("region_cut") if isinstance(meta, dict) else None
     if cut is not None and not (isinstance(cut, dict) and isinstance(cut.get("region"), str)

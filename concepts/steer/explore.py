@@ -97,7 +97,7 @@ def top_features(maps: np.ndarray, concepts: dict | None, count: int, share: flo
 
 
 def search_concepts(concepts: dict | None, query: str) -> list[tuple[str, list[int], str]]:
-    """(name, feature ids, kind) of every label, group and place containing `query`
+    """(name, feature ids, kind) of every label, group, read-out and place containing `query`
     (case-insensitive; `concepts.dictionary.named_entries` says what the kinds are); "" lists all."""
     if not concepts:
         raise InvalidInputError("concept", "this SAE has no concept dictionary to search")
@@ -116,7 +116,7 @@ def not_found_reason(concepts: dict | None, query: str, labelled_elsewhere: list
     if near is None:
         text = f"no label contains {query!r}"
     else:
-        text = (f"no feature of this SAE stands for {near['label']!r}, alone or in a group: a label needs {bar:.0%} of the images a feature fires on "
+        text = (f"no feature of this SAE stands for {near['label']!r}, alone, in a group or weighed against others: a label needs {bar:.0%} of the images a feature fires on "
                 f"to show it, and the nearest, feature {near['feature']}, fires on {near['precision']:.0%} such images")
     if labelled_elsewhere:
         text += f"; found in the {', '.join(labelled_elsewhere)} window{'s' if len(labelled_elsewhere) > 1 else ''} of this block"

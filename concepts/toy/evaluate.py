@@ -179,6 +179,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--spatial-strengths", type=float, nargs="+", default=list(SteerEvalConfig.spatial_strengths), help="steer: β values of the spatial edit")
     parser.add_argument("--global-strengths", type=float, nargs="+", default=list(SteerEvalConfig.global_strengths), help="steer: β values of the global edit")
     parser.add_argument("--position-open", action="store_true", help="steer: also on the same prompts with the position left out (the paper's setting)")
+    parser.add_argument("--with-readouts", action="store_true", help="steer: the global rows also steer to values found as read-outs")
     parser.add_argument("--windows", nargs="+", default=list(SteerEvalConfig.windows), choices=["early", "middle", "final"], help="steer: windows to measure")
     parser.add_argument("--held-out-prompts", type=int, default=ModelEvalConfig.held_out_prompts)
     parser.add_argument("--seed", type=int, default=None, help=f"default: {ModelEvalConfig.seed} for model, {SteerEvalConfig.seed} for steer")
@@ -220,7 +221,8 @@ def main(argv: list[str] | None = None) -> int:
             cfg = SteerEvalConfig(prompts=args.prompts or SteerEvalConfig.prompts, block=args.block, windows=tuple(args.windows),
                                   spatial_strengths=tuple(args.spatial_strengths), global_strengths=tuple(args.global_strengths),
                                   seed=SteerEvalConfig.seed if args.seed is None else args.seed,
-                                  prompt_kinds=("named", "open") if args.position_open else ("named",))
+                                  prompt_kinds=("named", "open") if args.position_open else ("named",),
+                                  target_kinds=("label", "group", "read-out") if args.with_readouts else ("label", "group"))
             report = evaluate_steering(cfg)
         else:
             report = evaluate_model(ModelEvalConfig(prompts=args.prompts or ModelEvalConfig.prompts, held_out_prompts=args.held_out_prompts, seed=ModelEvalConfig.seed if args.seed is None else args.seed, guidance=args.guidance), with_saes=not args.no_saes)

@@ -20,8 +20,10 @@ paper does, and compared with that mask:
   block on the first step, against Grounded-SAM masks of real images);
 - **searchable**: which of the toy's 29 attribute values concept search finds at each block (a
   label of some window's dictionary, a group of features that stand for it only together,
-  `concepts.feature_groups`, or a place: the nine positions are found as the object features,
-  `concepts.mask_dictionary`); `found_only_as_groups` names the values no window labels; for
+  `concepts.feature_groups`, a read-out that weighs features for it against others,
+  `concepts.feature_readouts`, or a place: the nine positions are found as the object features,
+  `concepts.mask_dictionary`); `found_only_as_groups` names the values no window labels and
+  `found_only_as_readouts` those no window labels or groups; for
   each missing value, the precision of the feature that comes nearest in any window (a label needs
   0.8: the share of the images it fires on, on its region, that show the value).
 The first step of the early window is reported on its own, the paper's setting.
@@ -138,7 +140,7 @@ def evaluate_maps(cfg: MapsEvalConfig = MapsEvalConfig(), model: str = TOY_MODEL
     for block, labels in searchable.items():
         closest: dict[str, float] = {}
         dictionaries = [SAES.get(world, block, stage, "cond", pipe.unet).concepts or {} for stage in STAGES]
-        for dictionary in dictionaries:  # what concept search finds: labels, groups, places (positions)
+        for dictionary in dictionaries:  # what concept search finds: labels, groups, read-outs, places (positions)
             labels = labels | {name for name, _, _ in named_entries(dictionary)}
         for dictionary in dictionaries:
             near = dictionary.get("closest", {})
@@ -152,6 +154,8 @@ def evaluate_maps(cfg: MapsEvalConfig = MapsEvalConfig(), model: str = TOY_MODEL
             "missing": sorted(every - labels),
             "found_only_as_groups": sorted({name for d in dictionaries for name in d.get("groups", {})}
                                            - {name for d in dictionaries for name in d.get("concepts", {})}),
+            "found_only_as_readouts": sorted({name for d in dictionaries for name in d.get("readouts", {})}
+                                             - {name for d in dictionaries for name in (*d.get("concepts", {}), *d.get("groups", {}))}),
             "windows": {w: {"object_background_iou": mean(t["object"]), "concept_miou": mean(t["concepts"]),
                             "by_attribute": {a: mean(t[a]) for a in ATTRIBUTES}}
                         for (b, w), t in tallies.items() if b == block},

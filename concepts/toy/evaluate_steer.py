@@ -62,6 +62,9 @@ class SteerEvalConfig:
     windows: tuple[str, ...] = field(default=STAGES)
     prompt_kinds: tuple[str, ...] = ("named",)
     """"named": fully specified prompts; "open": the same with the position left out."""
+    target_kinds: tuple[str, ...] = ("label", "group")
+    """What the global rows may steer to (`concepts.dictionary.named_entries` kinds); add "read-out"
+    to steer read-outs' features for the value too."""
 
 
 CLEAN_BOX = 16
@@ -199,7 +202,7 @@ def evaluate_steering(cfg: SteerEvalConfig = SteerEvalConfig(), model: str = TOY
                 move("place", ((loaded.concepts or {}).get("places") or {}).get(target))
                 # Global: add another colour's / texture's / shape's features everywhere.
                 for attribute in ("colour", "texture", "shape"):
-                    goal = _searchable_other(loaded.concepts, attribute, getattr(scene, attribute), i)
+                    goal = _searchable_other(loaded.concepts, attribute, getattr(scene, attribute), i, cfg.target_kinds)
                     if goal is None:
                         tally.skip(attribute, w)
                         continue
@@ -240,9 +243,10 @@ def _steered(pipe, request: GenerationRequest, plan: SteeringPlan, sae, judged) 
         return judged(generate(pipe, request, hooks))
 
 
-def _searchable_other(concepts: dict | None, attribute: str, current: str, turn: int) -> tuple[str, list[int]] | None:
-    """Another value of `attribute` that concept search finds, as a label or a group (rotating by prompt)."""
-    found = {name: ids for name, ids, kind in named_entries(concepts) if kind != "place"}
+def _searchable_other(concepts: dict | None, attribute: str, current: str, turn: int,
+                      kinds: tuple[str, ...] = ("label", "group")) -> tuple[str, list[int]] | None:
+    """Another value of `attribute` that concept search finds as one of `kinds` (rotating by prompt)."""
+    found = {name: ids for name, ids, kind in named_entries(concepts) if kind in kinds}
     options = [(value, found[label]) for value in ATTRIBUTES[attribute]
                if value != current and found.get(label := readable_label(attribute, value))]
     return options[turn % len(options)] if options else None

@@ -8,7 +8,8 @@ It generates the dictionary images once (the same prompts and seeds as `python -
 rule: a feature "fires" above `--fire` of its peak, and the labels are the prompt's values or, with
 `--judge-labels`, what the judge reads in each image (the model does not always draw what it was
 asked). `--group-seeds` also counts the values found as groups of features
-(`concepts.feature_groups`), once per split of the images into the folds that check them. `--saes
+(`concepts.feature_groups`), then with read-outs too (`concepts.feature_readouts`, once per `--readout-l1`), once per split
+of the images into the folds that check them. `--saes
 DIR` reads SAEs trained with another recipe (`python -m concepts.toy.saes --out DIR --run RUN
 --epochs 8`, say) instead of the shipped ones. Prints one JSON object (docs/evolution.md).
 """
@@ -23,6 +24,7 @@ import numpy as np
 
 from ..dictionary import DictionaryConfig
 from ..feature_groups import GroupConfig
+from ..feature_readouts import ReadoutConfig
 from ..mask_dictionary import build_mask_dictionary
 from ..pipeline import load_pipeline_from_folder, pick_device
 from ..quiet import quiet_libraries
@@ -42,15 +44,16 @@ VALUES = frozenset(readable_label(a, v) for a, vs in ATTRIBUTES.items() if a != 
 
 
 def searchable(maps: dict, scenes: list, labels: list[dict[str, str]], fire: float,
-               groups: GroupConfig | None = None) -> dict[str, list[str]]:
+               groups: GroupConfig | None = None, readouts: ReadoutConfig | None = None) -> dict[str, list[str]]:
     """Per block: the values (not positions) some window's dictionary labels under `fire` (or, with
-    `groups`, finds as a group)."""
+    `groups` and `readouts`, finds as a group or a read-out)."""
     found: dict[str, set[str]] = {}
     for (block, _, _), block_maps in maps.items():
         n, h, w, f = block_maps.shape
         d = build_mask_dictionary(block_maps.reshape(n, h * w, f).astype(np.float32), region_masks(scenes, h, w), REGIONS, labels,
-                                  region_of, DictionaryConfig(fire_fraction=fire), readable=readable_label, groups=groups)
-        found.setdefault(block, set()).update(d["concepts"], d["groups"])
+                                  region_of, DictionaryConfig(fire_fraction=fire), readable=readable_label, groups=groups,
+                                  readouts=readouts)
+        found.setdefault(block, set()).update(d["concepts"], d["groups"], d["readouts"])
     return {block: sorted(VALUES & labels_found) for block, labels_found in found.items()}
 
 
@@ -60,6 +63,7 @@ def main() -> None:
     parser.add_argument("--fire", type=float, nargs="+", default=[0.1, 0.3, 0.5], help="fire fractions to try")
     parser.add_argument("--judge-labels", action="store_true", help="also label by the judge's reading of each image")
     parser.add_argument("--group-seeds", type=int, nargs="*", default=[], help="also count groups, with these fold splits (fire 0.1, prompt labels)")
+    parser.add_argument("--readout-l1", type=float, nargs="+", default=[ReadoutConfig().l1], help="read-outs' L1 penalties to try (with --group-seeds)")
     args = parser.parse_args()
     quiet_libraries()
     pipe = load_pipeline_from_folder(TOY_DIR, pick_device("cpu"))
@@ -81,9 +85,11 @@ def main() -> None:
             report["rows"].append({"labels": source, "fire_fraction": fire, "searchable": {b: len(v) for b, v in found.items()},
                                    "missing": {b: sorted(VALUES - set(v)) for b, v in found.items()}})
     for seed in args.group_seeds:
-        found = searchable(table.maps, scenes, label_sets["prompt"], DictionaryConfig().fire_fraction, GroupConfig(seed=seed))
-        report["rows"].append({"labels": "prompt", "fire_fraction": DictionaryConfig().fire_fraction, "with_groups": True, "group_seed": seed,
-                               "searchable": {b: len(v) for b, v in found.items()}, "missing": {b: sorted(VALUES - set(v)) for b, v in found.items()}})
+        for readouts in (None, *(ReadoutConfig(seed=seed, l1=l1) for l1 in args.readout_l1)):
+            found = searchable(table.maps, scenes, label_sets["prompt"], DictionaryConfig().fire_fraction, GroupConfig(seed=seed), readouts)
+            report["rows"].append({"labels": "prompt", "fire_fraction": DictionaryConfig().fire_fraction, "with_groups": True,
+                                   "readout_l1": readouts.l1 if readouts else None, "group_seed": seed, "searchable": {b: len(v) for b, v in found.items()},
+                                   "missing": {b: sorted(VALUES - set(v)) for b, v in found.items()}})
     print(json.dumps(report))
 
 
