@@ -8,7 +8,9 @@ is trained on half of the dictionary images and scored on the other half, both w
 several random splits. It reads the same 480 images `python -m concepts.toy.saes --only label`
 labels with, once through the raw Δ (the block's channels) and once through each window's SAE
 codes. Prints one JSON object: held-out accuracy, mean and spread over the splits, per attribute,
-block and window, beside chance (docs/evolution.md has the table).
+block and window, beside chance (docs/evolution.md has the table). `--values orange red` also reads
+each named value against the rest as a read-out is kept (`concepts.feature_readouts`): the held-out
+precision, mean and lowest over the folds.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
+from ..feature_readouts import ReadoutConfig, fit_readout
 from ..pipeline import load_pipeline_from_folder, pick_device
 from ..quiet import quiet_libraries
 from ..sae import load_native
@@ -84,9 +87,26 @@ def held_out_accuracy(x: np.ndarray, y: np.ndarray, seeds: list[int]) -> dict[st
     return {"mean": round(float(np.mean(scores)), 3), "sd": round(float(np.std(scores)), 3)}
 
 
+def held_out_value_precision(x: np.ndarray, positive: np.ndarray, seeds: list[int]) -> dict[str, float]:
+    """One value against the rest, the way `concepts.feature_readouts` keeps a read-out: an L1 logistic
+    read-out fitted on half the images fires above the median of its positives there; its precision
+    on the other half, both ways round per split: the mean and the lowest over all folds."""
+    precisions = []
+    for seed in seeds:
+        half = np.zeros(len(positive), bool)
+        half[np.random.default_rng(seed).permutation(len(positive))[: len(positive) // 2]] = True
+        for chosen in (half, ~half):
+            weights, _ = fit_readout(x[chosen], positive[chosen], ReadoutConfig().l1)
+            total = x @ weights
+            fires = total[~chosen] >= np.median(total[chosen & positive])
+            precisions.append(float((fires & positive[~chosen]).sum() / max(fires.sum(), 1)))
+    return {"mean": round(float(np.mean(precisions)), 3), "lowest": round(float(np.min(precisions)), 3)}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="random splits of the images")
+    parser.add_argument("--values", nargs="*", default=[], help="also read these colours one against the rest (held-out precision, as read-outs are kept)")
     args = parser.parse_args()
     quiet_libraries()
     torch.manual_seed(0)
@@ -108,6 +128,9 @@ def main() -> None:
         source = "delta" if len(key) == 4 else "sae codes"
         x = pooled(maps)
         row = {a: held_out_accuracy(x, np.array([s[a] for s in scenes]), args.seeds) for a in PROBED}
+        for value in args.values:
+            attribute = next(a for a in PROBED if value in ATTRIBUTES[a])
+            row[f"{value} precision"] = held_out_value_precision(x, np.array([s[attribute] == value for s in scenes]), args.seeds)
         report["blocks"].setdefault(block, {}).setdefault(window, {})[source] = row
     print(json.dumps(report))
 
