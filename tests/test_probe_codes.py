@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from concepts.toy.probe_codes import RawDelta, held_out_accuracy, pooled
+from concepts.toy.probe_codes import RawDelta, held_out_accuracy, held_out_value_precision, pooled
 
 
 def maps_and_labels(n: int = 240, carried: bool = True, seed: int = 0):
@@ -25,6 +25,15 @@ def test_a_carried_attribute_is_read_and_an_absent_one_is_not():
     noise, colours = maps_and_labels(carried=False)
     chance = held_out_accuracy(pooled(noise), colours, [0, 1])
     assert chance["mean"] < 0.5 and chance["sd"] >= 0.0
+
+
+def test_one_value_against_the_rest_is_precise_only_when_carried():
+    """The per-value reading (`--values`): blue is read precisely when a channel carries it, and at
+    about its base rate (a third) when nothing does."""
+    maps, colours = maps_and_labels()
+    assert held_out_value_precision(pooled(maps), colours == "blue", [0, 1])["lowest"] > 0.9
+    noise, colours = maps_and_labels(carried=False)
+    assert held_out_value_precision(pooled(noise), colours == "blue", [0, 1])["mean"] < 0.6
 
 
 def test_the_raw_delta_reader_passes_the_block_through():
