@@ -48,3 +48,20 @@ def test_an_evolution_writes_its_downloads_under_the_root():
     assert files and all(temp_files.ROOT / "class-1" in Path(f).parents for f in files)
     temp_files.release(SimpleNamespace(session_hash="class-1"))
     assert not any(Path(f).exists() for f in files)
+
+
+def test_a_folder_is_made_even_when_another_requests_sweep_removes_the_session_folder(monkeypatch):
+    """Two requests of one class: the other's sweep removes this session's empty folder between its
+    mkdir and mkdtemp (seen once in a class of 30). The folder is made again, not a traceback."""
+    real_mkdtemp = temp_files.tempfile.mkdtemp
+    raced = []
+
+    def mkdtemp_after_a_sweep(prefix, dir):
+        if not raced:
+            raced.append(dir)
+            Path(dir).rmdir()  # what sweep() does to an empty session folder
+        return real_mkdtemp(prefix=prefix, dir=dir)
+
+    monkeypatch.setattr(temp_files.tempfile, "mkdtemp", mkdtemp_after_a_sweep)
+    folder = temp_files.fresh_folder("evolution-", SimpleNamespace(session_hash="carol"))
+    assert raced and folder.is_dir() and folder.parent.name == "carol"

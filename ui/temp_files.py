@@ -42,12 +42,20 @@ def sweep(max_age_s: float = MAX_AGE_S, now: float | None = None) -> int:
     return gone
 
 
-def fresh_folder(prefix: str, request: gr.Request | None = None) -> Path:
-    """A new folder for one result of this session (old folders of every session are swept first)."""
+def fresh_folder(prefix: str, request: gr.Request | None = None, tries: int = 5) -> Path:
+    """A new folder for one result of this session (old folders of every session are swept first).
+
+    Another request's sweep removes empty session folders, and may do so between this one's mkdir and
+    mkdtemp (a class of 30 hit it once in 210 requests): the folder is then made again."""
     sweep()
     parent = ROOT / _session(request)
-    parent.mkdir(parents=True, exist_ok=True)
-    return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+    for _ in range(tries):
+        parent.mkdir(parents=True, exist_ok=True)
+        try:
+            return Path(tempfile.mkdtemp(prefix=prefix, dir=parent))
+        except FileNotFoundError:
+            continue
+    raise OSError(f"could not make a folder under {parent}: it kept being removed")
 
 
 def release(request: gr.Request | None = None) -> None:
