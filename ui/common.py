@@ -41,10 +41,10 @@ DEVICE = os.environ.get("CONCEPT_LAB_DEVICE", "auto")
 WINDOWS = ["early", "middle", "final", "all"]
 HEAVY = {"concurrency_limit": int(os.environ.get("CONCEPT_LAB_HEAVY_PLACES", "2")), "concurrency_id": "model-heavy"}
 """The long requests (explore, steer, evolution, erase, lessons, opened links, icons and top images)
-share two places on the model: on a 2-core machine more at once only slows every one of them (with
-eight places, so that more of them meet in one UNet batch, a class of 30 took 197 s and generate p95
-rose to 10.8 s; docs/speed.md), and a class's generations (batched, `concepts.batching`, in their own
-group) keep room beside them. `CONCEPT_LAB_HEAVY_PLACES` sets another count."""
+share two places on the model, so that a class's generations (batched, `concepts.batching`, in their
+own group) stay quick beside them: with eight places a class of 30 ended 20 % sooner and the long
+requests' median halved, but generate p95 rose from 3.4 s to 7.5 s (docs/speed.md, "How many long
+requests at once"). `CONCEPT_LAB_HEAVY_PLACES` sets another count."""
 STATE_TTL_S = 1800
 """Per-session results (an exploration's maps, an evolution, a lesson's reading) are dropped 30 minutes
 after their last update, and Gradio drops them an hour after the page closes."""

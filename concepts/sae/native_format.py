@@ -111,6 +111,13 @@ def _weights(value: Any, ids: list[int]) -> bool:
             and all(isinstance(w, (int, float)) and not isinstance(w, bool) and math.isfinite(w) for w in value))
 
 
+def _readout_ok(readout: Any) -> bool:
+    """A read-out's features for and against the value, each list with its weights."""
+    return (isinstance(readout, dict) and _ids(readout.get("features")) and _ids(readout.get("against", []))
+            and _weights(readout.get("weights"), readout["features"])
+            and _weights(readout.get("against_weights", []), readout.get("against", [])))
+
+
 def _searchable_problem(dictionary: Any) -> str | None:
     """What is wrong with a dictionary's searchable names, or None."""
     if not isinstance(dictionary, dict):
@@ -123,9 +130,7 @@ def _searchable_problem(dictionary: Any) -> str | None:
     if not isinstance(groups, dict) or not all(isinstance(g, dict) and _ids(g.get("features")) for g in groups.values()):
         return "'groups' must map names to objects with a 'features' list of feature ids"
     readouts = dictionary.get("readouts", {})
-    if not isinstance(readouts, dict) or not all(isinstance(r, dict) and _ids(r.get("features")) and _ids(r.get("against", []))
-                                                 and _weights(r.get("weights"), r["features"]) and _weights(r.get("against_weights", []), r.get("against", []))
-                                                 for r in readouts.values()):
+    if not isinstance(readouts, dict) or not all(_readout_ok(r) for r in readouts.values()):
         return "'readouts' must map names to objects with 'features' and 'against' lists of feature ids and their 'weights' and 'against_weights'"
     meta = dictionary.get("meta")
     cut = meta.get("region_cut") if isinstance(meta, dict) else None
