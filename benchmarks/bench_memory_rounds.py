@@ -11,7 +11,9 @@ mmap threshold at K KB (buffers of K KB and more get their own pages, returned o
 the arenas at two, to compare with the app's default (`ui/memory.py`: two arenas, trimming).
 Each reading also says where the resident memory is (`/proc/self/status` and `smaps`): anonymous
 or file-backed, the brk heap, other anonymous mappings, the thread count, and how many MB of torch
-tensors the garbage collector can see that were not there after the warm-up.
+tensors the garbage collector can see that were not there after the warm-up. `--trace` also
+traces Python's own allocations from the warm-up on (tracemalloc): how many MB of Python objects
+each round leaves, and in which files.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import os
 import sys
 import tempfile
 import threading
+import tracemalloc
 from pathlib import Path
 
 LIBC = ctypes.CDLL("libc.so.6")
@@ -57,6 +60,7 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--sequential", action="store_true")
     parser.add_argument("--mmap-kb", type=int, default=0)
+    parser.add_argument("--trace", action="store_true", help="also trace Python's allocations after the warm-up (tracemalloc): how much of the growth is Python objects, and whose")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
     LIBC.mallopt(M_ARENA_MAX, 2)  # as the app does (ui/memory.py)
@@ -97,6 +101,8 @@ def main() -> None:
         gc.collect()
         warm_tensors.update(id(o) for o in gc.get_objects() if isinstance(o, torch.Tensor))
         rss = [rss_mb()]
+        if args.trace:
+            tracemalloc.start(1)
         for round_ in range(args.rounds):
             students = [round_ * 100 + j for j in range(args.students)]
             if args.sequential:
@@ -109,6 +115,11 @@ def main() -> None:
                 for t in threads:
                     t.join()
             rss.append(rss_mb())
+            if args.trace:
+                where[-1]["python_objects_since_warmup_mb"] = round(tracemalloc.get_traced_memory()[0] / 2**20, 1)
+                where[-1]["python_objects_by_file_mb"] = {
+                    stat.traceback[0].filename.split("site-packages/")[-1]: round(stat.size / 2**20, 2)
+                    for stat in tracemalloc.take_snapshot().statistics("filename")[:5]}
     finally:
         app.demo.close()
     emit({"students_per_round": args.students, "rounds": args.rounds, "together": not args.sequential, "mmap_threshold_kb": args.mmap_kb or None,
