@@ -13,7 +13,8 @@ Each reading also says where the resident memory is (`/proc/self/status` and `sm
 or file-backed, the brk heap, other anonymous mappings, the thread count, and how many MB of torch
 tensors the garbage collector can see that were not there after the warm-up. `--trace` also
 traces Python's own allocations from the warm-up on (tracemalloc): how many MB of Python objects
-each round leaves, and in which files.
+each round leaves, and in which files; without it, each reading says what Python's small-object
+allocator holds: for live objects, and free inside it.
 """
 
 from __future__ import annotations
@@ -22,6 +23,7 @@ import argparse
 import ctypes
 import gc
 import os
+import re
 import sys
 import tempfile
 import threading
@@ -52,6 +54,33 @@ def resident_parts(warm_tensors: set[int]) -> dict:
     return {"anon_mb": round(status["RssAnon"] / 1024, 1), "file_mb": round(status["RssFile"] / 1024, 1),
             "heap_mb": round(heap / 1024, 1), "other_anon_mb": round(other / 1024, 1), "threads": threading.active_count(),
             "new_tensors_mb": round(sum(t.numel() * t.element_size() for t in new) / 2**20, 1)}
+
+
+def pymalloc_mb() -> dict:
+    """Python's small-object allocator (pymalloc), in MB: all it holds from the system, what live
+    objects use of it, and what sits free inside it (free blocks in used pools, and unused pools),
+    read from `sys._debugmallocstats`, which writes to the C stderr."""
+    read, write = os.pipe()
+    saved = os.dup(2)
+    os.dup2(write, 2)
+    try:
+        sys._debugmallocstats()
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(write)
+    chunks = []
+    while chunk := os.read(read, 1 << 16):
+        chunks.append(chunk)
+    os.close(read)
+    text = b"".join(chunks).decode(errors="replace")
+
+    def field(pattern: str) -> float:
+        found = re.search(pattern + r"\s*=\s*([\d,]+)", text)
+        return int(found.group(1).replace(",", "")) / 2**20 if found else 0.0
+
+    return {"held": round(field(r"\nTotal"), 1), "in_objects": round(field(r"# bytes in allocated blocks"), 1),
+            "free_inside": round(field(r"# bytes in available blocks") + field(r"unused pools \* 16384 bytes"), 1)}
 
 
 def main() -> None:
@@ -103,6 +132,8 @@ def main() -> None:
         rss = [rss_mb()]
         if args.trace:
             tracemalloc.start(1)
+        else:  # tracemalloc's hooks hide pymalloc's statistics: one or the other per run
+            where[-1]["pymalloc_mb"] = pymalloc_mb()
         for round_ in range(args.rounds):
             students = [round_ * 100 + j for j in range(args.students)]
             if args.sequential:
@@ -120,6 +151,8 @@ def main() -> None:
                 where[-1]["python_objects_by_file_mb"] = {
                     stat.traceback[0].filename.split("site-packages/")[-1]: round(stat.size / 2**20, 2)
                     for stat in tracemalloc.take_snapshot().statistics("filename")[:5]}
+            else:
+                where[-1]["pymalloc_mb"] = pymalloc_mb()
     finally:
         app.demo.close()
     emit({"students_per_round": args.students, "rounds": args.rounds, "together": not args.sequential, "mmap_threshold_kb": args.mmap_kb or None,
