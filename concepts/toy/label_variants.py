@@ -8,10 +8,10 @@ It generates the dictionary images once (the same prompts and seeds as `python -
 rule: a feature "fires" above `--fire` of its peak, and the labels are the prompt's values or, with
 `--judge-labels`, what the judge reads in each image (the model does not always draw what it was
 asked). `--group-seeds` also counts the values found as groups of features
-(`concepts.feature_groups`), then with read-outs too (`concepts.feature_readouts`, once per `--readout-l1`), once per split
-of the images into the folds that check them. `--saes
-DIR` reads SAEs trained with another recipe (`python -m concepts.toy.saes --out DIR --run RUN
---epochs 8`, say) instead of the shipped ones. Prints one JSON object (docs/evolution.md).
+(`concepts.feature_groups`), then with read-outs too (`concepts.feature_readouts`, once per
+`--readout-l1`), once per split of the images into the folds that check them. `--saes DIR` reads
+SAEs trained with another recipe (`python -m concepts.toy.saes --out DIR --run RUN --epochs 8`, say)
+instead of the shipped ones. Prints one JSON object (docs/evolution.md).
 """
 
 from __future__ import annotations
