@@ -12,7 +12,8 @@ chosen on:
    selection set) are summed; the group "fires" above the median of that sum over the selection
    set's images with the value (so about half of them).
 3. **Held out.** The images are split in two halves (`GroupConfig.seed`); the group is chosen on one
-   half and its precision, recall and AUROC are read on the other, both ways round. A value gets a
+   half and its precision, recall and AUROC are read on the other, both ways round
+   (`concepts.held_out`). A value gets a
    group when the held-out precision reaches `labelled_precision` in both folds; the group it gets
    is chosen on all images the same way, and reports the two folds' mean.
 
@@ -28,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .dictionary import auroc_matrix
+from .held_out import fold_means, held_out_folds, per_value, precision
 
 
 @dataclass(frozen=True)
@@ -52,10 +53,6 @@ def _ranked(peaks: np.ndarray, positive: np.ndarray, rows: np.ndarray, allowed: 
     return np.argsort(-score, kind="stable")
 
 
-def _precision(fires: np.ndarray, positive: np.ndarray) -> float:
-    return float((fires & positive).sum() / fires.sum()) if fires.any() else 0.0
-
-
 def _choose(peaks: np.ndarray, positive: np.ndarray, rows: np.ndarray, allowed: np.ndarray,
             sizes: Sequence[int]) -> tuple[list[int], float]:
     """The group (ids) and firing threshold most precise on `rows`."""
@@ -67,9 +64,9 @@ def _choose(peaks: np.ndarray, positive: np.ndarray, rows: np.ndarray, allowed: 
             continue
         total = peaks[:, ids].sum(axis=1)
         threshold = float(np.median(total[rows & positive]))
-        precision = _precision(total[rows] >= threshold, positive[rows])
-        if best is None or precision > best[0]:
-            best = (precision, ids, threshold)
+        chosen_precision = precision(total[rows] >= threshold, positive[rows])
+        if best is None or chosen_precision > best[0]:
+            best = (chosen_precision, ids, threshold)
     return ([], np.inf) if best is None else (best[1], best[2])
 
 
@@ -78,37 +75,22 @@ def find_group(peaks: np.ndarray, positive: np.ndarray, allowed: np.ndarray,
     """The group standing for the value whose images are `positive`, or None when none holds up.
 
     peaks: [images, features] per-image peaks; allowed: [features] which features may join."""
-    n = len(positive)
-    if positive.sum() < 4 or (~positive).sum() < 4 or not allowed.any():
+    if not allowed.any():
         return None
-    half = np.zeros(n, bool)
-    half[np.random.default_rng(cfg.seed).permutation(n)[: n // 2]] = True
-    folds = []
-    for chosen_on in (half, ~half):
-        ids, threshold = _choose(peaks, positive, chosen_on, allowed, cfg.sizes)
-        if not ids:
-            return None
-        held = ~chosen_on
-        total = peaks[held][:, ids].sum(axis=1)
-        fires = total >= threshold
-        folds.append((_precision(fires, positive[held]), float((fires & positive[held]).sum() / max(positive[held].sum(), 1)),
-                      float(auroc_matrix(total[:, None], positive[held][:, None])[0, 0])))
-    if min(precision for precision, _, _ in folds) < cfg.labelled_precision:
+
+    def fit(rows: np.ndarray) -> tuple[np.ndarray, float] | None:
+        ids, threshold = _choose(peaks, positive, rows, allowed, cfg.sizes)
+        return (peaks[:, ids].sum(axis=1), threshold) if ids else None
+
+    folds = held_out_folds(fit, positive, cfg.seed)
+    if folds is None or min(fold[0] for fold in folds) < cfg.labelled_precision:
         return None
-    ids, threshold = _choose(peaks, positive, np.ones(n, bool), allowed, cfg.sizes)
-    precision, recall, auroc = (round(float(np.mean(column)), 4) for column in zip(*folds))
-    return {"features": ids, "threshold": round(threshold, 4), "held_out_precision": precision,
-            "held_out_recall": recall, "held_out_auroc": auroc}
+    ids, threshold = _choose(peaks, positive, np.ones(len(positive), bool), allowed, cfg.sizes)
+    return {"features": ids, "threshold": round(threshold, 4), **fold_means(folds)}
 
 
 def value_groups(peaks: np.ndarray, labels: Sequence[Mapping[str, str]], pairs: Sequence[tuple[str, str]],
                  allowed_for: Mapping[str, np.ndarray], readable: Callable[[str, str], str], cfg: GroupConfig = GroupConfig()) -> dict[str, dict[str, Any]]:
     """Groups for each (attribute, value) in `pairs`; `allowed_for[attribute]` says which features
     may stand for that attribute's values (the features on its side)."""
-    groups = {}
-    for attribute, value in pairs:
-        positive = np.array([row.get(attribute) == value for row in labels])
-        group = find_group(peaks, positive, allowed_for[attribute], cfg)
-        if group is not None:
-            groups[readable(attribute, value)] = group
-    return groups
+    return per_value(labels, pairs, readable, lambda attribute, positive: find_group(peaks, positive, allowed_for[attribute], cfg))

@@ -13,7 +13,7 @@ A read-out is that weighing, kept only when it holds up on images it was not fit
 2. **Fire.** The read-out fires where its sum (Σ weight · peak) reaches the median of that sum over
    the selection set's images with the value, as a group does.
 3. **Held out.** Fitted on one half of the images, its precision, recall and AUROC are read on the
-   other half, both ways round (`ReadoutConfig.seed` splits them). A value gets a read-out when the
+   other half, both ways round (`ReadoutConfig.seed` splits them; `concepts.held_out`). A value gets a read-out when the
    held-out precision reaches `labelled_precision` in both folds; the read-out it gets is fitted on
    all images and reports the two folds' mean.
 
@@ -29,7 +29,7 @@ from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .dictionary import auroc_matrix
+from .held_out import fold_means, held_out_folds, per_value
 
 
 @dataclass(frozen=True)
@@ -72,13 +72,11 @@ def fit_readout(x: np.ndarray, positive: np.ndarray, l1: float, iterations: int 
     return w, float(b)
 
 
-def _precision(fires: np.ndarray, positive: np.ndarray) -> float:
-    return float((fires & positive).sum() / fires.sum()) if fires.any() else 0.0
-
-
-def _fit_on(peaks: np.ndarray, scale: np.ndarray, positive: np.ndarray, rows: np.ndarray,
-            cfg: ReadoutConfig) -> tuple[np.ndarray, float]:
-    """Weights in the peaks' own units and the firing threshold, fitted on `rows`."""
+def fit_on_rows(peaks: np.ndarray, positive: np.ndarray, rows: np.ndarray, cfg: ReadoutConfig,
+                scale: np.ndarray | None = None) -> tuple[np.ndarray, float]:
+    """Weights in the peaks' own units (fitted on the peaks divided by `scale`) and the firing
+    threshold (the median over `rows`' images with the value), fitted on `rows`."""
+    scale = np.ones(peaks.shape[1]) if scale is None else scale
     w, _ = fit_readout(peaks[rows] / scale, positive[rows], cfg.l1, cfg.iterations)
     weights = w / scale
     total = peaks[rows] @ weights
@@ -90,33 +88,23 @@ def find_readout(peaks: np.ndarray, positive: np.ndarray, cfg: ReadoutConfig = R
 
     peaks: [images, features] per-image peaks."""
     peaks = np.asarray(peaks, dtype=np.float64)
-    n = len(positive)
-    if positive.sum() < 4 or (~positive).sum() < 4:
-        return None
     scale = peaks.max(axis=0)
     scale = np.where(scale > 0, scale, 1.0)
-    half = np.zeros(n, bool)
-    half[np.random.default_rng(cfg.seed).permutation(n)[: n // 2]] = True
-    folds = []
-    for chosen_on in (half, ~half):
-        weights, threshold = _fit_on(peaks, scale, positive, chosen_on, cfg)
-        if not (weights > 0).any():
-            return None
-        held = ~chosen_on
-        total = peaks[held] @ weights
-        fires = total >= threshold
-        folds.append((_precision(fires, positive[held]), float((fires & positive[held]).sum() / max(positive[held].sum(), 1)),
-                      float(auroc_matrix(total[:, None], positive[held][:, None])[0, 0])))
-    if min(precision for precision, _, _ in folds) < cfg.labelled_precision:
+
+    def fit(rows: np.ndarray) -> tuple[np.ndarray, float] | None:
+        weights, threshold = fit_on_rows(peaks, positive, rows, cfg, scale)
+        return (peaks @ weights, threshold) if (weights > 0).any() else None
+
+    folds = held_out_folds(fit, positive, cfg.seed)
+    if folds is None or min(fold[0] for fold in folds) < cfg.labelled_precision:
         return None
-    weights, threshold = _fit_on(peaks, scale, positive, np.ones(n, bool), cfg)
+    weights, threshold = fit_on_rows(peaks, positive, np.ones(len(positive), bool), cfg, scale)
     order = np.argsort(-np.abs(weights), kind="stable")
     for_value = [int(j) for j in order if weights[j] > 0]
     against = [int(j) for j in order if weights[j] < 0]
-    precision, recall, auroc = (round(float(np.mean(column)), 4) for column in zip(*folds))
     return {"features": for_value, "weights": [round(float(weights[j]), 6) for j in for_value],
             "against": against, "against_weights": [round(float(weights[j]), 6) for j in against],
-            "threshold": round(threshold, 4), "held_out_precision": precision, "held_out_recall": recall, "held_out_auroc": auroc}
+            "threshold": round(threshold, 4), **fold_means(folds)}
 
 
 def readout_score(readout: Mapping[str, Any], peaks: np.ndarray) -> np.ndarray:
@@ -130,10 +118,4 @@ def readout_score(readout: Mapping[str, Any], peaks: np.ndarray) -> np.ndarray:
 def value_readouts(peaks: np.ndarray, labels: Sequence[Mapping[str, str]], pairs: Sequence[tuple[str, str]],
                    readable: Callable[[str, str], str], cfg: ReadoutConfig = ReadoutConfig()) -> dict[str, dict[str, Any]]:
     """Read-outs for each (attribute, value) in `pairs` that holds up."""
-    found = {}
-    for attribute, value in pairs:
-        positive = np.array([row.get(attribute) == value for row in labels])
-        readout = find_readout(peaks, positive, cfg)
-        if readout is not None:
-            found[readable(attribute, value)] = readout
-    return found
+    return per_value(labels, pairs, readable, lambda _, positive: find_readout(peaks, positive, cfg))

@@ -22,7 +22,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from ..feature_readouts import ReadoutConfig, fit_readout
+from ..feature_readouts import ReadoutConfig, fit_on_rows
+from ..held_out import held_out_folds
 from ..pipeline import load_pipeline_from_folder, pick_device
 from ..quiet import quiet_libraries
 from ..sae import load_native
@@ -91,15 +92,13 @@ def held_out_value_precision(x: np.ndarray, positive: np.ndarray, seeds: list[in
     """One value against the rest, the way `concepts.feature_readouts` keeps a read-out: an L1 logistic
     read-out fitted on half the images fires above the median of its positives there; its precision
     on the other half, both ways round per split: the mean and the lowest over all folds."""
-    precisions = []
-    for seed in seeds:
-        half = np.zeros(len(positive), bool)
-        half[np.random.default_rng(seed).permutation(len(positive))[: len(positive) // 2]] = True
-        for chosen in (half, ~half):
-            weights, _ = fit_readout(x[chosen], positive[chosen], ReadoutConfig().l1)
-            total = x @ weights
-            fires = total[~chosen] >= np.median(total[chosen & positive])
-            precisions.append(float((fires & positive[~chosen]).sum() / max(fires.sum(), 1)))
+    cfg = ReadoutConfig()
+
+    def fit(rows: np.ndarray) -> tuple[np.ndarray, float]:
+        weights, threshold = fit_on_rows(x, positive, rows, cfg)
+        return x @ weights, threshold
+
+    precisions = [fold[0] for seed in seeds for fold in held_out_folds(fit, positive, seed) or []]
     return {"mean": round(float(np.mean(precisions)), 3), "lowest": round(float(np.min(precisions)), 3)}
 
 
