@@ -186,17 +186,16 @@ def build_mask_dictionary(
                 j = int(ids[local])
                 scored.setdefault(label, []).append((features[j]["precision"] * features[j]["auroc"], j))
     done = [f for f in features if f is not None]
+    unlabelled = sorted({(a, v) for row in labels for a, v in row.items() if v not in places and readable(a, v) not in scored})
+    peaks = maps.max(axis=1)
     found_as_group: dict[str, dict[str, Any]] = {}
     if groups is not None:
-        unlabelled = sorted({(a, v) for row in labels for a, v in row.items()
-                             if v not in places and readable(a, v) not in scored})
         sides = {a: side == regions.index(region_of(a)) for a, _ in unlabelled}
-        found_as_group = value_groups(maps.max(axis=1), labels, unlabelled, sides, readable, groups)
+        found_as_group = value_groups(peaks, labels, unlabelled, sides, readable, groups)
     found_as_readout: dict[str, dict[str, Any]] = {}
     if readouts is not None:
-        missing = sorted({(a, v) for row in labels for a, v in row.items()
-                          if v not in places and readable(a, v) not in scored and readable(a, v) not in found_as_group})
-        found_as_readout = value_readouts(maps.max(axis=1), labels, missing, readable, readouts)
+        without_group = [(a, v) for a, v in unlabelled if readable(a, v) not in found_as_group]
+        found_as_readout = value_readouts(peaks, labels, without_group, readable, readouts)
     cut = None
     if place_region in regions and len(regions) == 2:
         cut = {"region": place_region, **region_cut(maps, masks, done, regions, place_region)}
