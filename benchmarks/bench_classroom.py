@@ -1,12 +1,14 @@
 """A class on one free CPU Space: N students at once, with batching across users on and off, in one run.
 
-    python benchmarks/bench_classroom.py [--users 30] [--arrival 60] [--out FILE]
+    python benchmarks/bench_classroom.py [--users 30] [--arrival 60] [--minutes M] [--out FILE]
 
 The app is started as `python app.py` serves it (a subprocess, so its memory is its own), once with
 batching across users (`CONCEPT_LAB_BATCHING=1`) and once without. Each student is a gradio_client
 user with its own session who follows a lesson's script with think-time pauses: arrive within the
 first `--arrival` seconds, run the lesson the teacher linked (concept-maps, seed 0), generate twice, explore, steer, follow an
-evolution (10 steps) and erase red. Reported per mode: throughput, p50 / p95 / max latency per
+evolution (10 steps) and erase red. With `--minutes M` the class lasts M minutes instead: each student
+goes through the script again (new prompts and seeds) until then, so the server never runs out of
+work, and throughput counts the requests answered within the M minutes. Reported per mode: throughput, p50 / p95 / max latency per
 request kind, failed requests, the server's RSS and open files over time (growth after warm-up),
 and the caches on disk afterwards (CAD scores, the app's files, Gradio's temp folder). Checked: the
 first generation of every student equals the one it gets alone before the class, within 1/255 per
@@ -105,7 +107,14 @@ def first_images(url: str, students: list[int]) -> dict[int, np.ndarray]:
     return {s: images_of(client.predict(*script(s)[1][2], api_name="/generate"))[0] for s in students}
 
 
-def run_class(batching: bool, users: int, arrival: float, classes: int = 1) -> dict:
+def from_minute(samples: list[tuple[float, float, int]], started: float, minute: float) -> dict:
+    """RSS at `minute` minutes into the class (the first sample from then), at its end, and the growth
+    between: the soak's measure, after a warm-up of the class itself."""
+    then = next(m for t, m, _ in samples if t >= started + 60 * minute)
+    return {"mb": round(then, 1), "end": round(samples[-1][1], 1), "growth_pct": round(100 * (samples[-1][1] - then) / then, 1)}
+
+
+def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minutes: float | None = None) -> dict:
     import psutil
 
     work = Path(tempfile.mkdtemp(prefix=f"classroom-{'on' if batching else 'off'}-"))
@@ -137,8 +146,16 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1) -> d
         def student(s: int) -> None:
             time.sleep(random.Random(-s).uniform(0, arrival))
             client = Client(url, verbose=False)
-            for k, (kind, api, args, pause) in enumerate(script(s)):
+            turns = [(k, step) for k, step in enumerate(script(s))]
+            again = 1
+            while turns:
+                k, (kind, api, args, pause) = turns.pop(0)
+                if deadline is not None and not turns:  # a timed class: the script again, new prompts and seeds
+                    turns = [(-1, step) for step in script(s + 100_000 * again)]
+                    again += 1
                 time.sleep(pause)
+                if deadline is not None and time.perf_counter() >= deadline:
+                    return
                 started = time.perf_counter()
                 try:
                     output = client.predict(*args, api_name=api)
@@ -147,6 +164,8 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1) -> d
                         failures.append(f"{kind}: {str(exc)[:120]}")
                     continue
                 took = time.perf_counter() - started
+                if deadline is not None and started + took > deadline:
+                    return  # answered after the bell: not counted
                 with lock:
                     latencies.setdefault(kind, []).append(took)
                 if k == 1 and s in solo:
@@ -158,6 +177,7 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1) -> d
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
         started = time.perf_counter()
+        deadline = started + 60 * minutes if minutes else None
         rss_after_class = []
         for lesson_round in range(classes):  # later classes: new students (new sessions) on the same server
             offset = lesson_round * 1000
@@ -167,7 +187,7 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1) -> d
             for t in threads:
                 t.join()
             rss_after_class.append(round(proc.memory_info().rss / 2**20, 1))
-        wall = time.perf_counter() - started
+        wall = 60 * minutes if minutes else time.perf_counter() - started
         stop.set()
         sampler.join()
         time.sleep(SETTLE_S)  # past one malloc_trim interval of the app (ui/memory.py): what it still holds
@@ -184,6 +204,9 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1) -> d
             "rss_mb": {"after_warmup": round(rss_before, 1), "end": round(samples[-1][1], 1), "max": round(max(m for _, m, _ in samples), 1),
                        "growth_after_warmup_pct": round(100 * (samples[-1][1] - rss_before) / rss_before, 1)},
             "rss_mb_after_each_class": rss_after_class,
+            **({"minutes": minutes, "rss_mb_from_minute_2": from_minute(samples, started, 2.0),
+                "rss_mb_each_minute": [round(next(m for t, m, _ in samples if t >= started + 60 * k), 1) for k in range(int(minutes))]}
+               if minutes and minutes > 2 else {}),
             "rss_mb_settled": {"mb": rss_settled, "seconds_after_the_class": SETTLE_S,
                                "growth_after_warmup_pct": round(100 * (rss_settled - rss_before) / rss_before, 1)},
             "open_files": {"start": samples[0][2], "end": samples[-1][2], "max": max(f for _, _, f in samples)},
@@ -202,13 +225,14 @@ def main() -> None:
     parser.add_argument("--out", default=None)
     parser.add_argument("--only", choices=["on", "off"], default=None, help="run one mode only (no ratio)")
     parser.add_argument("--classes", type=int, default=1, help="with --only: this many classes back to back on one server (a soak)")
+    parser.add_argument("--minutes", type=float, default=None, help="a class of this many minutes: students repeat the script until then")
     args = parser.parse_args()
     if args.only:
-        emit(run_class(args.only == "on", args.users, args.arrival, args.classes), args.out)
+        emit(run_class(args.only == "on", args.users, args.arrival, args.classes, args.minutes), args.out)
         return
-    on = run_class(True, args.users, args.arrival)
+    on = run_class(True, args.users, args.arrival, minutes=args.minutes)
     print(json.dumps(on), file=sys.stderr, flush=True)
-    off = run_class(False, args.users, args.arrival)
+    off = run_class(False, args.users, args.arrival, minutes=args.minutes)
     result = {"what": "classroom", "device": "cpu", "cores": os.cpu_count(), "batching_on": on, "batching_off": off,
               "throughput_ratio_on_over_off": round(on["throughput_requests_per_s"] / off["throughput_requests_per_s"], 2),
               "generate_p95_ratio_off_over_on": round(off["latency_s"]["generate"]["p95"] / on["latency_s"]["generate"]["p95"], 2)}

@@ -6,7 +6,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from concepts.toy.probe_codes import RawDelta, held_out_accuracy, held_out_value_precision, pooled
+from concepts.toy.probe_codes import RawDelta, held_out_accuracy, held_out_value_precision, object_pooled, pooled
 
 
 def maps_and_labels(n: int = 240, carried: bool = True, seed: int = 0):
@@ -41,3 +41,20 @@ def test_the_raw_delta_reader_passes_the_block_through():
     reader = RawDelta(num_latents=6)
     assert torch.equal(reader.encode_dense(read), read)
     assert pooled(read.numpy()).shape == (2, 12)
+
+
+def test_object_cells_read_what_the_object_carries_and_not_the_background():
+    """The object-cells reading (`--values`): a channel that carries blue only where the object is,
+    drowned in background noise elsewhere, is read precisely from the object's cells, and not when the
+    mask points at the wrong cells."""
+    rng = np.random.default_rng(1)
+    n = 240
+    colours = np.array(["red", "blue", "green"])[rng.integers(0, 3, n)]
+    maps = rng.normal(0, 1, (n, 4, 4, 6)).astype(np.float32)
+    cell = rng.integers(0, 16, n)  # where each image's object is
+    maps.reshape(n, 16, 6)[np.arange(n), cell, 0] += np.where(colours == "blue", 3.0, 0.0)
+    coverage = np.zeros((n, 16))
+    coverage[np.arange(n), cell] = 1.0
+    assert held_out_value_precision(object_pooled(maps, coverage), colours == "blue", [0, 1])["lowest"] > 0.9
+    wrong = np.roll(coverage, 5, axis=1)
+    assert held_out_value_precision(object_pooled(maps, wrong), colours == "blue", [0, 1])["mean"] < 0.6

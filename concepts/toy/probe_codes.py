@@ -10,7 +10,9 @@ labels with, once through the raw Δ (the block's channels) and once through eac
 codes. Prints one JSON object: held-out accuracy, mean and spread over the splits, per attribute,
 block and window, beside chance (docs/evolution.md has the table). `--values orange red` also reads
 each named value against the rest as a read-out is kept (`concepts.feature_readouts`): the held-out
-precision, mean and lowest over the folds.
+precision, mean and lowest over the folds, once from the whole image and once from only the cells the
+object covers (the renderer's mask, `concepts.toy.masks`: what labelling against masks could at best
+add), and how many of the value's images the toy judge reads as that value (whether the model drew it).
 """
 
 from __future__ import annotations
@@ -30,6 +32,8 @@ from ..sae import load_native
 from ..steer.feature_table import feature_table
 from ..steps import STAGES
 from . import TOY_DIR
+from .judge import load_judge, to_tensor
+from .masks import region_masks
 from .model import HOOK_BLOCKS
 from .prompts import labelled_prompts
 from .saes import ToySAERecipe, sae_folder
@@ -56,6 +60,27 @@ def pooled(maps: np.ndarray) -> np.ndarray:
     flat = maps.reshape(maps.shape[0], -1, maps.shape[-1]).astype(np.float32)
     x = np.concatenate([flat.mean(axis=1), flat.max(axis=1)], axis=1)
     return (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
+
+
+def object_pooled(maps: np.ndarray, coverage: np.ndarray) -> np.ndarray:
+    """[images, H, W, n] → [images, n]: the mean over the cells the object covers (weighted by the
+    covered share, `coverage` [images, H × W]), standardised."""
+    flat = maps.reshape(maps.shape[0], -1, maps.shape[-1]).astype(np.float64)
+    weights = coverage / np.maximum(coverage.sum(axis=1, keepdims=True), 1e-9)
+    x = np.einsum("ic,icf->if", weights, flat)
+    return (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
+
+
+def judged_share(images: np.ndarray, scenes: list[dict], values: list[str]) -> dict[str, float]:
+    """Per value: the share of its images the toy judge reads as that value (did the model draw it)."""
+    judge = load_judge(TOY_DIR / "judge")
+    read = [r for start in range(0, len(images), 64) for r in judge.predict(to_tensor(images[start : start + 64]))]
+    shares = {}
+    for value in values:
+        attribute = next(a for a in PROBED if value in ATTRIBUTES[a])
+        own = [r[attribute] == value for r, s in zip(read, scenes) if s[attribute] == value]
+        shares[value] = round(float(np.mean(own)), 3)
+    return shares
 
 
 def fit_and_score(x: np.ndarray, y: np.ndarray, train: np.ndarray) -> float:
@@ -118,10 +143,12 @@ def main() -> None:
     readers |= {(b, w, "cond", "delta"): RawDelta(channels[b]) for b in HOOK_BLOCKS.values() for w in STAGES}
     labelled = labelled_prompts(recipe.dictionary_prompts, recipe.seed + 1)
     table = feature_table(pipe, readers, [text for _, text in labelled], steps=recipe.steps, guidance=recipe.guidance, height=64, width=64,
-                          batch=recipe.prompts_per_batch, seed=recipe.seed + 1, spatial=True)
+                          batch=recipe.prompts_per_batch, seed=recipe.seed + 1, spatial=True, keep_images=bool(args.values))
     scenes = [scene.as_dict() for scene, _ in labelled]
     report: dict = {"what": "linear read-out of each attribute", "images": len(scenes), "splits": args.seeds,
                     "chance": {a: round(1 / len(ATTRIBUTES[a]), 3) for a in PROBED}, "blocks": {}}
+    if args.values:
+        report["drawn as asked (judge)"] = judged_share(np.asarray(table.images), scenes, args.values)
     for key, maps in table.maps.items():
         block, window = key[0], key[1]
         source = "delta" if len(key) == 4 else "sae codes"
@@ -129,7 +156,10 @@ def main() -> None:
         row = {a: held_out_accuracy(x, np.array([s[a] for s in scenes]), args.seeds) for a in PROBED}
         for value in args.values:
             attribute = next(a for a in PROBED if value in ATTRIBUTES[a])
-            row[f"{value} precision"] = held_out_value_precision(x, np.array([s[attribute] == value for s in scenes]), args.seeds)
+            positive = np.array([s[attribute] == value for s in scenes])
+            row[f"{value} precision"] = held_out_value_precision(x, positive, args.seeds)
+            coverage = region_masks([scene for scene, _ in labelled], maps.shape[1], maps.shape[2])[:, 0]
+            row[f"{value} precision, object cells"] = held_out_value_precision(object_pooled(maps, coverage), positive, args.seeds)
         report["blocks"].setdefault(block, {}).setdefault(window, {})[source] = row
     print(json.dumps(report))
 
