@@ -10,7 +10,10 @@ evolution (10 steps) and erase red. With `--minutes M` the class lasts M minutes
 goes through the script again (new prompts and seeds) until then, so the server never runs out of
 work, and throughput counts the requests answered within the M minutes. Reported per mode: throughput, p50 / p95 / max latency per
 request kind, failed requests, the server's RSS and open files over time (growth after warm-up),
-and the caches on disk afterwards (CAD scores, the app's files, Gradio's temp folder). Checked: the
+the caches on disk afterwards (CAD scores, the app's files, Gradio's temp folder), the CPU cores the
+server and the students' clients used, and, with batching on, what the UNet worker did (its batch
+log, `CONCEPT_LAB_BATCH_LOG`: batch sizes, milliseconds per image and step, how long generations
+waited for it). Checked: the
 first generation of every student equals the one it gets alone before the class, within 1/255 per
 pixel (`concepts.batching`), and after the class the same requests still give the same images (the
 shared model and its hooks are untouched).
@@ -84,7 +87,8 @@ def folder_size(path: Path) -> dict:
 def serve(batching: bool, work: Path) -> tuple[subprocess.Popen, str, dict]:
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "CONCEPT_LAB_BATCHING": "1" if batching else "0",
-           "CONCEPT_LAB_CACHE": str(work / "cache"), "GRADIO_TEMP_DIR": str(work / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False"}
+           "CONCEPT_LAB_CACHE": str(work / "cache"), "GRADIO_TEMP_DIR": str(work / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False",
+           "CONCEPT_LAB_BATCH_LOG": str(work / "batches.jsonl")}
     server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "w"))
     url = f"http://127.0.0.1:{port}/"
     import urllib.request
@@ -105,6 +109,26 @@ def first_images(url: str, students: list[int]) -> dict[int, np.ndarray]:
 
     client = Client(url, verbose=False)
     return {s: images_of(client.predict(*script(s)[1][2], api_name="/generate"))[0] for s in students}
+
+
+def batch_summary(path: Path, since: float, until: float) -> dict:
+    """What the UNet worker did during the class (`concepts.batching` logs each batch with batching
+    on): batches by images, the worker's cost per image and denoising step in each size, the share
+    of the class it was busy, and how long plain generations waited for it."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    batches = [b for b in lines if since <= b["start"] and b["end"] <= until]
+    if not batches:
+        return {}
+    sizes = {"1": (1, 1), "2-4": (2, 4), "5-8": (5, 8), "9+": (9, 10**6)}
+    by_size = {}
+    for name, (low, high) in sizes.items():
+        chosen = [b for b in batches if low <= sum(j["images"] for j in b["jobs"]) <= high]
+        work = sum(sum(j["images"] for j in b["jobs"]) * b["steps"] for b in chosen)
+        by_size[name] = {"batches": len(chosen), "ms_per_image_step": round(1000 * sum(b["end"] - b["start"] for b in chosen) / work, 1) if work else None}
+    waits = [j["waited"] for b in batches for j in b["jobs"] if not j["hooks"]]
+    return {"batches": len(batches), "by_images": by_size,
+            "worker_busy_share": round(sum(b["end"] - b["start"] for b in batches) / (until - since), 2),
+            "plain_generation_wait_s": {"p50": round(statistics.median(waits), 2), "p95": round(float(np.percentile(waits, 95)), 2)} if waits else None}
 
 
 def from_minute(samples: list[tuple[float, float, int]], started: float, minute: float) -> dict:
@@ -176,6 +200,7 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
+        cpu_server, cpu_students, wall_started = sum(proc.cpu_times()[:2]), sum(psutil.Process().cpu_times()[:2]), time.time()
         started = time.perf_counter()
         deadline = started + 60 * minutes if minutes else None
         rss_after_class = []
@@ -188,6 +213,10 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
                 t.join()
             rss_after_class.append(round(proc.memory_info().rss / 2**20, 1))
         wall = 60 * minutes if minutes else time.perf_counter() - started
+        elapsed = time.perf_counter() - started
+        cores = {"server": round((sum(proc.cpu_times()[:2]) - cpu_server) / elapsed, 2),
+                 "students": round((sum(psutil.Process().cpu_times()[:2]) - cpu_students) / elapsed, 2)}
+        batching_log = batch_summary(work / "batches.jsonl", wall_started, wall_started + wall)
         stop.set()
         sampler.join()
         time.sleep(SETTLE_S)  # past one malloc_trim interval of the app (ui/memory.py): what it still holds
@@ -200,6 +229,7 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
             "throughput_requests_per_s": round(total / wall, 3),
             "latency_s": {k: {"n": len(v), "p50": round(statistics.median(v), 2), "p95": round(float(np.percentile(v, 95)), 2), "max": round(max(v), 2)}
                           for k, v in sorted(latencies.items())},
+            "cpu_cores_used": cores, "unet_worker": batching_log,
             "first_generation_differs_from_solo": mismatched, "same_images_after_the_class": unchanged,
             "rss_mb": {"after_warmup": round(rss_before, 1), "end": round(samples[-1][1], 1), "max": round(max(m for _, m, _ in samples), 1),
                        "growth_after_warmup_pct": round(100 * (samples[-1][1] - rss_before) / rss_before, 1)},

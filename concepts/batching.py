@@ -23,6 +23,7 @@ tests/test_batching.py measures it).
 
 from __future__ import annotations
 
+import json
 import os
 import queue
 import threading
@@ -61,6 +62,8 @@ class _Job:
     still_wanted: Callable[[], bool] | None = field(default_factory=current_check)
     """The caller's cancellation check, taken in its own thread (the worker has none of its own)."""
     done: threading.Event = field(default_factory=threading.Event)
+    submitted: float = field(default_factory=time.time)
+    """When the caller handed it over (wall clock, as the batch log writes it)."""
     result: GenerationResult | None = None
     error: BaseException | None = None
 
@@ -158,6 +161,7 @@ class GenerationBatcher:
                     self._run_batch(group[start:start + self.max_batch])
 
     def _run_batch(self, jobs: list[_Job]) -> None:
+        started = time.time()
         try:
             if len(jobs) == 1:
                 job = jobs[0]
@@ -166,6 +170,7 @@ class GenerationBatcher:
             else:
                 self._run_together(jobs)
             self.batches = (self.batches + [len(jobs)])[-1000:]
+            _log_batch(jobs, started, time.time())
         except Exception as exc:
             if len(jobs) == 1:
                 jobs[0].error = exc
@@ -210,6 +215,23 @@ class GenerationBatcher:
         for job, part in zip(jobs, _split(result, counts)):
             if job.error is None:
                 job.result = part
+
+
+def _log_batch(jobs: list[_Job], started: float, ended: float) -> None:
+    """With $CONCEPT_LAB_BATCH_LOG set to a file, one JSON line per batch that ran through: when it
+    started and ended, its steps, and per request whether it had hooks, its images and how long it
+    waited for the worker (what `benchmarks/bench_classroom.py` sums up: batch sizes, cost per image
+    and step). A log that cannot be written is skipped: it must not fail the users' batch."""
+    path = os.environ.get("CONCEPT_LAB_BATCH_LOG")
+    if not path:
+        return
+    line = {"start": round(started, 4), "end": round(ended, 4), "steps": jobs[0].request.steps,
+            "jobs": [{"hooks": job.hooks is not None, "images": job.images, "waited": round(started - job.submitted, 4)} for job in jobs]}
+    try:
+        with open(path, "a") as log:
+            log.write(json.dumps(line) + "\n")
+    except OSError:
+        pass
 
 
 def _alone(pipe, request: GenerationRequest, on_step, hooks: HooksFactory | None, previews: bool) -> GenerationResult:

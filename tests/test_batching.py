@@ -6,6 +6,7 @@ on their own rows; a caller whose hooks are already active around the call runs 
 
 from __future__ import annotations
 
+import json
 import threading
 
 import numpy as np
@@ -70,6 +71,24 @@ def test_users_batched_together_get_their_solo_images(toy):
         assert np.abs(shared - alone).max() <= 1, "a batched image differs from the solo one by more than 1/255"
         changed += int((shared != alone).sum())
     print(f"pixels differing by 1/255: {changed} of {sum(a.size for a in solo)}")
+
+
+def test_the_batch_log_says_what_each_batch_held_and_how_long_it_took(toy, tmp_path, monkeypatch):
+    """$CONCEPT_LAB_BATCH_LOG (read by the classroom benchmark): one line per batch, with every
+    request's images, whether it had hooks and how long it waited; nothing is written without it."""
+    world, pipe = toy
+    log = tmp_path / "batches.jsonl"
+    together(GenerationBatcher(wait_s=0.2), pipe, [request(world, p, seed=i) for i, p in enumerate(PROMPTS[:3])])
+    assert not log.exists()
+    monkeypatch.setenv("CONCEPT_LAB_BATCH_LOG", str(log))
+    batcher = GenerationBatcher(wait_s=0.2)
+    together(batcher, pipe, [request(world, p, seed=i) for i, p in enumerate(PROMPTS[:3])])
+    lines = [json.loads(line) for line in log.read_text().splitlines()]
+    assert [len(line["jobs"]) for line in lines] == batcher.batches
+    assert sum(job["images"] for line in lines for job in line["jobs"]) == 3
+    for line in lines:
+        assert line["steps"] == 10 and line["end"] > line["start"]
+        assert all(not job["hooks"] and 0 <= job["waited"] < 60 for job in line["jobs"])
 
 
 def test_a_bad_request_fails_alone_and_the_others_are_served(toy):
