@@ -44,9 +44,9 @@ HEAVY = {"concurrency_limit": int(os.environ.get("CONCEPT_LAB_HEAVY_PLACES", "2"
 share two places on the model, so that a class's generations (batched, `concepts.batching`, in their
 own group) stay quick beside them: with eight places a class of 30 ended 20 % sooner and the long
 requests' median halved, but generate p95 rose from 3.4 s to 7.5 s (docs/speed.md, "How many long
-requests at once"). In a five-minute class that never runs out of work, eight places let batching
-answer 1.54× the requests of eight places without it (two places: 1.02× and 1.07×), at a generate p95 of
-12.5 s. `CONCEPT_LAB_HEAVY_PLACES` sets another count."""
+requests at once"). In a five-minute class that never runs out of work, batching answered 501 to 543
+requests with 2, 4 or 8 places, the unbatched server fewer the more places it had (about 500, 389,
+351): more places do not raise what the server can do. `CONCEPT_LAB_HEAVY_PLACES` sets another count."""
 STATE_TTL_S = 1800
 """Per-session results (an exploration's maps, an evolution, a lesson's reading) are dropped 30 minutes
 after their last update, and Gradio drops them an hour after the page closes."""
