@@ -170,7 +170,7 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
         def student(s: int) -> None:
             time.sleep(random.Random(-s).uniform(0, arrival))
             client = Client(url, verbose=False)
-            turns = [(k, step) for k, step in enumerate(script(s))]
+            turns = list(enumerate(script(s)))
             again = 1
             while turns:
                 k, (kind, api, args, pause) = turns.pop(0)

@@ -154,11 +154,11 @@ def main() -> None:
         source = "delta" if len(key) == 4 else "sae codes"
         x = pooled(maps)
         row = {a: held_out_accuracy(x, np.array([s[a] for s in scenes]), args.seeds) for a in PROBED}
+        coverage = region_masks([scene for scene, _ in labelled], maps.shape[1], maps.shape[2])[:, 0]
         for value in args.values:
             attribute = next(a for a in PROBED if value in ATTRIBUTES[a])
             positive = np.array([s[attribute] == value for s in scenes])
             row[f"{value} precision"] = held_out_value_precision(x, positive, args.seeds)
-            coverage = region_masks([scene for scene, _ in labelled], maps.shape[1], maps.shape[2])[:, 0]
             row[f"{value} precision, object cells"] = held_out_value_precision(object_pooled(maps, coverage), positive, args.seeds)
         report["blocks"].setdefault(block, {}).setdefault(window, {})[source] = row
     print(json.dumps(report))
