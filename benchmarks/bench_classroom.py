@@ -131,10 +131,15 @@ def batch_summary(path: Path, since: float, until: float) -> dict:
             "plain_generation_wait_s": {"p50": round(statistics.median(waits), 2), "p95": round(float(np.percentile(waits, 95)), 2)} if waits else None}
 
 
+def rss_at(samples: list[tuple[float, float, int]], started: float, minute: float) -> float:
+    """RSS in MB at `minute` minutes into the class: the first sample from then."""
+    return next(m for t, m, _ in samples if t >= started + 60 * minute)
+
+
 def from_minute(samples: list[tuple[float, float, int]], started: float, minute: float) -> dict:
-    """RSS at `minute` minutes into the class (the first sample from then), at its end, and the growth
-    between: the soak's measure, after a warm-up of the class itself."""
-    then = next(m for t, m, _ in samples if t >= started + 60 * minute)
+    """RSS at `minute` minutes into the class, at its end, and the growth between: the soak's
+    measure, after a warm-up of the class itself."""
+    then = rss_at(samples, started, minute)
     return {"mb": round(then, 1), "end": round(samples[-1][1], 1), "growth_pct": round(100 * (samples[-1][1] - then) / then, 1)}
 
 
@@ -235,7 +240,7 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
                        "growth_after_warmup_pct": round(100 * (samples[-1][1] - rss_before) / rss_before, 1)},
             "rss_mb_after_each_class": rss_after_class,
             **({"minutes": minutes, "rss_mb_from_minute_2": from_minute(samples, started, 2.0),
-                "rss_mb_each_minute": [round(next(m for t, m, _ in samples if t >= started + 60 * k), 1) for k in range(int(minutes))]}
+                "rss_mb_each_minute": [round(rss_at(samples, started, k), 1) for k in range(int(minutes))]}
                if minutes and minutes > 2 else {}),
             "rss_mb_settled": {"mb": rss_settled, "seconds_after_the_class": SETTLE_S,
                                "growth_after_warmup_pct": round(100 * (rss_settled - rss_before) / rss_before, 1)},

@@ -4,9 +4,10 @@ chance when they do not."""
 from __future__ import annotations
 
 import numpy as np
+import pytest
 import torch
 
-from concepts.toy.probe_codes import RawDelta, held_out_accuracy, held_out_value_precision, object_pooled, pooled
+from concepts.toy.probe_codes import RawDelta, held_out_accuracy, held_out_value_precision, object_pooled, pooled, probed_values
 
 
 def maps_and_labels(n: int = 240, carried: bool = True, seed: int = 0):
@@ -58,3 +59,12 @@ def test_object_cells_read_what_the_object_carries_and_not_the_background():
     assert held_out_value_precision(object_pooled(maps, coverage), colours == "blue", [0, 1])["lowest"] > 0.9
     wrong = np.roll(coverage, 5, axis=1)
     assert held_out_value_precision(object_pooled(maps, wrong), colours == "blue", [0, 1])["mean"] < 0.6
+
+
+def test_values_to_read_are_named_with_their_attribute_and_a_bad_one_names_itself():
+    """`--values`: each name is looked up once; a position (not probed) or an unknown word is refused
+    with its name, before four minutes of generation."""
+    assert probed_values(["orange", "circle", "black background"]) == {"orange": "colour", "circle": "shape", "black": "background"}
+    for bad in ("top left", "magenta"):
+        with pytest.raises(ValueError, match=repr(bad)):
+            probed_values(["red", bad])

@@ -25,7 +25,7 @@ import numpy as np
 import torch
 
 from ..feature_readouts import ReadoutConfig, fit_on_rows
-from ..held_out import held_out_folds
+from ..held_out import halves, held_out_folds
 from ..pipeline import load_pipeline_from_folder, pick_device
 from ..quiet import quiet_libraries
 from ..sae import load_native
@@ -35,7 +35,7 @@ from . import TOY_DIR
 from .judge import load_judge, to_tensor
 from .masks import region_masks
 from .model import HOOK_BLOCKS
-from .prompts import labelled_prompts
+from .prompts import attribute_of, labelled_prompts
 from .saes import ToySAERecipe, sae_folder
 from .world import ATTRIBUTES
 
@@ -71,16 +71,28 @@ def object_pooled(maps: np.ndarray, coverage: np.ndarray) -> np.ndarray:
     return (x - x.mean(axis=0)) / (x.std(axis=0) + 1e-6)
 
 
-def judged_share(images: np.ndarray, scenes: list[dict], values: list[str]) -> dict[str, float]:
-    """Per value: the share of its images the toy judge reads as that value (did the model draw it)."""
+def judged_share(images: np.ndarray, scenes: list[dict], values: dict[str, str]) -> dict[str, float]:
+    """Per value (`values`: value → its attribute): the share of its images the toy judge reads as that
+    value (did the model draw it)."""
     judge = load_judge(TOY_DIR / "judge")
     read = [r for start in range(0, len(images), 64) for r in judge.predict(to_tensor(images[start : start + 64]))]
     shares = {}
-    for value in values:
-        attribute = next(a for a in PROBED if value in ATTRIBUTES[a])
+    for value, attribute in values.items():
         own = [r[attribute] == value for r, s in zip(read, scenes) if s[attribute] == value]
         shares[value] = round(float(np.mean(own)), 3)
     return shares
+
+
+def probed_values(names: list[str]) -> dict[str, str]:
+    """Each `--values` name → its attribute, or ValueError naming the first that is no probed value
+    (positions are not probed: pooling over cells removes where the object is)."""
+    values = {}
+    for name in names:
+        found = attribute_of(name)
+        if found is None or found[0] not in PROBED:
+            raise ValueError(f"--values: {name!r} is not a value of {', '.join(PROBED)}")
+        values[found[1]] = found[0]
+    return values
 
 
 def fit_and_score(x: np.ndarray, y: np.ndarray, train: np.ndarray) -> float:
@@ -107,8 +119,7 @@ def held_out_accuracy(x: np.ndarray, y: np.ndarray, seeds: list[int]) -> dict[st
     """Mean and spread over `seeds` of the two-fold held-out accuracy."""
     scores = []
     for seed in seeds:
-        half = np.zeros(len(y), bool)
-        half[np.random.default_rng(seed).permutation(len(y))[: len(y) // 2]] = True
+        half = halves(len(y), seed)
         scores.append(np.mean([fit_and_score(x, y, half), fit_and_score(x, y, ~half)]))
     return {"mean": round(float(np.mean(scores)), 3), "sd": round(float(np.std(scores)), 3)}
 
@@ -130,8 +141,12 @@ def held_out_value_precision(x: np.ndarray, positive: np.ndarray, seeds: list[in
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="random splits of the images")
-    parser.add_argument("--values", nargs="*", default=[], help="also read these colours one against the rest (held-out precision, as read-outs are kept)")
+    parser.add_argument("--values", nargs="*", default=[], help="also read these values (colours, shapes, sizes, backgrounds, textures) one against the rest (held-out precision, as read-outs are kept)")
     args = parser.parse_args()
+    try:
+        values = probed_values(args.values)
+    except ValueError as exc:
+        parser.error(str(exc))
     quiet_libraries()
     torch.manual_seed(0)
     pipe = load_pipeline_from_folder(TOY_DIR, pick_device("cpu"))
@@ -143,23 +158,22 @@ def main() -> None:
     readers |= {(b, w, "cond", "delta"): RawDelta(channels[b]) for b in HOOK_BLOCKS.values() for w in STAGES}
     labelled = labelled_prompts(recipe.dictionary_prompts, recipe.seed + 1)
     table = feature_table(pipe, readers, [text for _, text in labelled], steps=recipe.steps, guidance=recipe.guidance, height=64, width=64,
-                          batch=recipe.prompts_per_batch, seed=recipe.seed + 1, spatial=True, keep_images=bool(args.values))
+                          batch=recipe.prompts_per_batch, seed=recipe.seed + 1, spatial=True, keep_images=bool(values))
     scenes = [scene.as_dict() for scene, _ in labelled]
     report: dict = {"what": "linear read-out of each attribute", "images": len(scenes), "splits": args.seeds,
                     "chance": {a: round(1 / len(ATTRIBUTES[a]), 3) for a in PROBED}, "blocks": {}}
-    if args.values:
-        report["drawn as asked (judge)"] = judged_share(np.asarray(table.images), scenes, args.values)
+    positives = {value: np.array([s[attribute] == value for s in scenes]) for value, attribute in values.items()}
+    if values:
+        report["drawn as asked (judge)"] = judged_share(np.asarray(table.images), scenes, values)
     for key, maps in table.maps.items():
         block, window = key[0], key[1]
         source = "delta" if len(key) == 4 else "sae codes"
         x = pooled(maps)
         row = {a: held_out_accuracy(x, np.array([s[a] for s in scenes]), args.seeds) for a in PROBED}
-        coverage = region_masks([scene for scene, _ in labelled], maps.shape[1], maps.shape[2])[:, 0]
-        for value in args.values:
-            attribute = next(a for a in PROBED if value in ATTRIBUTES[a])
-            positive = np.array([s[attribute] == value for s in scenes])
+        on_object = object_pooled(maps, region_masks([scene for scene, _ in labelled], maps.shape[1], maps.shape[2])[:, 0]) if values else None
+        for value, positive in positives.items():
             row[f"{value} precision"] = held_out_value_precision(x, positive, args.seeds)
-            row[f"{value} precision, object cells"] = held_out_value_precision(object_pooled(maps, coverage), positive, args.seeds)
+            row[f"{value} precision, object cells"] = held_out_value_precision(on_object, positive, args.seeds)
         report["blocks"].setdefault(block, {}).setdefault(window, {})[source] = row
     print(json.dumps(report))
 
