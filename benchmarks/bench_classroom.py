@@ -12,8 +12,8 @@ work, and throughput counts the requests answered within the M minutes. Reported
 request kind, failed requests, the server's RSS and open files over time (growth after warm-up),
 the caches on disk afterwards (CAD scores, the app's files, Gradio's temp folder), the CPU cores the
 server and the students' clients used, and, with batching on, what the UNet worker did (its batch
-log, `CONCEPT_LAB_BATCH_LOG`: batch sizes, milliseconds per image and step, how long generations
-waited for it). Checked: the
+log, `CONCEPT_LAB_BATCH_LOG`: images per shared UNet call, milliseconds per image and step, how
+long generations waited for their first step). Checked: the
 first generation of every student equals the one it gets alone before the class, within 1/255 per
 pixel (`concepts.batching`), and after the class the same requests still give the same images (the
 shared model and its hooks are untouched).
@@ -112,22 +112,28 @@ def first_images(url: str, students: list[int]) -> dict[int, np.ndarray]:
 
 
 def batch_summary(path: Path, since: float, until: float) -> dict:
-    """What the UNet worker did during the class (`concepts.batching` logs each batch with batching
-    on): batches by images, the worker's cost per image and denoising step in each size, the share
-    of the class it was busy, and how long plain generations waited for it."""
+    """What the UNet worker did during the class (`concepts.batching` logs each shared UNet step with
+    batching on): the calls by how many images they held, with each size's share of all image-steps
+    and its cost per image and step, the share of the class the worker was busy, and how long plain
+    generations waited for their first step."""
     lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
-    batches = [b for b in lines if since <= b["start"] and b["end"] <= until]
-    if not batches:
+    calls = [b for b in lines if since <= b["start"] and b["end"] <= until]
+    if not calls:
         return {}
-    sizes = {"1": (1, 1), "2-4": (2, 4), "5-8": (5, 8), "9+": (9, 10**6)}
+    images = [sum(j["images"] for j in b["jobs"]) for b in calls]
+    total = sum(images)
+    sizes = {"1": (1, 1), "2-4": (2, 4), "5-8": (5, 8), "9-16": (9, 16), "17+": (17, 10**6)}
     by_size = {}
     for name, (low, high) in sizes.items():
-        chosen = [b for b in batches if low <= sum(j["images"] for j in b["jobs"]) <= high]
-        work = sum(sum(j["images"] for j in b["jobs"]) * b["steps"] for b in chosen)
-        by_size[name] = {"batches": len(chosen), "ms_per_image_step": round(1000 * sum(b["end"] - b["start"] for b in chosen) / work, 1) if work else None}
-    waits = [j["waited"] for b in batches for j in b["jobs"] if not j["hooks"]]
-    return {"batches": len(batches), "by_images": by_size,
-            "worker_busy_share": round(sum(b["end"] - b["start"] for b in batches) / (until - since), 2),
+        chosen = [(b, n) for b, n in zip(calls, images) if low <= n <= high]
+        work = sum(n for _, n in chosen)
+        by_size[name] = {"calls": len(chosen), "share_of_image_steps": round(work / total, 3),
+                         "ms_per_image_step": round(1000 * sum(b["end"] - b["start"] for b, _ in chosen) / work, 1) if work else None}
+    waits = [j["waited"] for b in calls for j in b["jobs"] if not j["hooks"] and "waited" in j]
+    return {"unet_calls": len(calls), "requests_per_call": round(statistics.mean(len(b["jobs"]) for b in calls), 2),
+            "images_per_call": round(total / len(calls), 2), "by_images": by_size,
+            "ms_per_image_step": round(1000 * sum(b["end"] - b["start"] for b in calls) / total, 1),
+            "worker_busy_share": round(sum(b["end"] - b["start"] for b in calls) / (until - since), 2),
             "plain_generation_wait_s": {"p50": round(statistics.median(waits), 2), "p95": round(float(np.percentile(waits, 95)), 2)} if waits else None}
 
 

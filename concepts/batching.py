@@ -1,24 +1,29 @@
-"""Batching across users: generations that arrive together run as one UNet batch.
+"""Batching across users: requests in flight together share every UNet call.
 
 A class pressing Run at once sends many batch-1 requests; on a CPU one batch of 8 toy images
 costs 0.9 s against 8 × 0.33 s alone. Each caller's thread hands its (already validated) request to
-one worker thread and waits; the worker gathers what arrives within `wait_s`, groups requests that
-can share a UNet call (same pipeline, steps, guidance, size, negative prompt, previews), draws each
-request's noise from its own seed (`GenerationRequest.seed_blocks`), and hands every caller its own
-images and its own slice of every step.
+one worker thread and waits. The worker schedules by step, not by request (continuous batching, as
+LLM servers do it): before every shared UNet call, requests that arrived since join the ones in
+flight, and a request leaves with its images as soon as its own last step is done. So a 10-step
+evolution, a 25-step generation that started a second earlier and a steering run ride in the same
+UNet call, each at its own step (`concepts.shared_steps`: the UNet takes one timestep per row; each
+request keeps its own scheduler, seeded noise, conditioning and guidance). Only requests that cannot
+share a call are kept apart: another pipeline, image size, or CFG on against off; such groups take
+turns, one step each. At most `max_batch` requests share a call; the rest wait for a place to free up.
 
 Requests with hooks join too: explore's capture, steering's edit, evolution's per-step maps and an
 erase's weight edit. The caller hands over a `hooks` factory instead of entering its hooks; the worker
-builds them, tells each its `rows` of the shared batch (`hooks.BatchRows`) and enters them all, so
-each reads and edits only its own images. The factory is called again if the request has to be
-rerun alone, so it must also reset whatever the caller's sinks and `on_step` collected.
+builds and enters them when the request joins, tells each its `rows` of every shared call
+(`hooks.BatchRows`) and its own step, and leaves them when the request leaves, so each reads and
+edits only its own images. The factory is called again if the request has to be rerun alone, so it
+must also reset whatever the caller's sinks and `on_step` collected.
 
 Why here and not Gradio's `batch=True`: a Gradio batch fails as a whole when one input is bad, so one
-student's empty prompt would fail seven others; here each request is checked in its own thread
-before it joins, and a request that still fails inside a batch (a steering edit that overflows)
-sends each of its companions to run alone (only its own caller sees the error). Images equal the
-solo run's to within 1/255 per pixel on the CPU (batched matrix products may round differently;
-tests/test_batching.py measures it).
+student's empty prompt would fail seven others, and it cannot let a request join halfway; here each
+request is checked in its own thread before it joins, and a request that still fails inside a shared
+step (a steering edit that overflows) sends each of its companions to run alone from the start (only
+its own caller sees the error). Images equal the solo run's to within 1/255 per pixel on the CPU
+(batched matrix products may round differently; tests/test_batching.py measures it).
 """
 
 from __future__ import annotations
@@ -29,15 +34,14 @@ import queue
 import threading
 import time
 from contextlib import ExitStack
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
-import torch
-
 from .errors import RequestCancelled
-from .hooks import BatchRows, BlockHooks, ScopedHooks, any_active
+from .hooks import BlockHooks, ScopedHooks, any_active
 from .progress import cancellable, current_check
-from .sampling import GenerationRequest, GenerationResult, StepState, generate
+from .sampling import GenerationRequest, GenerationResult, PreviewWhen, StepState, generate
+from .shared_steps import InFlight, step_together
 from .torch_threads import CORES, use_threads
 
 HooksFactory = Callable[[], Sequence[ScopedHooks]]
@@ -58,7 +62,7 @@ class _Job:
     request: GenerationRequest
     on_step: Callable[[StepState], None] | None
     hooks: HooksFactory | None = None
-    previews: bool = False
+    previews: PreviewWhen = False
     still_wanted: Callable[[], bool] | None = field(default_factory=current_check)
     """The caller's cancellation check, taken in its own thread (the worker has none of its own)."""
     done: threading.Event = field(default_factory=threading.Event)
@@ -68,8 +72,10 @@ class _Job:
     error: BaseException | None = None
 
     def key(self) -> tuple:
+        """Requests with the same key can share a UNet call, whatever their steps, guidance, prompts
+        or hooks (`concepts.shared_steps`)."""
         r = self.request
-        return (id(self.pipe), r.steps, float(r.guidance), r.height, r.width, r.negative_prompt, r.images_per_prompt, self.previews)
+        return (id(self.pipe), r.height, r.width, r.cfg)
 
     @property
     def images(self) -> int:
@@ -79,23 +85,8 @@ class _Job:
         return self.still_wanted is None or self.still_wanted()
 
 
-def _slice_step(state: StepState, start: int, stop: int) -> StepState:
-    """One request's rows of a shared step."""
-    preview = None if state.preview is None else state.preview[start:stop]
-    return state._replace(latents=state.latents[start:stop], pred_x0=state.pred_x0[start:stop], preview=preview)
-
-
-def _split(result: GenerationResult, counts: list[int]) -> list[GenerationResult]:
-    out, start = [], 0
-    for n in counts:
-        nsfw = None if result.nsfw is None else result.nsfw[start:start + n]
-        out.append(GenerationResult(result.images[start:start + n], result.pixels[start:start + n], nsfw))
-        start += n
-    return out
-
-
 class GenerationBatcher:
-    """One worker thread that runs compatible plain generations together (started on first use)."""
+    """One worker thread that runs every request in flight through shared UNet calls (started on first use)."""
 
     def __init__(self, max_batch: int = MAX_BATCH, wait_s: float = WAIT_S) -> None:
         self.max_batch, self.wait_s = max_batch, wait_s
@@ -103,14 +94,16 @@ class GenerationBatcher:
         self._lock = threading.Lock()
         self._worker: threading.Thread | None = None
         self.batches: list[int] = []
-        """Sizes of the batches run so far, most recent last (at most 1,000 kept: for tests and benchmarks)."""
+        """How many requests shared each UNet call, most recent last (the last 10,000 kept: for tests
+        and benchmarks; `calls` counts them all)."""
+        self.calls = 0
 
     def generate(self, pipe, request: GenerationRequest, on_step: Callable[[StepState], None] | None = None,
                  hooks: HooksFactory | None = None, previews: bool = False) -> GenerationResult:
         """The same as `sampling.generate(pipe, request, hooks(), on_step, previews)`, possibly in company."""
         if request.seed_blocks:
             return _alone(pipe, request, on_step, hooks, previews)
-        return self._submit([_Job(pipe, request, on_step, hooks, bool(previews))])[0]
+        return self._submit([_Job(pipe, request, on_step, hooks, previews)])[0]
 
     def generate_many(self, pipe, requests: Sequence[tuple[GenerationRequest, HooksFactory | None]]) -> list[GenerationResult]:
         """Several requests of one caller queued at once, so they can share a batch (an erase's before
@@ -129,104 +122,155 @@ class GenerationBatcher:
                 raise job.error
         return [job.result for job in jobs]  # type: ignore[misc]
 
+    def since(self, calls: int) -> list[int]:
+        """The `batches` entries of the UNet calls after the first `calls` (a mark taken from `calls`)."""
+        return self.batches[len(self.batches) - min(self.calls - calls, len(self.batches)):]
+
     def _ensure_worker(self) -> None:
         with self._lock:
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._run, name="concept-lab-batcher", daemon=True)
                 self._worker.start()
 
-    def _gather(self, first: _Job) -> list[_Job]:
-        jobs, deadline = [first], time.monotonic() + self.wait_s
-        while len(jobs) < 4 * self.max_batch:
-            left = deadline - time.monotonic()
-            try:
-                jobs.append(self._queue.get(timeout=max(0.0, left)) if left > 0 else self._queue.get_nowait())
-            except queue.Empty:
-                break
-        return jobs
-
     def _run(self) -> None:
+        """Step-level scheduling: before every shared step, requests that arrived join the ones in
+        flight (while their group has room), and each request leaves as soon as its last step is done."""
         use_threads(CORES)  # the one thread with every core (`concepts.torch_threads`)
+        waiting: list[_Job] = []
+        flying: dict[tuple, list[_Running]] = {}
         while True:
-            jobs = self._gather(self._queue.get())
-            for job in [j for j in jobs if not j.wanted()]:  # its page closed while it waited
-                job.error = RequestCancelled("the request was cancelled before it ran")
-                job.done.set()
-                jobs.remove(job)
-            groups: dict[tuple, list[_Job]] = {}
-            for job in jobs:
-                groups.setdefault(job.key(), []).append(job)
-            for group in groups.values():
-                for start in range(0, len(group), self.max_batch):
-                    self._run_batch(group[start:start + self.max_batch])
+            if not waiting and not flying:  # idle: sleep until a request comes, then wait a moment for company
+                waiting.append(self._queue.get())
+                deadline = time.monotonic() + self.wait_s
+                while (left := deadline - time.monotonic()) > 0:
+                    try:
+                        waiting.append(self._queue.get(timeout=left))
+                    except queue.Empty:
+                        break
+            while True:
+                try:
+                    waiting.append(self._queue.get_nowait())
+                except queue.Empty:
+                    break
+            waiting = self._admit(waiting, flying)
+            for key in list(flying):
+                self._step(flying, key)
 
-    def _run_batch(self, jobs: list[_Job]) -> None:
+    def _admit(self, waiting: list[_Job], flying: dict[tuple, list["_Running"]]) -> list[_Job]:
+        """Start the waiting requests that fit (first come, first in); the rest keep waiting."""
+        still = []
+        for job in waiting:
+            if not job.wanted():  # its page closed while it waited
+                _fail(job, RequestCancelled("the request was cancelled before it ran"))
+                continue
+            group = flying.get(job.key(), [])
+            if len(group) >= self.max_batch:
+                still.append(job)
+                continue
+            try:
+                running = _Running(job, InFlight.start(job.pipe, job.request, job.hooks() if job.hooks else (), job.previews))
+            except Exception as exc:  # a bad request fails alone, before it joins anyone
+                _fail(job, exc)
+                continue
+            flying.setdefault(job.key(), []).append(running)
+        return still
+
+    def _step(self, flying: dict[tuple, list["_Running"]], key: tuple) -> None:
+        """One shared step of a group; finished requests get their images, a failed step reruns its
+        requests alone (fresh hooks) so that only the one at fault hears of it."""
+        group = flying[key]
+        for running in [r for r in group if not r.job.wanted()]:  # a page closed: its rows leave
+            running.flight.close()
+            group.remove(running)
+            _fail(running.job, RequestCancelled("the request was cancelled"))
         started = time.time()
         try:
-            if len(jobs) == 1:
-                job = jobs[0]
-                with cancellable(job.wanted):
-                    job.result = _alone(job.pipe, job.request, job.on_step, job.hooks, job.previews)
-            else:
-                self._run_together(jobs)
-            self.batches = (self.batches + [len(jobs)])[-1000:]
-            _log_batch(jobs, started, time.time())
-        except Exception as exc:
-            if len(jobs) == 1:
-                jobs[0].error = exc
-            else:  # one request spoilt the batch: each runs alone, so only its own caller hears of it
-                for job in jobs:
-                    job.error = None
-                    self._run_batch([job])
-        except BaseException as exc:  # KeyboardInterrupt and the like: every caller hears of it
-            for job in jobs:
-                job.error = exc
-        finally:
-            for job in jobs:
+            if group:
+                self._step_group(group)
+                stepped, leaving = [*group], [r for r in group if r.flight.done or r.job.error is not None]
+                for running in leaving:
+                    running.flight.close()
+                    if running.job.error is None:
+                        running.job.result = running.flight.result()
+                for running in leaving:  # only once every result is in: a failed decode reruns them all
+                    group.remove(running)
+                _log_batch(stepped, started, time.time())
+                for running in leaving:  # after the log line: a caller may read it as soon as it wakes
+                    running.job.done.set()
+        except Exception:  # one request spoilt the step: each runs alone, so only its own caller hears of it
+            for running in group:
+                running.flight.close()
+            for running in group:
+                job = running.job
+                job.error = None
+                try:
+                    with cancellable(job.wanted):
+                        job.result = _alone(job.pipe, job.request, job.on_step, job.hooks, job.previews)
+                except Exception as exc:
+                    job.error = exc
                 job.done.set()
+            group.clear()
+        except BaseException as exc:  # KeyboardInterrupt and the like: every caller hears of it
+            for running in group:
+                running.flight.close()
+                _fail(running.job, exc)
+            group.clear()
+        finally:
+            if not group:
+                flying.pop(key, None)
 
-    def _run_together(self, jobs: list[_Job]) -> None:
-        counts = [job.images for job in jobs]
-        starts = [sum(counts[:i]) for i in range(len(jobs))]
-        size = sum(counts)
-        merged = replace(jobs[0].request, prompt=[p for j in jobs for p in j.request.prompts],
-                         seed_blocks=tuple((j.request.seed, len(j.request.prompts)) for j in jobs))
-        with ExitStack() as stack:
-            block_hooks: list[BlockHooks] = []
-            for job, start, count in zip(jobs, starts, counts):
-                for hook in (job.hooks() if job.hooks is not None else ()):
-                    hook.rows = BatchRows(start, start + count, size)
-                    stack.enter_context(hook)
-                    if isinstance(hook, BlockHooks):
-                        block_hooks.append(hook)
+    def _step_group(self, group: list["_Running"]) -> None:
+        jobs = {id(r.flight): r.job for r in group}
 
-            def every_step(state: StepState) -> None:
-                if not any(j.wanted() for j in jobs):  # every page closed: stop (each then stops alone)
-                    raise RequestCancelled("every request of the batch was cancelled")
-                for job, start, count in zip(jobs, starts, counts):
-                    if job.on_step is not None and job.error is None:
-                        try:
-                            job.on_step(_slice_step(state, start, start + count))
-                        except Exception as exc:  # a closed page's progress bar must not stop the others
-                            job.error = exc
+        def hand_on(flight: InFlight, state: StepState) -> None:
+            """The caller's own step (progress bar, per-step maps); a failing callback (a closed
+            page's progress bar) ends only its own request."""
+            job = jobs[id(flight)]
+            if job.on_step is not None and job.error is None:
+                try:
+                    job.on_step(state)
+                except Exception as exc:
+                    job.error = exc
 
-            with torch.no_grad():
-                result = generate(jobs[0].pipe, merged, block_hooks, on_step=every_step, previews=jobs[0].previews)
-        for job, part in zip(jobs, _split(result, counts)):
-            if job.error is None:
-                job.result = part
+        for running in group:
+            running.steps_done += 1
+        step_together([r.flight for r in group], hand_on)
+        self.calls += 1
+        self.batches.append(len(group))
+        del self.batches[:-10_000]
 
 
-def _log_batch(jobs: list[_Job], started: float, ended: float) -> None:
-    """With $CONCEPT_LAB_BATCH_LOG set to a file, one JSON line per batch that ran through: when it
-    started and ended, its steps, and per request whether it had hooks, its images and how long it
-    waited for the worker (what `benchmarks/bench_classroom.py` sums up: batch sizes, cost per image
-    and step). A log that cannot be written is skipped: it must not fail the users' batch."""
+@dataclass
+class _Running:
+    """A request the worker has started: its job (the caller's side) and its sampling state."""
+
+    job: _Job
+    flight: InFlight
+    steps_done: int = 0
+
+
+def _fail(job: _Job, error: BaseException) -> None:
+    job.error = error
+    job.done.set()
+
+
+def _log_batch(group: list[_Running], started: float, ended: float) -> None:
+    """With $CONCEPT_LAB_BATCH_LOG set to a file, one JSON line per shared step: when it started and
+    ended, and per request whether it had hooks, its images, and, at its first step, how long it
+    waited for the worker (what `benchmarks/bench_classroom.py` sums up: rows per UNet call, cost per
+    image and step, how long generations waited). A log that cannot be written is skipped: it must
+    not fail the users' step."""
     path = os.environ.get("CONCEPT_LAB_BATCH_LOG")
     if not path:
         return
-    line = {"start": round(started, 4), "end": round(ended, 4), "steps": jobs[0].request.steps,
-            "jobs": [{"hooks": job.hooks is not None, "images": job.images, "waited": round(started - job.submitted, 4)} for job in jobs]}
+    jobs = []
+    for running in group:
+        job = running.job
+        entry = {"hooks": job.hooks is not None, "images": job.images, "steps": job.request.steps}
+        if running.steps_done == 1:
+            entry["waited"] = round(started - job.submitted, 4)
+        jobs.append(entry)
+    line = {"start": round(started, 4), "end": round(ended, 4), "steps": 1, "jobs": jobs}
     try:
         with open(path, "a") as log:
             log.write(json.dumps(line) + "\n")

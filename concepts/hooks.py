@@ -122,7 +122,7 @@ class ScopedHooks:
 
     def __init__(self) -> None:
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
-        self._token: contextvars.Token | None = None
+        self._entered = False
         self.rows: BatchRows | None = None
         """Set by the batcher when this request shares a UNet batch; None: the whole batch is ours."""
 
@@ -144,7 +144,8 @@ class ScopedHooks:
         except BaseException:
             self._remove()
             raise
-        self._token = _ACTIVE.set(_ACTIVE.get() | {id(self)})
+        _ACTIVE.set(_ACTIVE.get() | {id(self)})
+        self._entered = True
         return self
 
     def __exit__(self, *exc_info: object) -> None:
@@ -154,9 +155,9 @@ class ScopedHooks:
         for handle in self._handles:
             handle.remove()
         self._handles.clear()
-        if self._token is not None:
-            _ACTIVE.reset(self._token)
-            self._token = None
+        if self._entered:  # only its own id: requests in one shared batch leave in any order (`concepts.batching`)
+            _ACTIVE.set(_ACTIVE.get() - {id(self)})
+            self._entered = False
 
     @property
     def active(self) -> bool:

@@ -225,7 +225,13 @@ def generate(
         if on_step is not None:
             on_step(state)
     assert last is not None  # steps >= 1 is validated
-    pixels = decode_latents(pipe, last.latents)
+    return finish(pipe, last.latents)
+
+
+@torch.no_grad()
+def finish(pipe: StableDiffusionPipeline, latents: torch.Tensor) -> GenerationResult:
+    """Decode the last step's latents, through the model's own safety checker where it has one."""
+    pixels = decode_latents(pipe, latents)
     nsfw = None
     if getattr(pipe, "safety_checker", None) is not None:
         checked, nsfw_flags = pipe.run_safety_checker(pixels.permute(0, 2, 3, 1).cpu().numpy(), pipe._execution_device, pipe.unet.dtype)

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import threading
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -73,9 +74,10 @@ def test_users_batched_together_get_their_solo_images(toy):
     print(f"pixels differing by 1/255: {changed} of {sum(a.size for a in solo)}")
 
 
-def test_the_batch_log_says_what_each_batch_held_and_how_long_it_took(toy, tmp_path, monkeypatch):
-    """$CONCEPT_LAB_BATCH_LOG (read by the classroom benchmark): one line per batch, with every
-    request's images, whether it had hooks and how long it waited; nothing is written without it."""
+def test_the_batch_log_says_what_each_shared_step_held_and_how_long_it_took(toy, tmp_path, monkeypatch):
+    """$CONCEPT_LAB_BATCH_LOG (read by the classroom benchmark): one line per shared UNet step, with
+    every request's images and steps, whether it had hooks and, at its first step, how long it waited;
+    nothing is written without it."""
     world, pipe = toy
     log = tmp_path / "batches.jsonl"
     together(GenerationBatcher(wait_s=0.2), pipe, [request(world, p, seed=i) for i, p in enumerate(PROMPTS[:3])])
@@ -85,10 +87,12 @@ def test_the_batch_log_says_what_each_batch_held_and_how_long_it_took(toy, tmp_p
     together(batcher, pipe, [request(world, p, seed=i) for i, p in enumerate(PROMPTS[:3])])
     lines = [json.loads(line) for line in log.read_text().splitlines()]
     assert [len(line["jobs"]) for line in lines] == batcher.batches
-    assert sum(job["images"] for line in lines for job in line["jobs"]) == 3
+    assert sum(job["images"] for line in lines for job in line["jobs"]) == 3 * 10, "each of 3 images was not logged at each of its 10 steps"
+    firsts = [job for line in lines for job in line["jobs"] if "waited" in job]
+    assert len(firsts) == 3 and all(0 <= job["waited"] < 60 for job in firsts)
     for line in lines:
-        assert line["steps"] == 10 and line["end"] > line["start"]
-        assert all(not job["hooks"] and 0 <= job["waited"] < 60 for job in line["jobs"])
+        assert line["steps"] == 1 and line["end"] > line["start"]
+        assert all(not job["hooks"] and job["steps"] == 10 for job in line["jobs"])
 
 
 def test_a_bad_request_fails_alone_and_the_others_are_served(toy):
@@ -202,7 +206,7 @@ def test_a_class_of_panels_shares_batches_and_each_sees_its_solo_result(toy):
         "erase": lambda: run_edit(None, EditSpec("red"), prompts=[PROMPTS[3]], kept_prompts=[PROMPTS[4]], seed=4, steps=10),
     }
     solo = {name: call() for name, call in calls.items()}
-    before = len(BATCHER.batches)
+    before = BATCHER.calls
     shared: dict = {}
     start = threading.Barrier(len(calls))
 
@@ -215,7 +219,7 @@ def test_a_class_of_panels_shares_batches_and_each_sees_its_solo_result(toy):
         t.start()
     for t in threads:
         t.join()
-    assert max(BATCHER.batches[before:]) >= 3, f"the panels did not share batches: {BATCHER.batches[before:]}"
+    assert max(BATCHER.since(before)) >= 3, f"the panels did not share batches: {BATCHER.since(before)}"
 
     def close(a, b) -> bool:
         return np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)).max() <= 1
@@ -237,7 +241,7 @@ def test_students_running_lessons_at_once_share_batches_and_get_their_solo_readi
 
     seeds = (11, 12)
     solo = {seed: run_lesson("labels-weights", seed, cached=False) for seed in seeds}
-    before = len(BATCHER.batches)
+    before = BATCHER.calls
     shared: dict = {}
     start = threading.Barrier(len(seeds))
 
@@ -250,7 +254,7 @@ def test_students_running_lessons_at_once_share_batches_and_get_their_solo_readi
         t.start()
     for t in threads:
         t.join()
-    assert max(BATCHER.batches[before:], default=0) == 2, f"the lessons did not share batches: {BATCHER.batches[before:]}"
+    assert max(BATCHER.since(before), default=0) == 2, f"the lessons did not share batches: {BATCHER.since(before)}"
     for seed in seeds:
         assert [b.value for b in shared[seed].bars] == [b.value for b in solo[seed].bars]
         assert shared[seed].table == solo[seed].table
@@ -288,3 +292,87 @@ def test_served_request_threads_run_torch_on_one_thread_and_the_batcher_on_every
         assert torch.get_num_threads() == before
     finally:
         torch.set_num_threads(before)  # threads started later in this process start from this count
+
+
+def test_a_request_joins_a_running_batch_at_its_next_step_and_leaves_after_its_last(toy):
+    """Continuous batching: a 10-step request with a capture, sent while a 25-step steered request is
+    at its fourth step, rides in the same UNet calls from its first step on (other steps, other
+    guidance), leaves first (its hooks go while the other's stay) and both get their solo results."""
+    world, pipe = toy
+    long_request = replace(request(world, PROMPTS[1], seed=21), steps=25)
+    short_request = replace(request(world, PROMPTS[2], seed=22), guidance=2.0)
+    solo_made: list = [[], []]
+    solo_long = generate_with(GenerationBatcher(), pipe, long_request, hooks_of(pipe, "steer", solo_made[0]))
+    solo_short = generate_with(GenerationBatcher(), pipe, short_request, hooks_of(pipe, "capture", solo_made[1]))
+    batcher, made, at_step_3 = GenerationBatcher(wait_s=0.0), [[], []], threading.Event()
+    results: dict = {}
+
+    def long_user() -> None:
+        results["long"] = batcher.generate(pipe, long_request, on_step=lambda s: s.index == 3 and at_step_3.set(),
+                                           hooks=hooks_of(pipe, "steer", made[0]))
+
+    thread = threading.Thread(target=long_user)
+    thread.start()
+    at_step_3.wait(60)
+    results["short"] = batcher.generate(pipe, short_request, hooks=hooks_of(pipe, "capture", made[1]))
+    thread.join()
+    sizes = batcher.batches
+    assert sizes.count(2) == 10 and len(sizes) == 25, f"the short request did not ride along for its 10 steps: {sizes}"
+    assert sizes[:4] == [1, 1, 1, 1] and sizes[-1] == 1
+    assert (results["long"].pixels - solo_long.pixels).abs().max() <= 1 / 255 + 1e-6
+    assert (results["short"].pixels - solo_short.pixels).abs().max() <= 1 / 255 + 1e-6
+    shared, alone = made[1][-1][0].captures[MID], solo_made[1][-1][0].captures[MID]
+    assert len(shared) == len(alone) == 10
+    assert all(torch.allclose(s.cond, a.cond, atol=1e-3) for s, a in zip(shared, alone))
+    assert all(not h.active for tries in made for hooks in tries for h in hooks), "a hook was left on the model"
+
+
+def test_a_request_cancelled_in_flight_leaves_and_the_others_go_on(toy):
+    """A student closes the page halfway: that request stops at the next step with RequestCancelled,
+    its hooks leave the model, and the request it shared calls with still gets its solo image."""
+    from concepts.errors import RequestCancelled
+    from concepts.progress import cancellable
+
+    world, pipe = toy
+    kept, dropped = request(world, PROMPTS[0], seed=31), request(world, PROMPTS[3], seed=32)
+    solo = generate(pipe, kept)
+    batcher, made, closed = GenerationBatcher(wait_s=0.3), [], threading.Event()
+    outcome: dict = {}
+
+    def leaving_user() -> None:
+        with cancellable(lambda: not closed.is_set()):
+            try:
+                batcher.generate(pipe, dropped, on_step=lambda s: s.index == 4 and closed.set(), hooks=hooks_of(pipe, "steer", made))
+            except RequestCancelled as exc:
+                outcome["dropped"] = exc
+
+    thread = threading.Thread(target=leaving_user)
+    thread.start()
+    outcome["kept"] = batcher.generate(pipe, kept)
+    thread.join()
+    assert isinstance(outcome.get("dropped"), RequestCancelled)
+    assert batcher.batches[:5] == [2] * 5 and batcher.batches[5:] == [1] * 5, batcher.batches
+    assert (outcome["kept"].pixels - solo.pixels).abs().max() <= 1 / 255 + 1e-6
+    assert all(not h.active for hooks in made for h in hooks)
+
+
+def generate_with(batcher: GenerationBatcher, pipe, r: GenerationRequest, factory) -> object:
+    return batcher.generate(pipe, r, hooks=factory)
+
+
+def test_sdxl_requests_share_calls_with_their_added_conditioning_in_their_own_rows():
+    """SDXL's pooled text and size ids are laid out like the text itself ([uncond…; cond…]) when
+    requests share a call, so each still gets its solo image; a request with guidance off (no uncond
+    rows) runs beside them in its own group, taking turns step by step."""
+    from concepts.tiny import build_tiny_sdxl_pipeline
+
+    pipe = build_tiny_sdxl_pipeline()
+    guided = [GenerationRequest(p, seed=40 + i, steps=4, guidance=5.0, height=64, width=64) for i, p in enumerate(PROMPTS[:2])]
+    unguided = GenerationRequest(PROMPTS[2], seed=43, steps=3, guidance=0.0, height=64, width=64)
+    requests = [*guided, unguided]
+    solo = [generate(pipe, r).pixels for r in requests]
+    batcher = GenerationBatcher(wait_s=0.3)
+    results = together(batcher, pipe, requests)
+    assert batcher.batches.count(2) == 4 and batcher.batches.count(1) == 3, batcher.batches
+    for alone, shared in zip(solo, results):
+        assert (shared.pixels - alone).abs().max() <= 1 / 255 + 1e-6
