@@ -16,7 +16,7 @@ os.environ.setdefault("TRANSFORMERS_VERBOSITY", "error")  # before transformers 
 import gradio as gr  # noqa: E402
 
 from concepts.quiet import quiet_libraries  # noqa: E402
-from concepts.torch_threads import one_thread_rule, use_threads  # noqa: E402
+from concepts.torch_threads import one_thread_rule, short_turns, use_threads  # noqa: E402
 from ui import cancellation, erase, evolution, generate, lessons, links, memory, models, steer, temp_files  # noqa: E402
 from ui.common import REGISTRY  # noqa: E402
 
@@ -68,11 +68,11 @@ def launch_style() -> dict:
 
 if __name__ == "__main__":
     # The app's own log (one line per user error) on the console; other libraries keep their level.
-    handler = logging.StreamHandler()
-    handler.setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
+    (handler := logging.StreamHandler()).setFormatter(logging.Formatter("%(asctime)s %(name)s: %(message)s"))
     logging.getLogger("concept_lab").addHandler(handler)
     logging.getLogger("concept_lab").setLevel(logging.INFO)
     memory.keep_memory_returned()  # freed pages go back to the system (ui/memory.py)
+    short_turns()  # the UNet worker waits 0.1 ms, not 5 ms, for the interpreter after each op (concepts/torch_threads.py)
     demo.queue(default_concurrency_limit=2).launch(
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),

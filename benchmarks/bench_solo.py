@@ -1,13 +1,17 @@
-"""One student alone on the served app: each request's latency with the app's one-torch-thread rule
-on and off, in one run (`concepts.torch_threads`).
+"""One student alone on the served app: each request's latency under two thread settings, in one run
+(`concepts.torch_threads`).
 
-    python benchmarks/bench_solo.py [--rounds 4] [--out FILE]
+    python benchmarks/bench_solo.py [--rounds 4] [--compare rule|worker|switch] [--out FILE]
 
-Two servers are started as `python app.py` serves it, one with $CONCEPT_LAB_ONE_TORCH_THREAD=1 (the
-default) and one with 0. One gradio_client student follows the classroom script (the lesson, two
-generations, an exploration, a steering, an evolution, an erase) on each server in turn, round after
+Two servers are started as `python app.py` serves it. `--compare rule` (the default): the
+one-torch-thread rule on ($CONCEPT_LAB_ONE_TORCH_THREAD=1, the default) and off (0). `--compare
+worker`: the UNet worker's threads chosen by load (the default: every core for one student) and fixed
+at one ($CONCEPT_LAB_WORKER_THREADS=1, what it takes in a busy class). `--compare switch`: Python's
+switch interval at the app's 0.1 ms and at Python's default 5 ms ($CONCEPT_LAB_SWITCH_INTERVAL_MS).
+One gradio_client student follows the classroom script (the lesson, two generations, an
+exploration, a steering, an evolution, an erase) on each server in turn, round after
 round, so only one server works at a time. The first round warms both up and is not counted; per
-request kind the median over the other rounds, and off ÷ on.
+request kind the median over the other rounds, and the second setting's ÷ the first's.
 """
 
 from __future__ import annotations
@@ -27,25 +31,35 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from bench_classroom import script, serve  # noqa: E402
 from timing import emit  # noqa: E402
 
-MODES = {"on": "1", "off": "0"}
+COMPARISONS = {
+    "rule": {"on": {"CONCEPT_LAB_ONE_TORCH_THREAD": "1"}, "off": {"CONCEPT_LAB_ONE_TORCH_THREAD": "0"}},
+    "worker": {"by_load": {"CONCEPT_LAB_WORKER_THREADS": ""}, "one": {"CONCEPT_LAB_WORKER_THREADS": "1"}},
+    "switch": {"short": {"CONCEPT_LAB_SWITCH_INTERVAL_MS": "0.1"}, "python_default": {"CONCEPT_LAB_SWITCH_INTERVAL_MS": "5"}},
+}
+WHAT = {"rule": "CONCEPT_LAB_ONE_TORCH_THREAD: on = every core only in the batcher's thread",
+        "worker": "CONCEPT_LAB_WORKER_THREADS: by_load = every core while one request is served; one = one thread always",
+        "switch": "CONCEPT_LAB_SWITCH_INTERVAL_MS: short = 0.1 ms (the app's); python_default = 5 ms"}
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=4)
+    parser.add_argument("--compare", choices=list(COMPARISONS), default="rule")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    modes = COMPARISONS[args.compare]
+    first, second = modes
     from gradio_client import Client
 
     servers, clients = {}, {}
-    for mode, flag in MODES.items():
-        os.environ["CONCEPT_LAB_ONE_TORCH_THREAD"] = flag  # the server inherits it
+    for mode, settings in modes.items():
+        os.environ.update(settings)  # the server inherits them
         servers[mode], url, _ = serve(True, Path(tempfile.mkdtemp(prefix=f"solo-{mode}-")))
         clients[mode] = Client(url, verbose=False)
-    times: dict[str, dict[str, list[float]]] = {mode: {} for mode in MODES}
+    times: dict[str, dict[str, list[float]]] = {mode: {} for mode in modes}
     try:
         for round_ in range(args.rounds):
-            for mode in MODES:
+            for mode in modes:
                 for kind, api, call_args, _ in script(1 + round_):
                     if kind == "lesson":
                         call_args = ("concept-maps", round_)  # another seed each round: computed, not kept
@@ -59,12 +73,12 @@ def main() -> None:
             server.terminate()
             server.wait()
     kinds = {}
-    for kind in times["on"]:
-        on, off = statistics.median(times["on"][kind]), statistics.median(times["off"][kind])
-        kinds[kind] = {"on_s": round(on, 2), "off_s": round(off, 2), "off_over_on": round(off / on, 2),
-                       "runs_on": times["on"][kind], "runs_off": times["off"][kind]}
+    for kind in times[first]:
+        a, b = statistics.median(times[first][kind]), statistics.median(times[second][kind])
+        kinds[kind] = {f"{first}_s": round(a, 2), f"{second}_s": round(b, 2), f"{second}_over_{first}": round(b / a, 2),
+                       f"runs_{first}": times[first][kind], f"runs_{second}": times[second][kind]}
     emit({"what": "one student alone, served", "model": "toy-shapes", "device": "cpu", "cores": os.cpu_count(),
-          "rounds_counted": args.rounds - 1, "rule": "CONCEPT_LAB_ONE_TORCH_THREAD: on = every core only in the batcher's thread",
+          "rounds_counted": args.rounds - 1, "rule" if args.compare == "rule" else "compared": WHAT[args.compare],
           "kinds": kinds}, args.out)
 
 

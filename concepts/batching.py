@@ -42,7 +42,7 @@ from .hooks import BlockHooks, ScopedHooks, any_active
 from .progress import cancellable, current_check
 from .sampling import GenerationRequest, GenerationResult, PreviewWhen, StepState, generate
 from .shared_steps import InFlight, step_together
-from .torch_threads import CORES, use_threads
+from .torch_threads import WorkerThreads, use_threads
 
 HooksFactory = Callable[[], Sequence[ScopedHooks]]
 """Builds a request's hooks, not yet entered (called once per attempt: it resets the caller's sinks)."""
@@ -135,7 +135,7 @@ class GenerationBatcher:
     def _run(self) -> None:
         """Step-level scheduling: before every shared step, requests that arrived join the ones in
         flight (while their group has room), and each request leaves as soon as its last step is done."""
-        use_threads(CORES)  # the one thread with every core (`concepts.torch_threads`)
+        threads = WorkerThreads()  # every core alone, one in a busy class (`concepts.torch_threads`)
         waiting: list[_Job] = []
         flying: dict[tuple, list[_Running]] = {}
         while True:
@@ -152,6 +152,7 @@ class GenerationBatcher:
                     waiting.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            use_threads(threads.now())
             waiting = self._admit(waiting, flying)
             for key in list(flying):
                 self._step(flying, key)

@@ -11,6 +11,7 @@ import logging
 import math
 import os
 import threading
+from contextlib import nullcontext
 from typing import Callable
 
 import gradio as gr
@@ -22,7 +23,7 @@ from concepts.progress import cancellable
 from concepts.registry import load_registry
 from concepts.saes import SAES
 from concepts.steps import StepWindow, sae_stage
-from concepts.torch_threads import one_thread_rule, use_threads
+from concepts.torch_threads import one_thread_rule, serving, use_threads
 from ui import cancellation
 
 try:  # ZeroGPU Spaces: GPU work must run inside functions decorated with spaces.GPU
@@ -44,8 +45,8 @@ HEAVY = {"concurrency_limit": int(os.environ.get("CONCEPT_LAB_HEAVY_PLACES", "2"
 share two places on the model, so that a class's generations (batched, `concepts.batching`, in their
 own group) stay quick beside them: with eight places a class of 30 ended 20 % sooner and the long
 requests' median halved, but generate p95 rose from 3.4 s to 7.5 s (docs/speed.md, "How many long
-requests at once"). In a five-minute class that never runs out of work, batching answered 501 to 543
-requests with 2, 4 or 8 places, the unbatched server fewer the more places it had (about 500, 389,
+requests at once"). In a five-minute class that never runs out of work, batching (as it was before it
+scheduled by step) answered 501 to 543 requests with 2, 4 or 8 places, the unbatched server fewer the more places it had (about 500, 389,
 351): more places do not raise what the server can do. `CONCEPT_LAB_HEAVY_PLACES` sets another count."""
 STATE_TTL_S = 1800
 """Per-session results (an exploration's maps, an evolution, a lesson's reading) are dropped 30 minutes
@@ -99,10 +100,11 @@ def user_errors(fn: Callable) -> Callable:
 
     @functools.wraps(fn)
     def wrapper(*args, **kwargs):
-        if threading.current_thread() is not threading.main_thread():
+        served = threading.current_thread() is not threading.main_thread()
+        if served:
             serve_on_one_thread()  # a served request's thread: the UNet's work runs on the batcher's cores
         try:
-            with cancellable(cancellation.still_wanted()):
+            with cancellable(cancellation.still_wanted()), (serving() if served else nullcontext()):
                 return fn(*args, **kwargs)
         except RequestCancelled:
             log.info("request stopped: its page closed or it was cancelled")
