@@ -198,9 +198,13 @@ class GenerationBatcher:
                 _log_batch(stepped, started, time.time())
                 for running in leaving:  # after the log line: a caller may read it as soon as it wakes
                     running.job.done.set()
-        except Exception:  # one request spoilt the step: each runs alone, so only its own caller hears of it
+        except Exception as exc:  # one request spoilt the step: each runs alone, so only its own caller hears of it
             for running in group:
                 running.flight.close()
+            if len(group) == 1:  # it was alone: no one else to spare, and a rerun would fail the same way
+                _fail(group[0].job, exc)
+                group.clear()
+                return
             for running in group:
                 job = running.job
                 job.error = None

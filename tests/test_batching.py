@@ -376,3 +376,13 @@ def test_sdxl_requests_share_calls_with_their_added_conditioning_in_their_own_ro
     assert batcher.batches.count(2) == 4 and batcher.batches.count(1) == 3, batcher.batches
     for alone, shared in zip(solo, results):
         assert (shared.pixels - alone).abs().max() <= 1 / 255 + 1e-6
+
+
+def test_a_lone_request_that_fails_hears_of_it_at_once(toy):
+    """With no one to spare, a failing request is not rerun: its caller gets the error after one try,
+    and its hooks are gone."""
+    world, pipe = toy
+    made: list = []
+    results = together(GenerationBatcher(wait_s=0.0), pipe, [request(world, PROMPTS[0], seed=5)], [hooks_of(pipe, "overflow", made)])
+    assert isinstance(results[0], ConceptLabError) and "strength" in str(results[0])
+    assert len(made) == 1 and not any(h.active for hooks in made for h in hooks)
