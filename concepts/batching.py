@@ -28,6 +28,7 @@ its own caller sees the error). Images equal the solo run's to within 1/255 per 
 
 from __future__ import annotations
 
+import atexit
 import json
 import os
 import queue
@@ -47,6 +48,8 @@ from .torch_threads import WorkerThreads, use_threads
 HooksFactory = Callable[[], Sequence[ScopedHooks]]
 """Builds a request's hooks, not yet entered (called once per attempt: it resets the caller's sinks)."""
 
+_STOP = object()
+"""Put on the queue by `GenerationBatcher.stop`: the worker ends."""
 MAX_BATCH = 8
 WAIT_S = 0.03
 """How long the worker waits for company once a request arrives: 30 ms against 330 ms a toy image."""
@@ -131,6 +134,16 @@ class GenerationBatcher:
             if self._worker is None or not self._worker.is_alive():
                 self._worker = threading.Thread(target=self._run, name="concept-lab-batcher", daemon=True)
                 self._worker.start()
+                atexit.register(self.stop)
+
+    def stop(self, timeout_s: float = 10.0) -> None:
+        """End the worker after its current step (requests still in flight hear RequestCancelled).
+        Called at interpreter exit: a daemon thread that Python stops while it is inside torch's C++
+        code aborts the whole process ("terminate called without an active exception")."""
+        worker = self._worker
+        if worker is not None and worker.is_alive():
+            self._queue.put(_STOP)  # type: ignore[arg-type]
+            worker.join(timeout_s)
 
     def _run(self) -> None:
         """Step-level scheduling: before every shared step, requests that arrived join the ones in
@@ -152,6 +165,13 @@ class GenerationBatcher:
                     waiting.append(self._queue.get_nowait())
                 except queue.Empty:
                     break
+            if any(job is _STOP for job in waiting):
+                for job in [j for j in waiting if j is not _STOP] + [r.job for group in flying.values() for r in group]:
+                    _fail(job, RequestCancelled("the server is shutting down"))
+                for group in flying.values():
+                    for running in group:
+                        running.flight.close()
+                return
             use_threads(threads.now())
             waiting = self._admit(waiting, flying)
             for key in list(flying):

@@ -386,3 +386,17 @@ def test_a_lone_request_that_fails_hears_of_it_at_once(toy):
     results = together(GenerationBatcher(wait_s=0.0), pipe, [request(world, PROMPTS[0], seed=5)], [hooks_of(pipe, "overflow", made)])
     assert isinstance(results[0], ConceptLabError) and "strength" in str(results[0])
     assert len(made) == 1 and not any(h.active for hooks in made for h in hooks)
+
+
+def test_stop_ends_the_worker_so_the_process_never_exits_with_it_inside_torch(toy):
+    """At interpreter exit the batcher's worker is ended (atexit): Python stopping a daemon thread
+    inside torch's C++ code aborted the CLI ("terminate called without an active exception")."""
+    world, pipe = toy
+    batcher = GenerationBatcher(wait_s=0.0)
+    batcher.generate(pipe, request(world, PROMPTS[0], seed=1))
+    worker = batcher._worker
+    assert worker is not None and worker.is_alive()
+    batcher.stop()
+    assert not worker.is_alive()
+    batcher.generate(pipe, request(world, PROMPTS[0], seed=1))  # a later request starts a new worker
+    batcher.stop()
