@@ -93,17 +93,11 @@ def main() -> None:
     parser.add_argument("--window", type=float, default=10.0, help="seconds each condition denoises at most")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    from concepts.generation import SHARED_PIPELINES
-    from concepts.quiet import quiet_libraries
-    from concepts.registry import load_registry
-    from concepts.sampling import GenerationRequest, generate
+    from concepts.sampling import generate
+    from toy_worker import toy_pipe_and_requests
 
-    quiet_libraries()
-    world = load_registry().get("toy-shapes")
-    pipe = SHARED_PIPELINES.get(world, "cpu")
-    d = world.defaults
-    request = GenerationRequest(["a red large solid circle in the center on a white background"] * 4, seed=0, steps=d.steps,
-                                guidance=d.guidance, height=d.height, width=d.width)
+    pipe, requests, d = toy_pipe_and_requests((4,))
+    request = requests[4]
     generate(pipe, request)  # warm-up
     default = sys.getswitchinterval()
     runs: dict[tuple[float, int], list[tuple[float, float]]] = {(i, b): [] for i in INTERVALS_MS for b in BUSY_THREADS}

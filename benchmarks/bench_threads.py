@@ -44,18 +44,12 @@ def one_condition(condition: str) -> float:
 
     import torch
 
-    from concepts.generation import SHARED_PIPELINES
-    from concepts.quiet import quiet_libraries
-    from concepts.registry import load_registry
-    from concepts.sampling import GenerationRequest, generate
+    from concepts.sampling import generate
     from concepts.torch_threads import CORES, use_threads
+    from toy_worker import toy_pipe_and_requests
 
-    quiet_libraries()
-    world = load_registry().get("toy-shapes")
-    pipe = SHARED_PIPELINES.get(world, "cpu")
-    d = world.defaults
-    request = GenerationRequest(["a red large solid circle in the center on a white background"] * 8, seed=0, steps=d.steps,
-                                guidance=d.guidance, height=d.height, width=d.width)
+    pipe, requests, _ = toy_pipe_and_requests((8,))
+    request = requests[8]
     hold = queue.Queue()
 
     def other_thread() -> None:

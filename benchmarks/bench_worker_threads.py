@@ -52,18 +52,10 @@ def main() -> None:
     parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    from concepts.generation import SHARED_PIPELINES
-    from concepts.quiet import quiet_libraries
-    from concepts.registry import load_registry
-    from concepts.sampling import GenerationRequest
     from concepts.torch_threads import CORES
+    from toy_worker import toy_pipe_and_requests
 
-    quiet_libraries()
-    world = load_registry().get("toy-shapes")
-    pipe = SHARED_PIPELINES.get(world, "cpu")
-    d = world.defaults
-    requests = {n: GenerationRequest(["a red large solid circle in the center on a white background"] * n, seed=0, steps=d.steps,
-                                     guidance=d.guidance, height=d.height, width=d.width) for n in IMAGES}
+    pipe, requests, d = toy_pipe_and_requests(IMAGES)
     counts = sorted({1, CORES})
     runs: dict[tuple[int, int, bool], list[float]] = {(n, t, busy): [] for n in IMAGES for busy in (False, True) for t in counts}
     for n in IMAGES:
