@@ -19,8 +19,9 @@ rows alone, exactly as they would on a batch of their own.
 from __future__ import annotations
 
 import contextvars
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import Callable, Literal, NamedTuple, Sequence
+from typing import Callable, Iterable, Iterator, Literal, NamedTuple, Sequence
 
 import torch
 from torch import nn
@@ -37,9 +38,38 @@ EditFn = Callable[[StepInfo, torch.Tensor], torch.Tensor]
 _ACTIVE: contextvars.ContextVar[frozenset[int]] = contextvars.ContextVar("concept_lab_active_hooks", default=frozenset())
 
 
+_OWNERS: dict[int, int] = {}
+"""Torch hook handle id → id of the `ScopedHooks` that registered it (while it is registered)."""
+
+
+def hooks_acting_on(module: nn.Module) -> bool:
+    """Whether a forward hook on `module` may act in the calling thread or task: one of an entered
+    `ScopedHooks` that is active here, or any hook this module did not register (a pre-hook too).
+    Another user's hooks on the shared model pass this thread's calls through untouched, so they do
+    not count (`concepts.traced_blocks` runs a block as a traced graph only when none may act inside it)."""
+    if module._forward_pre_hooks:
+        return True
+    if not module._forward_hooks:
+        return False
+    active = _ACTIVE.get()
+    return any((owner := _OWNERS.get(handle)) is None or owner in active for handle in module._forward_hooks)
+
+
 def any_active() -> bool:
     """Whether hooks or weight edits are active for the calling thread or task (its images are its own)."""
     return bool(_ACTIVE.get())
+
+
+@contextmanager
+def only_these_active(hooks: Iterable["ScopedHooks"]) -> Iterator[None]:
+    """Inside: of the hooks entered in this thread, only `hooks` act. The batcher's worker has every
+    request in flight entered at once, but one group's UNet call must run that group's hooks alone:
+    another group's (another image size, or CFG off) would act on rows that are not theirs."""
+    token = _ACTIVE.set(frozenset(id(h) for h in hooks) & _ACTIVE.get())
+    try:
+        yield
+    finally:
+        _ACTIVE.reset(token)
 
 
 def transformer_blocks(unet: nn.Module) -> dict[str, nn.Module]:
@@ -120,6 +150,10 @@ class ScopedHooks:
     Leaving the `with`, even by an exception, removes every hook.
     """
 
+    inside_blocks = True
+    """Whether these hooks sit on modules inside the transformer blocks and resnets (such blocks
+    then run eagerly, `concepts.traced_blocks`); `BlockHooks` sit on the blocks themselves."""
+
     def __init__(self) -> None:
         self._handles: list[torch.utils.hooks.RemovableHandle] = []
         self._entered = False
@@ -139,8 +173,13 @@ class ScopedHooks:
     def __enter__(self):
         if self._handles:
             raise ConceptLabError("these hooks are already active; use a new object for a nested run")
+
+        def add(handle: torch.utils.hooks.RemovableHandle) -> None:
+            self._handles.append(handle)
+            _OWNERS[handle.id] = id(self)
+
         try:
-            self._install(self._handles.append)
+            self._install(add)
         except BaseException:
             self._remove()
             raise
@@ -154,6 +193,7 @@ class ScopedHooks:
     def _remove(self) -> None:
         for handle in self._handles:
             handle.remove()
+            _OWNERS.pop(handle.id, None)
         self._handles.clear()
         if self._entered:  # only its own id: requests in one shared batch leave in any order (`concepts.batching`)
             _ACTIVE.set(_ACTIVE.get() - {id(self)})
@@ -170,6 +210,8 @@ class BlockHooks(ScopedHooks):
     The sampler tells the hooks where it is with `set_step` before every UNet call; a UNet call made
     with no step set is refused by any hook that would have to decide on a window.
     """
+
+    inside_blocks = False
 
     def __init__(
         self,

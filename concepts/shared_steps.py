@@ -18,10 +18,11 @@ from typing import Callable, Sequence
 import torch
 
 from .conditioning import TextConditioning
-from .hooks import BatchRows, BlockHooks, ScopedHooks
+from .hooks import BatchRows, BlockHooks, ScopedHooks, only_these_active
 from .sampling import (GenerationRequest, GenerationResult, PreviewWhen, StepState, conditioning, decode_latents, finish,
                        fresh_scheduler, initial_latents)
 from .steps import StepInfo, step_t
+from .traced_blocks import traced_blocks
 
 
 @dataclass
@@ -116,7 +117,10 @@ def step_together(group: Sequence[InFlight], on_step: Callable[[InFlight, StepSt
     timesteps = torch.cat([r.timestep().expand(r.images) for r in group])
     model_input, timesteps = (torch.cat([latents] * 2), torch.cat([timesteps] * 2)) if cfg else (latents, timesteps)
     with torch.no_grad():
-        noise = pipe.unet(model_input, timesteps, **merged_kwargs([r.text for r in group], cfg), return_dict=False)[0]
+        # only this group's hooks act (the worker has other groups' requests entered too), and the
+        # blocks run traced where that is safe (one interpreter hand-off per block)
+        with only_these_active(h for r in group for h in r.hooks), traced_blocks(pipe.unet):
+            noise = pipe.unet(model_input, timesteps, **merged_kwargs([r.text for r in group], cfg), return_dict=False)[0]
         halves = _halves(noise, cfg)
         start = 0
         for r, count in zip(group, counts):

@@ -146,8 +146,8 @@ def hooks_of(pipe, kind: str, made: list):
 
 
 def test_requests_with_hooks_share_a_batch_and_each_gets_its_solo_result(toy):
-    """Explore's capture, a steering edit and an erase's weight edit join plain generations in one
-    UNet batch; each acts on its own rows only, so every image is its solo image (within 1/255) and
+    """Explore's capture and a steering edit join plain generations in one UNet batch, an erase's
+    weight edit rides beside them in its own; each acts on its own rows only, so every image is its solo image (within 1/255) and
     every capture is the solo capture."""
     world, pipe = toy
     kinds = ["capture", "steer", "plain", "erase", "capture", "plain"]
@@ -157,7 +157,8 @@ def test_requests_with_hooks_share_a_batch_and_each_gets_its_solo_result(toy):
     plain = [generate(pipe, r).pixels for r in requests]
     batcher, made = GenerationBatcher(max_batch=8, wait_s=0.3), [[] for _ in kinds]
     results = together(batcher, pipe, requests, [hooks_of(pipe, k, m) for k, m in zip(kinds, made)])
-    assert max(batcher.batches) == len(requests), f"the requests did not share one batch: {batcher.batches}"
+    # the erase's weight edit sits inside the blocks: it rides in its own group, the rest share calls
+    assert max(batcher.batches) == len(requests) - 1, f"the requests did not share one batch: {batcher.batches}"
     for kind, alone, shared, untouched in zip(kinds, solo, results, plain):
         assert not isinstance(shared, Exception), shared
         assert (shared.pixels - alone.pixels).abs().max() <= 1 / 255 + 1e-6, f"{kind}: the shared image is not the solo one"
@@ -400,3 +401,25 @@ def test_stop_ends_the_worker_so_the_process_never_exits_with_it_inside_torch(to
     assert not worker.is_alive()
     batcher.generate(pipe, request(world, PROMPTS[0], seed=1))  # a later request starts a new worker
     batcher.stop()
+
+
+def test_requests_in_separate_groups_never_run_each_others_hooks(toy):
+    """Requests that cannot share a call (CFG on against off) are in flight together, one group's
+    step after the other's; a steering edit of one group must not act on the other group's UNet
+    calls (both images equal their solo ones), and a capture records only its own steps."""
+    world, pipe = toy
+    steered = request(world, PROMPTS[0], seed=11)
+    plain = replace(request(world, PROMPTS[1], seed=12), guidance=1.0)  # no CFG: another group
+    assert steered.cfg and not plain.cfg
+    captured = replace(request(world, PROMPTS[2], seed=13), guidance=1.0)
+    kinds = ["steer", "plain", "capture"]
+    requests = [steered, plain, captured]
+    solo_made: list[list] = [[] for _ in kinds]
+    solo = [GenerationBatcher().generate(pipe, r, hooks=hooks_of(pipe, k, m)) for r, k, m in zip(requests, kinds, solo_made)]
+    batcher, made = GenerationBatcher(max_batch=8, wait_s=0.3), [[] for _ in kinds]
+    results = together(batcher, pipe, requests, [hooks_of(pipe, k, m) for k, m in zip(kinds, made)])
+    for kind, alone, shared in zip(kinds, solo, results):
+        assert not isinstance(shared, Exception), f"{kind}: {shared}"
+        assert (shared.pixels - alone.pixels).abs().max() <= 1 / 255 + 1e-6, f"{kind}: another group's hooks changed it"
+    assert [len(m) for m in made] == [1, 1, 1], "a request had to be rerun alone"
+    assert len(made[2][-1][0].captures[MID]) == 10, "the capture recorded another group's steps"
