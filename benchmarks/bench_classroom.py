@@ -114,13 +114,14 @@ def first_images(url: str, students: list[int]) -> dict[int, np.ndarray]:
 def batch_summary(path: Path, since: float, until: float) -> dict:
     """What the UNet worker did during the class (`concepts.batching` logs each shared UNet step with
     batching on): the calls by how many images they held, with each size's share of all image-steps
-    and its cost per image and step, the share of the class the worker was busy, and how long plain
+    and its cost per image and step, the share of the class the workers were busy (on average and each), and how long plain
     generations waited for their first step."""
     lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     calls = [b for b in lines if since <= b["start"] and b["end"] <= until]
     if not calls:
         return {}
     images = [sum(j["images"] for j in b["jobs"]) for b in calls]
+    workers = sorted({b.get("worker", 0) for b in calls})
     total = sum(images)
     sizes = {"1": (1, 1), "2-4": (2, 4), "5-8": (5, 8), "9-16": (9, 16), "17+": (17, 10**6)}
     by_size = {}
@@ -133,7 +134,9 @@ def batch_summary(path: Path, since: float, until: float) -> dict:
     return {"unet_calls": len(calls), "requests_per_call": round(statistics.mean(len(b["jobs"]) for b in calls), 2),
             "images_per_call": round(total / len(calls), 2), "by_images": by_size,
             "ms_per_image_step": round(1000 * sum(b["end"] - b["start"] for b in calls) / total, 1),
-            "worker_busy_share": round(sum(b["end"] - b["start"] for b in calls) / (until - since), 2),
+            "worker_busy_share": round(sum(b["end"] - b["start"] for b in calls) / (until - since) / len(workers), 2),
+            "busy_share_by_worker": {w: round(sum(b["end"] - b["start"] for b in calls if b.get("worker", 0) == w) / (until - since), 2)
+                                     for w in workers},
             "plain_generation_wait_s": {"p50": round(statistics.median(waits), 2), "p95": round(float(np.percentile(waits, 95)), 2)} if waits else None}
 
 

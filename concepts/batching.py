@@ -46,7 +46,7 @@ from .hooks import BlockHooks, ScopedHooks, any_active
 from .progress import cancellable, current_check
 from .sampling import GenerationRequest, GenerationResult, PreviewWhen, StepState, generate
 from .shared_steps import InFlight, step_together
-from .torch_threads import WorkerThreads, use_threads
+from .torch_threads import CORES, WorkerThreads, requests_served, use_threads
 
 HooksFactory = Callable[[], Sequence[ScopedHooks]]
 """Builds a request's hooks, not yet entered (called once per attempt: it resets the caller's sinks)."""
@@ -91,17 +91,46 @@ class _Job:
         return self.still_wanted is None or self.still_wanted()
 
 
-class GenerationBatcher:
-    """One worker thread that runs every request in flight through shared UNet calls (started on first use)."""
+def batch_workers() -> int:
+    """UNet workers on the CPU: $CONCEPT_LAB_BATCH_WORKERS, else one per core (see `GenerationBatcher`)."""
+    try:
+        return max(1, int(os.environ.get("CONCEPT_LAB_BATCH_WORKERS", CORES)))
+    except ValueError:
+        return CORES
 
-    def __init__(self, max_batch: int = MAX_BATCH, wait_s: float = WAIT_S) -> None:
+
+@dataclass
+class _Worker:
+    """One worker thread, its own queue and requests in flight."""
+
+    index: int
+    queue: "queue.Queue[_Job]" = field(default_factory=queue.Queue)
+    thread: threading.Thread | None = None
+    load: int = 0
+    """Images handed to it and not yet given back (queued or in flight)."""
+
+
+class GenerationBatcher:
+    """Worker threads that run every request in flight through shared UNet calls (started on first use).
+
+    One worker per core on the CPU, each on one torch thread while the app is busy: in a class a
+    single worker on one thread costs more per image than the unbatched server, which runs two
+    requests at once on the two cores, and one worker on every core waits for the core the other
+    handlers hold; two workers of 4 images each cost 0.66 of the unbatched server's machine time per
+    image and step (`python benchmarks/bench_batching_ceiling.py`). A request goes to the worker
+    with the fewest images in hand; while the app serves at most one request (one student alone), and
+    for pipelines off the CPU, every request goes to the first worker, which then takes every core."""
+
+    def __init__(self, max_batch: int = MAX_BATCH, wait_s: float = WAIT_S, workers: int | None = None) -> None:
         self.max_batch, self.wait_s = max_batch, wait_s
-        self._queue: queue.Queue[_Job] = queue.Queue()
+        self._workers = [_Worker(i) for i in range(workers or batch_workers())]
         self._lock = threading.Lock()
-        self._worker: threading.Thread | None = None
+        self._stats = threading.Lock()
         self.batches: list[int] = []
         """How many requests shared each UNet call, most recent last (the last 10,000 kept: for tests
         and benchmarks; `calls` counts them all)."""
+        self.by_worker: list[int] = [0] * len(self._workers)
+        """UNet calls each worker made."""
         self.calls = 0
 
     def generate(self, pipe, request: GenerationRequest, on_step: Callable[[StepState], None] | None = None,
@@ -117,55 +146,75 @@ class GenerationBatcher:
         return self._submit([_Job(pipe, request, None, hooks) for request, hooks in requests])
 
     def _submit(self, jobs: list[_Job]) -> list[GenerationResult]:
-        """Queue `jobs` for the worker and wait for all of them; the first error is raised."""
-        self._ensure_worker()
+        """Queue `jobs` for the workers and wait for all of them; the first error is raised."""
+        self._ensure_workers()
+        given = []
         for job in jobs:
-            self._queue.put(job)
-        for job in jobs:
+            with self._lock:
+                worker = self._choose(job)
+                worker.load += job.images
+            given.append(worker)
+            worker.queue.put(job)
+        for job, worker in zip(jobs, given):
             job.done.wait()
+            with self._lock:
+                worker.load -= job.images
         for job in jobs:
             if job.error is not None:
                 raise job.error
         return [job.result for job in jobs]  # type: ignore[misc]
 
+    def _choose(self, job: _Job) -> _Worker:
+        """The worker with the fewest images in hand; the first one for a student alone (it takes every
+        core then) or a pipeline off the CPU (one process shares one GPU best through one batch)."""
+        if len(self._workers) == 1 or requests_served() <= 1 or _device_type(job.pipe) != "cpu":
+            return self._workers[0]
+        return min(self._workers, key=lambda w: w.load)
+
     def since(self, calls: int) -> list[int]:
         """The `batches` entries of the UNet calls after the first `calls` (a mark taken from `calls`)."""
         return self.batches[len(self.batches) - min(self.calls - calls, len(self.batches)):]
 
-    def _ensure_worker(self) -> None:
+    def _ensure_workers(self) -> None:
         with self._lock:
-            if self._worker is None or not self._worker.is_alive():
-                self._worker = threading.Thread(target=self._run, name="concept-lab-batcher", daemon=True)
-                self._worker.start()
-                atexit.register(self.stop)
+            for worker in self._workers:
+                if worker.thread is None or not worker.thread.is_alive():
+                    first = worker.thread is None
+                    worker.thread = threading.Thread(target=self._run, args=(worker,), name=f"concept-lab-batcher-{worker.index}",
+                                                     daemon=True)
+                    worker.thread.start()
+                    if first and worker.index == 0:
+                        atexit.register(self.stop)
 
     def stop(self, timeout_s: float = 10.0) -> None:
-        """End the worker after its current step (requests still in flight hear RequestCancelled).
+        """End the workers after their current step (requests still in flight hear RequestCancelled).
         Called at interpreter exit: a daemon thread that Python stops while it is inside torch's C++
         code aborts the whole process ("terminate called without an active exception")."""
-        worker = self._worker
-        if worker is not None and worker.is_alive():
-            self._queue.put(_STOP)  # type: ignore[arg-type]
-            worker.join(timeout_s)
+        running = [w for w in self._workers if w.thread is not None and w.thread.is_alive()]
+        for worker in running:
+            worker.queue.put(_STOP)  # type: ignore[arg-type]
+        for worker in running:
+            worker.thread.join(timeout_s)
 
-    def _run(self) -> None:
+    def _run(self, worker: _Worker) -> None:
         """Step-level scheduling: before every shared step, requests that arrived join the ones in
         flight (while their group has room), and each request leaves as soon as its last step is done."""
         threads = WorkerThreads()  # every core alone, one in a busy class (`concepts.torch_threads`)
+        inbox = worker.queue
         waiting: list[_Job] = []
         flying: dict[tuple, list[_Running]] = {}
         while True:
             if not waiting and not flying:  # idle: sleep until a request comes, then wait a moment for company
-                waiting.append(self._queue.get())
+                waiting.append(inbox.get())
                 deadline = time.monotonic() + self.wait_s
                 while (left := deadline - time.monotonic()) > 0:
                     try:
-                        waiting.append(self._queue.get(timeout=left))
+                        waiting.append(inbox.get(timeout=left))
                     except queue.Empty:
                         break
             while True:
                 try:
-                    waiting.append(self._queue.get_nowait())
+                    waiting.append(inbox.get_nowait())
                 except queue.Empty:
                     break
             if any(job is _STOP for job in waiting):
@@ -175,10 +224,10 @@ class GenerationBatcher:
                     for running in group:
                         running.flight.close()
                 return
-            use_threads(threads.now())
+            use_threads(threads.now() if worker.index == 0 else 1)  # only the first worker ever takes every core
             waiting = self._admit(waiting, flying)
             for key in list(flying):
-                self._step(flying, key)
+                self._step(flying, key, worker.index)
 
     def _admit(self, waiting: list[_Job], flying: dict[tuple, list["_Running"]]) -> list[_Job]:
         """Start the waiting requests that fit (first come, first in); the rest keep waiting."""
@@ -200,7 +249,7 @@ class GenerationBatcher:
             flying.setdefault(key, []).append(running)
         return still
 
-    def _step(self, flying: dict[tuple, list["_Running"]], key: tuple) -> None:
+    def _step(self, flying: dict[tuple, list["_Running"]], key: tuple, worker: int = 0) -> None:
         """One shared step of a group; finished requests get their images, a failed step reruns its
         requests alone (fresh hooks) so that only the one at fault hears of it."""
         group = flying[key]
@@ -211,7 +260,7 @@ class GenerationBatcher:
         started = time.time()
         try:
             if group:
-                self._step_group(group)
+                self._step_group(group, worker)
                 stepped, leaving = [*group], [r for r in group if r.flight.done or r.job.error is not None]
                 for running in leaving:
                     running.flight.close()
@@ -219,7 +268,7 @@ class GenerationBatcher:
                         running.job.result = running.flight.result()
                 for running in leaving:  # only once every result is in: a failed decode reruns them all
                     group.remove(running)
-                _log_batch(stepped, started, time.time())
+                _log_batch(stepped, started, time.time(), worker)
                 for running in leaving:  # after the log line: a caller may read it as soon as it wakes
                     running.job.done.set()
         except Exception as exc:  # one request spoilt the step: each runs alone, so only its own caller hears of it
@@ -248,7 +297,7 @@ class GenerationBatcher:
             if not group:
                 flying.pop(key, None)
 
-    def _step_group(self, group: list["_Running"]) -> None:
+    def _step_group(self, group: list["_Running"], worker: int = 0) -> None:
         jobs = {id(r.flight): r.job for r in group}
 
         def hand_on(flight: InFlight, state: StepState) -> None:
@@ -264,9 +313,11 @@ class GenerationBatcher:
         for running in group:
             running.steps_done += 1
         step_together([r.flight for r in group], hand_on)
-        self.calls += 1
-        self.batches.append(len(group))
-        del self.batches[:-10_000]
+        with self._stats:
+            self.calls += 1
+            self.by_worker[worker] += 1
+            self.batches.append(len(group))
+            del self.batches[:-10_000]
 
 
 @dataclass
@@ -278,12 +329,17 @@ class _Running:
     steps_done: int = 0
 
 
+def _device_type(pipe) -> str:
+    device = getattr(pipe, "device", None)
+    return getattr(device, "type", "cpu")
+
+
 def _fail(job: _Job, error: BaseException) -> None:
     job.error = error
     job.done.set()
 
 
-def _log_batch(group: list[_Running], started: float, ended: float) -> None:
+def _log_batch(group: list[_Running], started: float, ended: float, worker: int = 0) -> None:
     """With $CONCEPT_LAB_BATCH_LOG set to a file, one JSON line per shared step: when it started and
     ended, and per request whether it had hooks, its images, and, at its first step, how long it
     waited for the worker (what `benchmarks/bench_classroom.py` sums up: rows per UNet call, cost per
@@ -299,7 +355,7 @@ def _log_batch(group: list[_Running], started: float, ended: float) -> None:
         if running.steps_done == 1:
             entry["waited"] = round(started - job.submitted, 4)
         jobs.append(entry)
-    line = {"start": round(started, 4), "end": round(ended, 4), "steps": 1, "jobs": jobs}
+    line = {"start": round(started, 4), "end": round(ended, 4), "steps": 1, "worker": worker, "jobs": jobs}
     try:
         with open(path, "a") as log:
             log.write(json.dumps(line) + "\n")

@@ -393,12 +393,12 @@ def test_stop_ends_the_worker_so_the_process_never_exits_with_it_inside_torch(to
     """At interpreter exit the batcher's worker is ended (atexit): Python stopping a daemon thread
     inside torch's C++ code aborted the CLI ("terminate called without an active exception")."""
     world, pipe = toy
-    batcher = GenerationBatcher(wait_s=0.0)
+    batcher = GenerationBatcher(wait_s=0.0, workers=2)
     batcher.generate(pipe, request(world, PROMPTS[0], seed=1))
-    worker = batcher._worker
-    assert worker is not None and worker.is_alive()
+    workers = [w.thread for w in batcher._workers]
+    assert all(w is not None and w.is_alive() for w in workers)
     batcher.stop()
-    assert not worker.is_alive()
+    assert not any(w.is_alive() for w in workers)
     batcher.generate(pipe, request(world, PROMPTS[0], seed=1))  # a later request starts a new worker
     batcher.stop()
 
@@ -423,3 +423,41 @@ def test_requests_in_separate_groups_never_run_each_others_hooks(toy):
         assert (shared.pixels - alone.pixels).abs().max() <= 1 / 255 + 1e-6, f"{kind}: another group's hooks changed it"
     assert [len(m) for m in made] == [1, 1, 1], "a request had to be rerun alone"
     assert len(made[2][-1][0].captures[MID]) == 10, "the capture recorded another group's steps"
+
+
+def test_a_busy_server_spreads_requests_over_one_worker_per_core_and_each_gets_its_solo_image(toy):
+    """With more than one request being served (a class), requests go to the worker with the fewest
+    images in hand, each worker on one torch thread, and every image is still the solo one; a student
+    alone is served by the first worker only."""
+    from concepts.torch_threads import serving
+
+    world, pipe = toy
+    requests = [request(world, p, seed=400 + i) for i, p in enumerate(PROMPTS[:4])]
+    solo = [generate(pipe, r).pixels for r in requests]
+    batcher = GenerationBatcher(max_batch=8, wait_s=0.3, workers=2)
+    batcher.generate(pipe, requests[0])  # alone: the first worker
+    assert batcher.by_worker[1] == 0 and batcher.by_worker[0] > 0
+    threads_seen: dict[str, int] = {}
+
+    def note_threads(state) -> None:
+        threads_seen[threading.current_thread().name] = torch.get_num_threads()
+
+    results = [None] * len(requests)
+    start = threading.Barrier(len(requests))
+
+    def user(i: int) -> None:
+        with serving():  # as `ui.common.user_errors` counts each served request
+            start.wait()
+            results[i] = batcher.generate(pipe, requests[i], on_step=note_threads)
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(len(requests))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batcher.stop()
+    assert batcher.by_worker[1] > 0, f"the second worker did no UNet call: {batcher.by_worker}"
+    assert set(threads_seen) == {"concept-lab-batcher-0", "concept-lab-batcher-1"}
+    assert set(threads_seen.values()) == {1}, f"a worker ran more than one torch thread in a busy server: {threads_seen}"
+    for alone, shared in zip(solo, results):
+        assert (shared.pixels - alone).abs().max() <= 1 / 255 + 1e-6

@@ -48,6 +48,11 @@ requests' median halved, but generate p95 rose from 3.4 s to 7.5 s (docs/speed.m
 requests at once"). In a five-minute class that never runs out of work, batching (as it was before it
 scheduled by step) answered 501 to 543 requests with 2, 4 or 8 places, the unbatched server fewer the more places it had (about 500, 389,
 351): more places do not raise what the server can do. `CONCEPT_LAB_HEAVY_PLACES` sets another count."""
+LESSON_PLACES = {"concurrency_limit": HEAVY["concurrency_limit"], "concurrency_id": "lesson"}
+"""Lessons queue apart from the long requests: the teacher's link gives a whole class the same lesson
+and seed, whose reading is kept after its first run (`concepts.lessons.catalog`), so all but the first
+students get it at once rather than after the others' steerings and erases; lessons not kept yet
+compute at most this many at once (their UNet work still shares the batcher's calls)."""
 STATE_TTL_S = 1800
 """Per-session results (an exploration's maps, an evolution, a lesson's reading) are dropped 30 minutes
 after their last update, and Gradio drops them an hour after the page closes."""

@@ -22,6 +22,9 @@ from .common import (
     user_errors,
 )
 
+GENERATE_PLACES = {"concurrency_limit": MAX_BATCH, "concurrency_id": "generate"}
+"""Up to a batch of generations may wait in the handler at once: the batcher runs them in shared UNet
+calls. A link to the Generate tab runs in the same places."""
 
 def world_examples(model: str):
     """The example chips of the chosen world (a toy caption means nothing to SD1.4, and back)."""
@@ -67,14 +70,13 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
                 info = gr.Markdown(elem_id="info")
         examples = gr.Examples(examples=[[e] for e in default.examples] or [[""]], inputs=[prompt], label="Examples this model draws")
         links.panel("generate", "generate", links.sampling_fields(prompt, seed, steps, guidance),
-                    run=(generate_image, [model, prompt, seed, steps, guidance], [image, info]))
+                    run=(generate_image, [model, prompt, seed, steps, guidance], [image, info]), places=GENERATE_PLACES)
         download, experiment_file = experiment.download_row("generate")
     download.click(experiment.generate_experiment, inputs=[model, prompt, seed, steps, guidance, image, info], outputs=experiment_file,
                    api_visibility="private")
     model.change(world_examples, inputs=model, outputs=examples.dataset, api_visibility="private")
     model.change(model_defaults, inputs=[model, prompt], outputs=[prompt, steps, guidance], api_visibility="private")
-    # Up to a batch of generations may wait in the handler at once: the batcher runs them as one UNet batch.
     run.click(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_name="generate",
-              concurrency_limit=MAX_BATCH, concurrency_id="generate")
+              **GENERATE_PLACES)
     prompt.submit(generate_image, inputs=[model, prompt, seed, steps, guidance], outputs=[image, info], api_visibility="private",
-                  concurrency_limit=MAX_BATCH, concurrency_id="generate")
+                  **GENERATE_PLACES)

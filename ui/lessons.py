@@ -14,7 +14,7 @@ from concepts.lessons.pictures import contact_sheet
 from concepts.lessons.toy_bench import LESSON_MODEL
 
 from . import experiment, links, texts
-from .common import HEAVY, STATE_TTL_S, REGISTRY, as_int, gpu, user_errors
+from .common import LESSON_PLACES, STATE_TTL_S, REGISTRY, as_int, gpu, user_errors
 
 PANEL_NAMES = {"steer": "Steer", "evolution": "Evolution", "erase": "Erase / amplify"}
 CHOICES = [(f"{i}. {lesson.title}", name) for i, (name, lesson) in enumerate(LESSONS.items(), start=1)]
@@ -81,9 +81,9 @@ def build() -> None:
         links.panel("lessons", "lessons", [
             links.Field("lesson", lesson, links.choice("lesson", lambda world: list(LESSONS))),
             links.Field("seed", seed, links.integer("seed", 0, 2**63 - 1)),
-        ], run=(run_lesson_tab, [lesson, seed], outputs))
+        ], run=(run_lesson_tab, [lesson, seed], outputs), places=LESSON_PLACES)
         download, experiment_file = experiment.download_row("lesson")
     download.click(experiment.lesson_experiment, inputs=[measured, examples], outputs=experiment_file, api_visibility="private")
     lesson.change(story, inputs=lesson, outputs=text, api_visibility="private")
     lesson.change(cleared, outputs=outputs, api_visibility="private")  # another lesson's chart under this story would mislead
-    run.click(run_lesson_tab, inputs=[lesson, seed], outputs=outputs, api_name="lesson", **HEAVY)
+    run.click(run_lesson_tab, inputs=[lesson, seed], outputs=outputs, api_name="lesson", **LESSON_PLACES)

@@ -55,6 +55,8 @@ class Panel:
     fields: list[Field]
     run: tuple[Callable, list, list] | None = None
     """(handler, inputs, outputs) run when a link to this panel is opened."""
+    places: dict | None = None
+    """The queue places that run waits for, as the panel's own button does (None: the long requests')."""
     link_box: Any = None
     copy_button: Any = None
 
@@ -142,9 +144,11 @@ def sampling_fields(prompt, seed, steps, guidance) -> list[Field]:
 
 # ---- registering panels (each tab's build) and wiring (app.py) ----
 
-def panel(name: str, tab_id: str, fields: list[Field], run: tuple[Callable, list, list] | None = None) -> Panel:
-    """Register a panel's linkable inputs and add its "Copy link" row (call inside the tab's layout)."""
-    entry = Panel(name, tab_id, fields, run)
+def panel(name: str, tab_id: str, fields: list[Field], run: tuple[Callable, list, list] | None = None,
+          places: dict | None = None) -> Panel:
+    """Register a panel's linkable inputs and add its "Copy link" row (call inside the tab's layout);
+    `places`: the queue its run waits in when a link is opened (the panel's own button's)."""
+    entry = Panel(name, tab_id, fields, run, places)
     with gr.Row():
         entry.copy_button = gr.Button("Copy link to these settings", size="sm", elem_id=f"{name}-copy-link", scale=0)
         entry.link_box = gr.Textbox(label="Share link (opens this panel with these settings and runs it)", interactive=False,
@@ -178,7 +182,8 @@ def wire(demo: gr.Blocks, tabs: gr.Tabs, menu, active, note) -> None:
     for entry in PANELS.values():
         if entry.run is not None:
             handler, inputs, outputs = entry.run
-            step.then(_runner(entry.name, handler, len(outputs)), inputs=[state, *inputs], outputs=outputs, api_visibility="private", **HEAVY)
+            step.then(_runner(entry.name, handler, len(outputs)), inputs=[state, *inputs], outputs=outputs, api_visibility="private",
+                      **(entry.places or HEAVY))
 
 
 def restore_world(active: str, request: gr.Request):
