@@ -1,13 +1,14 @@
 """One student alone on the served app: each request's latency under two thread settings, in one run
 (`concepts.torch_threads`).
 
-    python benchmarks/bench_solo.py [--rounds 4] [--compare rule|worker|switch] [--out FILE]
+    python benchmarks/bench_solo.py [--rounds 4] [--compare rule|worker|switch|traced] [--out FILE]
 
 Two servers are started as `python app.py` serves it. `--compare rule` (the default): the
 one-torch-thread rule on ($CONCEPT_LAB_ONE_TORCH_THREAD=1, the default) and off (0). `--compare
 worker`: the UNet worker's threads chosen by load (the default: every core for one student) and fixed
 at one ($CONCEPT_LAB_WORKER_THREADS=1, what it takes in a busy class). `--compare switch`: Python's
 switch interval at the app's 0.1 ms and at Python's default 5 ms ($CONCEPT_LAB_SWITCH_INTERVAL_MS).
+`--compare traced`: the UNet's blocks traced (the app's) and eager ($CONCEPT_LAB_TRACED_BLOCKS=0).
 One gradio_client student follows the classroom script (the lesson, two generations, an
 exploration, a steering, an evolution, an erase) on each server in turn, round after
 round, so only one server works at a time. The first round warms both up and is not counted; per
@@ -35,10 +36,12 @@ COMPARISONS = {
     "rule": {"on": {"CONCEPT_LAB_ONE_TORCH_THREAD": "1"}, "off": {"CONCEPT_LAB_ONE_TORCH_THREAD": "0"}},
     "worker": {"by_load": {"CONCEPT_LAB_WORKER_THREADS": ""}, "one": {"CONCEPT_LAB_WORKER_THREADS": "1"}},
     "switch": {"short": {"CONCEPT_LAB_SWITCH_INTERVAL_MS": "0.1"}, "python_default": {"CONCEPT_LAB_SWITCH_INTERVAL_MS": "5"}},
+    "traced": {"traced": {"CONCEPT_LAB_TRACED_BLOCKS": "1"}, "eager": {"CONCEPT_LAB_TRACED_BLOCKS": "0"}},
 }
 WHAT = {"rule": "CONCEPT_LAB_ONE_TORCH_THREAD: on = every core only in the batcher's thread",
         "worker": "CONCEPT_LAB_WORKER_THREADS: by_load = every core while one request is served; one = one thread always",
-        "switch": "CONCEPT_LAB_SWITCH_INTERVAL_MS: short = 0.1 ms (the app's); python_default = 5 ms"}
+        "switch": "CONCEPT_LAB_SWITCH_INTERVAL_MS: short = 0.1 ms (the app's); python_default = 5 ms",
+        "traced": "CONCEPT_LAB_TRACED_BLOCKS: traced = the UNet's blocks as traced graphs (the app's); eager = as diffusers runs them"}
 
 
 def main() -> None:

@@ -8,10 +8,10 @@ thread back to one thread does not undo it (2.37 s); beside a thread that ran it
 1.62 s (`python benchmarks/bench_threads.py --repeats 3`, `benchmarks/results/threads-toy-shapes-cpu.json`).
 Gradio runs every request in a pool of worker threads that live on, so in the app every handler
 that touched torch made every later generation slower. The served app therefore gives one thread to
-each handler thread (the judge, figures, CAD's gradients), and the cores to the one thread that runs
-the UNet for everyone (`concepts.batching`): all of them while it serves one student, one while
-others are served too (`WorkerThreads` says why), and it keeps Python's switch interval short
-(`short_turns`).
+each handler thread (the judge, figures, CAD's gradients), and the cores to the batcher's UNet
+workers (`concepts.batching`): the first takes all of them while it serves one student alone; in a
+busy app every worker runs on one thread, one worker per core (`WorkerThreads` says why), and the
+app keeps Python's switch interval short (`short_turns`).
 """
 
 from __future__ import annotations
@@ -69,7 +69,8 @@ class WorkerThreads:
     In a class the other core is always busy with the other students' handlers (figures, SAE codes,
     the web server), so the worker takes one thread while two or more requests are being served, and
     every core again once the app has served at most one for `CALM_S`. $CONCEPT_LAB_WORKER_THREADS
-    fixes the count instead (1 to the machine's cores)."""
+    fixes the count instead (1 to the machine's cores). Only the first worker asks: the others
+    (`concepts.batching.batch_workers`) always run on one thread."""
 
     def __init__(self, calm_s: float = CALM_S) -> None:
         self.calm_s = calm_s

@@ -1,12 +1,12 @@
 """The UNet's resnets and transformer blocks as traced graphs: one interpreter hand-off per block, not per op.
 
-A toy UNet step is about 800 small torch ops, and every op lets go of Python's interpreter lock and
-must take it back. In a served app other threads run Python meanwhile (Gradio, figures, the judge),
-so each taking-back waits for them: a toy step of 4 images (8 rows with CFG) on one torch thread
-took 26 ms alone and 87 ms beside one thread spinning in Python. A block traced with
-`torch.jit.trace` runs all its ops inside TorchScript's executor, which never takes the lock, so the
-same step took 21 ms alone and 22 ms beside the busy thread, with bit-identical noise
-(`python benchmarks/bench_traced_blocks.py`).
+A toy UNet call runs 512 torch functions from Python, and each lets go of Python's interpreter lock
+and must take it back. In a served app other threads run Python meanwhile (Gradio, figures, the
+judge), so each taking-back waits for them: a toy generation of 4 images on one torch thread took
+0.67 s alone and 2.29 s beside one thread spinning in Python. A block traced with `torch.jit.trace`
+runs all its ops inside TorchScript's interpreter without the lock; with every block traced 32 calls
+from Python remain, and the same generation took 0.67 s alone and 1.07 s beside the busy thread
+(2.14×; 2.62× beside two), with identical images (`python benchmarks/bench_traced_blocks.py`).
 
 Only the blocks are traced, not the whole UNet: the steering, capture and concept-map hooks sit on
 the `Transformer2DModel`s themselves (`concepts.hooks`), and a module's forward hooks fire around
@@ -21,7 +21,8 @@ The first time a block meets an input shape (batch size, image size, prompt leng
 checked once against the eager block on the same inputs: a graph traced for another shape is reused
 when it gives the same numbers (for the toy, one graph serves every batch size), else the block is
 traced again; a shape where no graph is bit-identical runs eagerly. At most `SHAPES_KEPT` shapes are
-remembered per block, least recently used out. The graphs share the block's
+remembered per block, least recently used out. A torch whose tracer fails on a block (TorchScript is
+in maintenance; torch 2.13 traces these blocks) only loses the speed: the block runs eagerly. The graphs share the block's
 parameters (tracing a module keeps them as attributes, read at every call), so they can never run
 stale weights. Callers opt in per call with `traced_blocks(unet)` (the batcher's shared steps and
 solo generation do); $CONCEPT_LAB_TRACED_BLOCKS=0 turns it off.
