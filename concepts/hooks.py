@@ -52,7 +52,8 @@ def hooks_acting_on(module: nn.Module) -> bool:
     if not module._forward_hooks:
         return False
     active = _ACTIVE.get()
-    return any((owner := _OWNERS.get(handle)) is None or owner in active for handle in module._forward_hooks)
+    handles = tuple(module._forward_hooks)  # one step: another user's `with` may add or remove hooks meanwhile
+    return any((owner := _OWNERS.get(handle)) is None or owner in active for handle in handles)
 
 
 def any_active() -> bool:

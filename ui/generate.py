@@ -26,6 +26,7 @@ GENERATE_PLACES = {"concurrency_limit": MAX_BATCH, "concurrency_id": "generate"}
 """Up to a batch of generations may wait in the handler at once: the batcher runs them in shared UNet
 calls. A link to the Generate tab runs in the same places."""
 
+
 def world_examples(model: str):
     """The example chips of the chosen world (a toy caption means nothing to SD1.4, and back)."""
     return gr.Dataset(samples=[[e] for e in REGISTRY.get(model).examples] or [[""]])
