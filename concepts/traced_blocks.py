@@ -19,7 +19,7 @@ see (an attention mask, LoRA scales).
 
 The first time a block meets an input shape (batch size, image size, prompt length) its output is
 checked once against the eager block on the same inputs: a graph traced for another shape is reused
-when it gives the same numbers (for the toy, one graph serves every batch size), else the block is
+when it gives the same numbers (on the toy one graph served 1 to 16 rows alike), else the block is
 traced again; a shape where no graph is bit-identical runs eagerly. At most `SHAPES_KEPT` shapes are
 remembered per block, least recently used out. A torch whose tracer fails on a block (TorchScript is
 in maintenance; torch 2.13 traces these blocks) only loses the speed: the block runs eagerly. The graphs share the block's
@@ -200,7 +200,7 @@ class _BlockForward:
 
     def _trace_and_check(self, tensors: tuple[torch.Tensor, ...]) -> Callable | None:
         """A graph for this shape, checked against the eager block: one traced for another shape
-        when it gives the same numbers here too (most do: one graph serves every batch size), else a
+        when it gives the same numbers here too (on the toy one graph served 1 to 16 rows), else a
         new trace; None when neither matches."""
         run = _resnet if self.kind == "ResnetBlock2D" else _transformer
         with warnings.catch_warnings():
