@@ -14,7 +14,6 @@ import argparse
 import os
 import statistics
 import sys
-import threading
 import time
 from pathlib import Path
 
@@ -24,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_classroom import prompt_of  # noqa: E402
-from timing import emit  # noqa: E402
+from timing import emit, released_together  # noqa: E402
 
 from concepts.generation import run_generation  # noqa: E402
 from concepts.quiet import quiet_libraries  # noqa: E402
@@ -33,23 +32,14 @@ from concepts.quiet import quiet_libraries  # noqa: E402
 def burst(users: int, batching: bool) -> tuple[float, list[float], list[np.ndarray]]:
     os.environ["CONCEPT_LAB_BATCHING"] = "1" if batching else "0"
     latencies, images = [0.0] * users, [None] * users
-    gate = threading.Barrier(users + 1)
 
     def user(i: int) -> None:
-        gate.wait()
         started = time.perf_counter()
         outcome = run_generation("toy-shapes", prompt_of(i, 0), seed=i)
         latencies[i] = time.perf_counter() - started
         images[i] = np.asarray(outcome.result.images[0], dtype=int)
 
-    threads = [threading.Thread(target=user, args=(i,)) for i in range(users)]
-    for t in threads:
-        t.start()
-    gate.wait()
-    started = time.perf_counter()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - started, latencies, images
+    return released_together(users, user), latencies, images
 
 
 def main() -> None:

@@ -16,8 +16,6 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
-import threading
-import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -25,7 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import emit  # noqa: E402
+from timing import emit, released_together  # noqa: E402
 
 CONDITIONS = (  # (name, threads side by side, images each, torch threads each)
     ("unbatched: two requests at once, one image each", 2, 1, 1),
@@ -48,21 +46,7 @@ def one_condition(pipe, base_request, side_by_side: int, images: int, torch_thre
     from concepts.torch_threads import CORES, use_threads
 
     request = replace(base_request, prompt=[base_request.prompts[0]] * images)
-    go = threading.Barrier(side_by_side + 1)
-
-    def run() -> None:
-        use_threads(torch_threads or CORES)
-        go.wait()
-        generate(pipe, request)
-
-    threads = [threading.Thread(target=run) for _ in range(side_by_side)]
-    for thread in threads:
-        thread.start()
-    go.wait()
-    start = time.perf_counter()
-    for thread in threads:
-        thread.join()
-    took = time.perf_counter() - start
+    took = released_together(side_by_side, lambda _: generate(pipe, request), setup=lambda: use_threads(torch_threads or CORES))
     return 1000 * took / (side_by_side * images * request.steps)
 
 

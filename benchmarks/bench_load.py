@@ -18,7 +18,6 @@ import os
 import statistics
 import sys
 import tempfile
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -28,6 +27,8 @@ import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+from timing import released_together  # noqa: E402
 
 MODEL = "toy-shapes"
 RED = "a large red solid square at the top left on a white background"
@@ -144,23 +145,14 @@ def together(url: str, requests: list[UserRequest]) -> tuple[list[Any], list[flo
     results: list[Any] = [None] * len(requests)
     latencies = [0.0] * len(requests)
     errors: list[BaseException] = []
-    barrier = threading.Barrier(len(requests) + 1)
 
     def user(i: int) -> None:
         try:
-            barrier.wait()
             results[i], latencies[i] = call(url, requests[i])
         except BaseException as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
 
-    threads = [threading.Thread(target=user, args=(i,)) for i in range(len(requests))]
-    for t in threads:
-        t.start()
-    barrier.wait()
-    started = time.perf_counter()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
+    wall = released_together(len(requests), user)
     if errors:
         raise errors[0]
     return results, latencies, wall

@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import platform
 import statistics
+import threading
 import time
 from pathlib import Path
 from typing import Callable
@@ -27,6 +28,28 @@ def median_seconds(variants: dict[str, Callable[[], None]], repeats: int, device
             sync()
             times[name].append(time.perf_counter() - start)
     return {name: statistics.median(v) for name, v in times.items()}
+
+
+def released_together(count: int, work: Callable[[int], None], setup: Callable[[], None] | None = None) -> float:
+    """Run `work(i)` for i in range(count), each in its own thread, all released at once by one
+    barrier (after `setup` in each thread, untimed); the wall seconds from the release until the last
+    one ends. Errors are the caller's to catch inside `work`."""
+    gate = threading.Barrier(count + 1)
+
+    def run(i: int) -> None:
+        if setup is not None:
+            setup()
+        gate.wait()
+        work(i)
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(count)]
+    for thread in threads:
+        thread.start()
+    gate.wait()
+    started = time.perf_counter()
+    for thread in threads:
+        thread.join()
+    return time.perf_counter() - started
 
 
 def report(model: str, device: torch.device, median: dict[str, float], repeats: int, out: str | None, **fields: object) -> dict:
