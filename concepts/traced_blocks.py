@@ -34,6 +34,7 @@ import contextvars
 import os
 import threading
 import warnings
+import weakref
 from collections import OrderedDict
 from contextlib import contextmanager
 from typing import Callable, Iterator
@@ -53,6 +54,8 @@ profiled plan per input shape (25 MB more for 16 batch sizes of the toy), and th
 runs the same ops, also without the interpreter lock."""
 _ON: contextvars.ContextVar[bool] = contextvars.ContextVar("concept_lab_traced_blocks", default=False)
 _INSTALL_LOCK = threading.Lock()
+_INSTALLED: "weakref.WeakSet[nn.Module]" = weakref.WeakSet()
+"""UNets whose blocks already have their forwards: `install` walks a UNet's modules only once."""
 
 
 def traced_blocks_enabled() -> bool:
@@ -87,10 +90,13 @@ def _on_cpu(unet: nn.Module) -> bool:
 def install(unet: nn.Module) -> None:
     """Give each resnet and transformer block of `unet` a forward that can take its traced graph
     (once per UNet; the eager forward stays what runs unless `traced_blocks` is on)."""
+    if unet in _INSTALLED:  # every UNet call comes here: no walk over its modules after the first
+        return
     with _INSTALL_LOCK:
         for module in unet.modules():
             if type(module).__name__ in TRACED_TYPES and not isinstance(getattr(module, "forward", None), _BlockForward):
                 module.forward = _BlockForward(module)
+        _INSTALLED.add(unet)
 
 
 def installed(unet: nn.Module) -> list["_BlockForward"]:

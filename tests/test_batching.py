@@ -429,7 +429,7 @@ def test_a_busy_server_spreads_requests_over_one_worker_per_core_and_each_gets_i
     """With more than one request being served (a class), requests go to the worker with the fewest
     images in hand, each worker on one torch thread, and every image is still the solo one; a student
     alone is served by the first worker only."""
-    from concepts.torch_threads import serving
+    from concepts.torch_threads import CORES, serving
 
     world, pipe = toy
     requests = [request(world, p, seed=400 + i) for i, p in enumerate(PROMPTS[:4])]
@@ -451,11 +451,16 @@ def test_a_busy_server_spreads_requests_over_one_worker_per_core_and_each_gets_i
             results[i] = batcher.generate(pipe, requests[i], on_step=note_threads)
 
     threads = [threading.Thread(target=user, args=(i,)) for i in range(len(requests))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    batcher.stop()
+    try:
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        batcher.stop()
+    finally:
+        # a thread's torch.set_num_threads also sets the count new threads start with: the workers left
+        # it at one, which later tests' threads would inherit
+        torch.set_num_threads(CORES)
     assert batcher.by_worker[1] > 0, f"the second worker did no UNet call: {batcher.by_worker}"
     assert set(threads_seen) == {"concept-lab-batcher-0", "concept-lab-batcher-1"}
     assert set(threads_seen.values()) == {1}, f"a worker ran more than one torch thread in a busy server: {threads_seen}"
