@@ -9,7 +9,9 @@ first `--arrival` seconds, run the lesson the teacher linked (concept-maps, seed
 evolution (10 steps) and erase red. With `--minutes M` the class lasts M minutes instead: each student
 goes through the script again (new prompts and seeds) until then, so the server never runs out of
 work, and throughput counts the requests answered within the M minutes. Reported per mode: throughput, p50 / p95 / max latency per
-request kind, failed requests, the server's RSS and open files over time (growth after warm-up),
+request kind, failed requests, the server's RSS and open files over time (growth after warm-up;
+with `--minutes`, also its resident memory by kind of mapping each minute: heap, other anonymous,
+JIT code, files),
 the caches on disk afterwards (CAD scores, the app's files, Gradio's temp folder), the CPU cores the
 server and the students' clients used, and, with batching on, what the UNet worker did (its batch
 log, `CONCEPT_LAB_BATCH_LOG`: images per shared UNet call, milliseconds per image and step, how
@@ -45,7 +47,7 @@ from timing import emit  # noqa: E402
 
 MODEL, MID = "toy-shapes", "mid_block.attentions.0"
 SETTLE_S = 35.0
-"""RSS is read again this long after the class: past one of the app's 30-s malloc_trim rounds."""
+"""RSS is read again this long after the class: past the app's malloc_trim rounds (every 10 s)."""
 SHAPES, COLOURS = ("circle", "square", "triangle", "star", "cross"), ("red", "orange", "yellow", "green", "blue", "purple")
 PLACES = ("top left", "top", "top right", "left", "center", "right", "bottom left", "bottom", "bottom right")
 
@@ -140,16 +142,44 @@ def batch_summary(path: Path, since: float, until: float) -> dict:
             "plain_generation_wait_s": {"p50": round(statistics.median(waits), 2), "p95": round(float(np.percentile(waits, 95)), 2)} if waits else None}
 
 
+def memory_parts(proc) -> dict[str, float]:
+    """The server's resident memory in MB by kind of mapping (/proc/PID/smaps): the C heap, other
+    anonymous memory (malloc's second arena, large buffers, thread stacks), oneDNN's JIT code
+    (anonymous and executable) and file-backed pages (the libraries' code and data)."""
+    parts = {"heap": 0.0, "other_anonymous": 0.0, "jit_code": 0.0, "files": 0.0}
+    for region in proc.memory_maps(grouped=False):
+        if region.path == "[heap]":
+            kind = "heap"
+        elif region.path.startswith("/"):
+            kind = "files"
+        else:
+            kind = "jit_code" if "x" in region.perms else "other_anonymous"
+        parts[kind] += region.rss / 2**20
+    return {kind: round(mb, 1) for kind, mb in parts.items()}
+
+
 def rss_at(samples: list[tuple[float, float, int]], started: float, minute: float) -> float:
     """RSS in MB at `minute` minutes into the class: the first sample from then."""
     return next(m for t, m, _ in samples if t >= started + 60 * minute)
 
 
+def low_in_minute(samples: list[tuple[float, float, int]], started: float, minute: int) -> float:
+    """The lowest RSS in MB sampled in that minute of the class: what the server held just after one
+    of the app's malloc_trim rounds (`ui/memory.py`, INTERVAL_S), without the freed pages a reading between
+    two rounds still counts."""
+    return min(m for t, m, _ in samples if started + 60 * minute <= t < started + 60 * (minute + 1))
+
+
 def from_minute(samples: list[tuple[float, float, int]], started: float, minute: float) -> dict:
     """RSS at `minute` minutes into the class, at its end, and the growth between: the soak's
-    measure, after a warm-up of the class itself."""
+    measure, after a warm-up of the class itself. Also the lowest reading in that minute and in the
+    last whole minute, and the growth between those: memory held, not freed pages awaiting a trim."""
     then = rss_at(samples, started, minute)
-    return {"mb": round(then, 1), "end": round(samples[-1][1], 1), "growth_pct": round(100 * (samples[-1][1] - then) / then, 1)}
+    last = int((samples[-1][0] - started) // 60) - 1  # the last whole minute
+    low, low_last = low_in_minute(samples, started, int(minute)), low_in_minute(samples, started, last)
+    return {"mb": round(then, 1), "end": round(samples[-1][1], 1), "growth_pct": round(100 * (samples[-1][1] - then) / then, 1),
+            "lowest_in_that_minute": round(low, 1), "lowest_in_the_last_minute": round(low_last, 1),
+            "lowest_growth_pct": round(100 * (low_last - low) / low, 1)}
 
 
 def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minutes: float | None = None) -> dict:
@@ -166,12 +196,14 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
             warm.predict(*args, api_name=api)
         solo = first_images(url, list(range(users)))
         rss_before = proc.memory_info().rss / 2**20
-        samples, stop = [], threading.Event()
+        samples, parts, stop = [], [], threading.Event()
 
         def sample() -> None:
             while not stop.is_set():
                 try:
                     samples.append((time.perf_counter(), proc.memory_info().rss / 2**20, proc.num_fds()))
+                    if not parts or samples[-1][0] - parts[-1][0] >= 60:
+                        parts.append((samples[-1][0], memory_parts(proc)))
                 except psutil.Error:
                     pass
                 stop.wait(2.0)
@@ -234,7 +266,7 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
         stop.set()
         sampler.join()
         time.sleep(SETTLE_S)  # past one malloc_trim interval of the app (ui/memory.py): what it still holds
-        rss_settled = round(proc.memory_info().rss / 2**20, 1)
+        rss_settled, parts_settled = round(proc.memory_info().rss / 2**20, 1), memory_parts(proc)
         after = first_images(url, list(range(min(users, 5))))
         unchanged = all(np.array_equal(after[s], solo[s]) or np.abs(after[s].astype(int) - solo[s].astype(int)).max() <= 1 for s in after)
         total = sum(len(v) for v in latencies.values())
@@ -249,10 +281,13 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
                        "growth_after_warmup_pct": round(100 * (samples[-1][1] - rss_before) / rss_before, 1)},
             "rss_mb_after_each_class": rss_after_class,
             **({"minutes": minutes, "rss_mb_from_minute_2": from_minute(samples, started, 2.0),
-                "rss_mb_each_minute": [round(rss_at(samples, started, k), 1) for k in range(int(minutes))]}
+                "rss_mb_each_minute": [round(rss_at(samples, started, k), 1) for k in range(int(minutes))],
+                "rss_mb_lowest_each_minute": [round(low_in_minute(samples, started, k), 1) for k in range(int(minutes))],
+                "memory_parts_mb_each_minute": [p for _, p in parts]}
                if minutes and minutes > 2 else {}),
             "rss_mb_settled": {"mb": rss_settled, "seconds_after_the_class": SETTLE_S,
-                               "growth_after_warmup_pct": round(100 * (rss_settled - rss_before) / rss_before, 1)},
+                               "growth_after_warmup_pct": round(100 * (rss_settled - rss_before) / rss_before, 1),
+                               "parts": parts_settled},
             "open_files": {"start": samples[0][2], "end": samples[-1][2], "max": max(f for _, _, f in samples)},
             "disk": {"cad_cache": folder_size(work / "cache"), "gradio_temp": folder_size(work / "gradio"),
                      "app_files": folder_size(Path(tempfile.gettempdir()) / "concept-lab-files")},

@@ -3,9 +3,10 @@
 glibc's malloc keeps the pages a thread frees in that thread's arena (up to 8 per core), and a
 server whose handlers run on many threads (Gradio's worker pool, the batcher) leaves most of its
 freed image and activation buffers there: the process grows though nothing is leaked. Two settings
-fix that: at most two arenas (`mallopt(M_ARENA_MAX)`), and a `malloc_trim(0)` every 30 s that
-returns free pages. bench_classroom.py measures RSS with and without (docs/speed.md). A no-op where
-the C library is not glibc; `CONCEPT_LAB_MALLOC_TRIM=0` turns it off.
+fix that: at most two arenas (`mallopt(M_ARENA_MAX)`), and a `malloc_trim(0)` every 10 s that
+returns free pages (a few ms each: `benchmarks/bench_trim.py`). bench_classroom.py measures RSS
+with and without (docs/speed.md). A no-op where the C library is not glibc;
+`CONCEPT_LAB_MALLOC_TRIM=0` turns it off.
 """
 
 from __future__ import annotations
@@ -18,7 +19,9 @@ import time
 
 log = logging.getLogger("concept_lab.memory")
 M_ARENA_MAX = -8
-INTERVAL_S = 30.0
+INTERVAL_S = 10.0
+"""Seconds between trims. Until a trim, the pages freed since the last one still count in RSS: a
+busy class's readings then sit above what the server holds (docs/speed.md, the soaks)."""
 _started = threading.Event()
 
 
