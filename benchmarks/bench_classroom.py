@@ -144,7 +144,7 @@ def batch_summary(path: Path, since: float, until: float) -> dict:
 
 def memory_parts(proc) -> dict[str, float]:
     """The server's resident memory in MB by kind of mapping (/proc/PID/smaps): the C heap, other
-    anonymous memory (malloc's second arena, large buffers, thread stacks), oneDNN's JIT code
+    anonymous memory (malloc's second arena, Python's arenas, large buffers, thread stacks), oneDNN's JIT code
     (anonymous and executable) and file-backed pages (the libraries' code and data)."""
     parts = {"heap": 0.0, "other_anonymous": 0.0, "jit_code": 0.0, "files": 0.0}
     for region in proc.memory_maps(grouped=False):
