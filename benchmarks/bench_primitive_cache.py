@@ -21,17 +21,15 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import emit  # noqa: E402
+from timing import emit, released_together, rss_mb, spread  # noqa: E402
 
 SWEEP_IMAGES = range(1, 17)
 CHURN_MAX_IMAGES = 8
@@ -39,27 +37,26 @@ CHURN_MAX_IMAGES = 8
 
 def rss_mb_settled() -> float:
     """RSS after the garbage collector and malloc_trim(0): memory something still holds."""
-    import ctypes
     import gc
 
+    from ui import memory
+
     gc.collect()
-    ctypes.CDLL("libc.so.6").malloc_trim(0)
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS"))
+    memory.trim()
+    return rss_mb()
 
 
 def one_capacity(generations: int) -> dict:
     """Run in the child process: the sweep's RSS and the churn's time at this process's capacity."""
-    import ctypes
     import random
-    import threading
 
     import torch
 
     from concepts.sampling import GenerationRequest, generate
     from toy_worker import PROMPT, toy_pipe_and_requests
+    from ui import memory
 
-    ctypes.CDLL("libc.so.6").mallopt(-8, 2)  # two malloc arenas, as the app (ui/memory.py)
+    memory.keep_memory_returned(interval_s=3600)  # two malloc arenas as in the app; its own trims an hour away
     pipe, requests, d = toy_pipe_and_requests(tuple(SWEEP_IMAGES))
     torch.set_num_threads(1)
     generate(pipe, requests[1])
@@ -81,13 +78,8 @@ def one_capacity(generations: int) -> dict:
         for request in batch:
             generate(pipe, request)
 
-    threads = [threading.Thread(target=worker, args=(draws(i),)) for i in range(2)]
-    began = time.perf_counter()
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    churn_s = time.perf_counter() - began
+    batches = [draws(i) for i in range(2)]
+    churn_s = released_together(2, lambda i: worker(batches[i]))
     return {"rss_mb_after_warmup": round(start_mb, 1), "sweep_growth_mb": sweep,
             "churn_s": round(churn_s, 2), "growth_after_churn_mb": round(rss_mb_settled() - start_mb, 1)}
 
@@ -105,16 +97,13 @@ def run_child(capacity: str, generations: int) -> dict:
 def summary(rounds: list[dict], capacity: str, first: str) -> dict:
     """Median and range over the rounds; the churn's time as a ratio to the first capacity's in the
     same round (the rounds run one after another, so a slow minute slows both)."""
-    def spread(values: list[float]) -> dict:
-        return {"median": round(statistics.median(values), 3), "min": round(min(values), 3), "max": round(max(values), 3)}
-
     runs = [r[capacity] for r in rounds]
     return {
-        "held_after_sweep_mb": spread([run["sweep_growth_mb"][-1] for run in runs]),
-        "mb_per_new_shape_one_thread": spread([(run["sweep_growth_mb"][len(SWEEP_IMAGES) - 1] - run["sweep_growth_mb"][0]) / (len(SWEEP_IMAGES) - 1) for run in runs]),
-        "held_after_churn_mb": spread([run["growth_after_churn_mb"] for run in runs]),
-        "churn_s": spread([run["churn_s"] for run in runs]),
-        "churn_time_vs_first": spread([run["churn_s"] / r[first]["churn_s"] for run, r in zip(runs, rounds)]),
+        "held_after_sweep_mb": spread([run["sweep_growth_mb"][-1] for run in runs], 3),
+        "mb_per_new_shape_one_thread": spread([(run["sweep_growth_mb"][len(SWEEP_IMAGES) - 1] - run["sweep_growth_mb"][0]) / (len(SWEEP_IMAGES) - 1) for run in runs], 3),
+        "held_after_churn_mb": spread([run["growth_after_churn_mb"] for run in runs], 3),
+        "churn_s": spread([run["churn_s"] for run in runs], 3),
+        "churn_time_vs_first": spread([run["churn_s"] / r[first]["churn_s"] for run, r in zip(runs, rounds)], 3),
     }
 
 

@@ -16,8 +16,6 @@ short interval magnifies the cost per trim (the pages it returns are faulted in 
 from __future__ import annotations
 
 import argparse
-import ctypes
-import statistics
 import sys
 import threading
 import time
@@ -27,14 +25,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from timing import emit  # noqa: E402
+from timing import emit, released_together, rss_mb, spread  # noqa: E402
 
 BURST = (1, 4, 8, 4, 1)
-
-
-def rss_mb() -> float:
-    with open("/proc/self/status") as status:
-        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS"))
 
 
 def main() -> None:
@@ -49,8 +42,9 @@ def main() -> None:
     from concepts.sampling import generate
     from toy_worker import toy_pipe_and_requests
 
-    libc = ctypes.CDLL("libc.so.6")
-    libc.mallopt(-8, 2)  # M_ARENA_MAX, as the app
+    from ui import memory
+
+    memory.keep_memory_returned(interval_s=3600)  # two malloc arenas as in the app; its own trims an hour away
     pipe, requests, _ = toy_pipe_and_requests(BURST)
 
     def worker() -> None:
@@ -60,20 +54,13 @@ def main() -> None:
 
     took_ms, returned_mb, after_mb = [], [], []
     for _ in range(args.rounds):
-        threads = [threading.Thread(target=worker) for _ in range(2)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        released_together(2, lambda _: worker())
         before = rss_mb()
         start = time.perf_counter()
-        libc.malloc_trim(0)
+        memory.trim()
         took_ms.append(1000 * (time.perf_counter() - start))
         returned_mb.append(before - rss_mb())
         after_mb.append(rss_mb())
-
-    def spread(values: list[float], places: int = 1) -> dict:
-        return {"median": round(statistics.median(values), places), "min": round(min(values), places), "max": round(max(values), places)}
 
     def images_per_second(interval: float | None) -> tuple[float, float]:
         stop, made, lock = threading.Event(), [0], threading.Lock()
@@ -88,7 +75,7 @@ def main() -> None:
 
         def trimmer() -> None:
             while not stop.wait(interval):
-                libc.malloc_trim(0)
+                memory.trim()
 
         threads = [threading.Thread(target=busy) for _ in range(2)] + ([threading.Thread(target=trimmer)] if interval else [])
         start = time.perf_counter()

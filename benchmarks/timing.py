@@ -52,6 +52,17 @@ def released_together(count: int, work: Callable[[int], None], setup: Callable[[
     return time.perf_counter() - started
 
 
+def spread(values: list[float], places: int = 1) -> dict:
+    """Median and range of repeated readings, as the benchmarks report them."""
+    return {"median": round(statistics.median(values), places), "min": round(min(values), places), "max": round(max(values), places)}
+
+
+def rss_mb() -> float:
+    """This process's resident memory in MB (Linux)."""
+    with open("/proc/self/status") as status:
+        return next(int(line.split()[1]) / 1024 for line in status if line.startswith("VmRSS"))
+
+
 def report(model: str, device: torch.device, median: dict[str, float], repeats: int, out: str | None, **fields: object) -> dict:
     """Print (and with `out`, write) the result; ratios are to the first variant."""
     base = next(iter(median.values()))
