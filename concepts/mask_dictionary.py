@@ -26,6 +26,8 @@ images, as the paper uses), labelling can first ask where a feature fires:
    only when it holds up on held-out images. Groups are listed under `groups` and found by search.
    A value with neither may still be read from the codes by weighing features for it against
    features for its rivals (`concepts.feature_readouts`): listed under `readouts`, found by search.
+   A value that lies between its rivals on an axis (orange between red and yellow) is read against
+   each rival in turn, on more images (`concepts.rival_readouts`): also under `readouts`, with `rivals`.
 5. **Region cut.** The "object here" map sums each side's features (each divided by its peak) per
    cell. Many weak object features fire a little around the object, so "the object side outweighs
    the background side" (a share of 0.5) paints the object too large. `region_cut` picks, on the
@@ -49,6 +51,7 @@ from .dictionary import FORMAT, DictionaryConfig, build_dictionary
 from .errors import InvalidInputError
 from .feature_groups import GroupConfig, value_groups
 from .feature_readouts import ReadoutConfig, value_readouts
+from .rival_readouts import RivalReadoutConfig, value_rival_readouts
 
 METHOD = "where features fire against region masks"
 
@@ -147,12 +150,17 @@ def build_mask_dictionary(
     place_region: str = "object",
     groups: GroupConfig | None = GroupConfig(),
     readouts: ReadoutConfig | None = ReadoutConfig(),
+    rivals: RivalReadoutConfig | None = RivalReadoutConfig(),
+    more_peaks: np.ndarray | None = None,
+    more_labels: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:
     """The dictionary of feature `maps` [images, cells, features] against region `masks`
     [images, len(regions), cells]; `region_of(attribute)` names the region an attribute's value covers.
     `places` are values that say where the `place_region`'s content is (found as that region's features);
     values neither labelled nor places get a group when one holds up (`groups=None`: none are looked for),
-    and those still without one a read-out (`concepts.feature_readouts`; `readouts=None`: none)."""
+    those still without one a read-out (`concepts.feature_readouts`; `readouts=None`: none), and those
+    still without one a rival read-out (`concepts.rival_readouts`; `rivals=None`: none), fitted on these
+    images' peaks and `more_peaks` [images, features] of more images labelled `more_labels`."""
     maps = np.asarray(maps, dtype=np.float32)
     masks = np.asarray(masks, dtype=np.float32)
     if maps.ndim != 3 or maps.shape[0] != len(labels):
@@ -196,6 +204,11 @@ def build_mask_dictionary(
     if readouts is not None:
         without_group = [(a, v) for a, v in unlabelled if readable(a, v) not in found_as_group]
         found_as_readout = value_readouts(peaks, labels, without_group, readable, readouts)
+    found_as_rivals: dict[str, dict[str, Any]] = {}
+    if rivals is not None:
+        missing = [(a, v) for a, v in unlabelled if readable(a, v) not in found_as_group and readable(a, v) not in found_as_readout]
+        all_peaks = peaks if more_peaks is None else np.concatenate([peaks, np.asarray(more_peaks, dtype=np.float32)])
+        found_as_rivals = value_rival_readouts(all_peaks, list(labels) + list(more_labels), missing, readable, rivals)
     cut = None
     if place_region in regions and len(regions) == 2:
         cut = {"region": place_region, **region_cut(maps, masks, done, regions, place_region)}
@@ -205,7 +218,9 @@ def build_mask_dictionary(
         "format": FORMAT,
         "config": asdict(cfg),
         "meta": {"method": METHOD, "regions": list(regions), "groups": asdict(groups) if groups else None,
-                 "readouts": asdict(readouts) if readouts else None, "region_cut": cut, **(meta or {})},
+                 "readouts": asdict(readouts) if readouts else None,
+                 "rival_readouts": {**asdict(rivals), "images": len(labels) + len(more_labels)} if rivals else None,
+                 "region_cut": cut, **(meta or {})},
         "summary": {
             "images": len(labels),
             "features": n_features,
@@ -216,12 +231,13 @@ def build_mask_dictionary(
             "concepts_covered": len(scored),
             "groups": len(found_as_group),
             "readouts": len(found_as_readout),
+            "rival_readouts": len(found_as_rivals),
             "fires_on": {region: int((side == r).sum()) for r, region in enumerate(regions)},
         },
         "concepts": {label: [j for _, j in sorted(ids, reverse=True)] for label, ids in sorted(scored.items())},
         "places": {place: ids for place in places if (ids := place_features(done, place_region))},
         "groups": found_as_group,
-        "readouts": found_as_readout,
+        "readouts": found_as_readout | found_as_rivals,
         "features": done,
         "closest": closest,
     }

@@ -57,19 +57,21 @@ def test_concept_picker_and_search_read_the_dictionary():
 
 
 def test_a_value_no_feature_stands_for_is_explained_not_just_missing():
-    """'yellow' has no feature, group or read-out at the mid block's middle window; the search says how
-    near the nearest feature comes and which window of the block finds it."""
+    """'yellow' has no feature, group or read-out at the mid block's early window; the search says how
+    near the nearest feature comes and which windows of the block find it."""
+    early, _ = ui.common.sae_dictionary(MODEL, MID, "early", 25)
     middle, _ = ui.common.sae_dictionary(MODEL, MID, "middle", 25)
     final, _ = ui.common.sae_dictionary(MODEL, MID, "final", 25)
-    assert "yellow" not in {name for name, _, _ in named_entries(middle.concepts)} and "yellow" in final.concepts["readouts"]
-    nearest = middle.concepts["closest"]["yellow"]
+    assert "yellow" not in {name for name, _, _ in named_entries(early.concepts)}
+    assert "yellow" in middle.concepts["readouts"] and "yellow" in final.concepts["readouts"]
+    nearest = early.concepts["closest"]["yellow"]
     shown = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gr, "Warning", shown.append)
-        ui.steer.find_concepts(MODEL, MID, "middle", 25, "Yellow")
+        ui.steer.find_concepts(MODEL, MID, "early", 25, "Yellow")
     message = shown[0]
     assert f"feature {nearest['feature']}" in message and f"{nearest['precision']:.0%}" in message
-    assert "weighed against others" in message and "found in the final window" in message
+    assert "weighed against others" in message and "found in the middle, final windows" in message
 
 
 def test_a_value_found_only_as_a_group_is_searched_picked_and_explained():
@@ -213,16 +215,31 @@ def test_a_searched_place_moves_the_object_there():
     assert moved >= 2, f"the object reached the bottom right in {moved} of 3 seeds"
 
 
-def test_a_search_the_block_cannot_answer_points_to_the_blocks_that_can():
-    """The mid block hardly carries colour (docs/evolution.md): no window of it finds "orange", and the
-    search there names the block and windows whose dictionaries do; "hexagon", found nowhere, names none."""
-    windows = [w for w in ("early", "middle", "final")
-               if "orange" in {name for name, _, _ in named_entries(ui.common.sae_dictionary(MODEL, DOWN, w, 25)[0].concepts)}]
-    assert windows, "the down block finds orange in some window"
+def test_a_search_the_window_cannot_answer_points_to_the_windows_and_blocks_that_can():
+    """The mid block carries colour weakly (docs/evolution.md): its early window finds no "orange",
+    and the search there names the block's windows and the other blocks whose dictionaries do;
+    "hexagon", found nowhere, names none."""
+    def finding(block: str) -> list[str]:
+        return [w for w in ("early", "middle", "final")
+                if "orange" in {name for name, _, _ in named_entries(ui.common.sae_dictionary(MODEL, block, w, 25)[0].concepts)}]
+
+    assert "early" not in finding(MID) and finding(MID), "the mid block finds orange in a later window only"
+    assert finding(DOWN), "the down block finds orange in some window"
     shown = []
     with pytest.MonkeyPatch.context() as patch:
         patch.setattr(gr, "Warning", shown.append)
-        ui.steer.find_concepts(MODEL, MID, "middle", 25, "orange")
-        ui.steer.find_concepts(MODEL, MID, "middle", 25, "hexagon")
-    assert f"found at {DOWN} ({', '.join(windows)})" in shown[0]
+        ui.steer.find_concepts(MODEL, MID, "early", 25, "orange")
+        ui.steer.find_concepts(MODEL, MID, "early", 25, "hexagon")
+    assert f"found in the {', '.join(finding(MID))} window" in shown[0]
+    assert f"{DOWN} ({', '.join(finding(DOWN))})" in shown[0]
     assert "found at" not in shown[1] and "found in the" not in shown[1]
+
+
+def test_orange_is_found_at_the_mid_block_as_a_read_out_against_each_rival():
+    """Orange lies between red and yellow at the mid block (docs/evolution.md): no feature, group or
+    one weighing finds it there, and search finds it as a rival read-out that names its rivals."""
+    rows = ui.steer.find_concepts(MODEL, MID, "middle", 25, "orange")
+    assert [row[0] for row in rows] == ["orange"]
+    assert "against each rival in turn (blue, green, purple, red, yellow)" in rows[0][2]
+    entry = ui.common.sae_dictionary(MODEL, MID, "middle", 25)[0].concepts["readouts"]["orange"]
+    assert rows[0][1] == ", ".join(map(str, entry["features"])) and entry["held_out_precision"] >= 0.8

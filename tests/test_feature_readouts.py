@@ -42,8 +42,10 @@ def scenes(n: int = 400, seed: int = 0, shuffle: bool = False):
     return [{"shape": s} for s in shapes], masks, maps
 
 
-def dictionary_of(labels, masks, maps, readouts=ReadoutConfig()):
-    return build_mask_dictionary(maps, masks, REGIONS, labels, region_of, DictionaryConfig(min_fires=3), readouts=readouts)
+def dictionary_of(labels, masks, maps, readouts=ReadoutConfig(), rivals=None):
+    """Rival read-outs (`concepts.rival_readouts`, tests/test_rival_readouts.py) are left out: these
+    tests are about one weighing against the rest."""
+    return build_mask_dictionary(maps, masks, REGIONS, labels, region_of, DictionaryConfig(min_fires=3), readouts=readouts, rivals=rivals)
 
 
 def test_a_value_read_against_its_rivals_is_found_as_a_read_out():

@@ -1,7 +1,8 @@
 """The Steer tab's concept search and concept picker: the labels, groups, read-outs and places that match, or why none does.
 
-A student who searches a value no feature stands for ("orange" at the mid block) is told how near the
-closest feature comes and which other windows of the block label it, not only that nothing matched.
+A student who searches a value this SAE does not find ("orange" in the mid block's early window) is
+told how near the closest feature comes and which other windows and blocks find it, not only that
+nothing matched.
 """
 
 from __future__ import annotations
@@ -20,6 +21,7 @@ WHAT_IT_IS = {
     "label": "features that fire for it",
     "group": "a group: features that fire for it only together",
     "read-out": "a read-out: these features weighed against others (steered: these alone)",
+    "rival read-out": "a read-out against each rival in turn ({rivals}): features that count for it in some contest (steered: these alone)",
     "place": "a place: the object's features, steered in that cell",
 }
 
@@ -67,7 +69,13 @@ def find_concepts(model: str, block: str, window: str, steps: float, query: str)
         if not found:
             raise InvalidInputError("concept", reason)
         gr.Warning(f"{reason}. Below: every label of this SAE.")
-    return [[label, ", ".join(map(str, ids)), WHAT_IT_IS[kind]] for label, ids, kind in found]
+    return [[label, ", ".join(map(str, ids)), what_it_is(loaded.concepts, label, kind)] for label, ids, kind in found]
+
+
+def what_it_is(dictionary: dict, label: str, kind: str) -> str:
+    """The search row's "what it is": a rival read-out (`concepts.rival_readouts`) names its rivals."""
+    rivals = dictionary.get("readouts", {}).get(label, {}).get("rivals") if kind == "read-out" else None
+    return WHAT_IT_IS["rival read-out"].format(rivals=", ".join(rivals)) if rivals else WHAT_IT_IS[kind]
 
 
 @user_errors

@@ -19,7 +19,8 @@ STEER_MORE = """
 - **A read-out** ("circle" at the mid block) is a value no feature or group stands for, read by
   weighing some features for it against others (for circle: round-shape features minus spiky ones),
   also at least 80 % precise on images it was not fitted on. Its ids are the features for the value;
-  steering adds those alone. Orange is the one toy value the mid block does not carry (docs/evolution.md).
+  steering adds those alone. A value that lies between others ("orange", between red and yellow, at
+  the mid block) is read against each rival in turn and fires where it wins every contest.
 - **A place** ("top left") is where the object is, not a feature: the UNet draws an object the same
   way wherever it is. Search finds a place as the block's object features; steering it puts them in
   that cell, which moves the object there in the early window.

@@ -112,10 +112,18 @@ def _weights(value: Any, ids: list[int]) -> bool:
 
 
 def _readout_ok(readout: Any) -> bool:
-    """A read-out's features for and against the value, each list with its weights."""
+    """A read-out's features for and against the value, each list with its weights; a rival read-out
+    (`concepts.rival_readouts`) also each contest's features, weights and bias."""
     return (isinstance(readout, dict) and _ids(readout.get("features")) and _ids(readout.get("against", []))
             and _weights(readout.get("weights"), readout["features"])
-            and _weights(readout.get("against_weights", []), readout.get("against", [])))
+            and _weights(readout.get("against_weights", []), readout.get("against", []))
+            and _contests_ok(readout.get("rivals", {})))
+
+
+def _contests_ok(rivals: Any) -> bool:
+    return isinstance(rivals, dict) and all(
+        isinstance(c, dict) and _ids(c.get("features")) and _weights(c.get("weights"), c["features"])
+        and isinstance(c.get("bias"), (int, float)) and math.isfinite(c["bias"]) for c in rivals.values())
 
 
 def _searchable_problem(dictionary: Any) -> str | None:
@@ -131,7 +139,7 @@ def _searchable_problem(dictionary: Any) -> str | None:
         return "'groups' must map names to objects with a 'features' list of feature ids"
     readouts = dictionary.get("readouts", {})
     if not isinstance(readouts, dict) or not all(_readout_ok(r) for r in readouts.values()):
-        return "'readouts' must map names to objects with 'features' and 'against' lists of feature ids and their 'weights' and 'against_weights'"
+        return "'readouts' must map names to objects with 'features' and 'against' lists of feature ids and their 'weights' and 'against_weights' (and any 'rivals', each with 'features', 'weights' and a finite 'bias')"
     meta = dictionary.get("meta")
     cut = meta.get("region_cut") if isinstance(meta, dict) else None
     if cut is not None and not (isinstance(cut, dict) and isinstance(cut.get("region"), str)

@@ -9,7 +9,8 @@ rule: a feature "fires" above `--fire` of its peak, and the labels are the promp
 `--judge-labels`, what the judge reads in each image (the model does not always draw what it was
 asked). `--group-seeds` also counts the values found as groups of features
 (`concepts.feature_groups`), then with read-outs too (`concepts.feature_readouts`, once per
-`--readout-l1`), once per split of the images into the folds that check them. `--saes DIR` reads
+`--readout-l1`), once per split of the images into the folds that check them; `--rival-images`
+then adds rival read-outs (`concepts.rival_readouts`) fitted on that many more images. `--saes DIR` reads
 SAEs trained with another recipe (`python -m concepts.toy.saes --out DIR --run RUN --epochs 8`, say)
 instead of the shipped ones. Prints one JSON object (docs/evolution.md).
 """
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import json
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -25,6 +27,7 @@ import numpy as np
 from ..dictionary import DictionaryConfig
 from ..feature_groups import GroupConfig
 from ..feature_readouts import ReadoutConfig
+from ..rival_readouts import RivalReadoutConfig
 from ..mask_dictionary import build_mask_dictionary
 from ..pipeline import load_pipeline_from_folder, pick_device
 from ..quiet import quiet_libraries
@@ -36,7 +39,7 @@ from .judge import load_judge, to_tensor
 from .masks import REGIONS, region_masks, region_of
 from .model import HOOK_BLOCKS
 from .prompts import labelled_prompts, readable_label
-from .saes import ToySAERecipe, sae_folder
+from .saes import ToySAERecipe, rival_image_peaks, sae_folder
 from .world import ATTRIBUTES
 
 VALUES = frozenset(readable_label(a, v) for a, vs in ATTRIBUTES.items() if a != "position" for v in vs)
@@ -44,15 +47,19 @@ VALUES = frozenset(readable_label(a, v) for a, vs in ATTRIBUTES.items() if a != 
 
 
 def searchable(maps: dict, scenes: list, labels: list[dict[str, str]], fire: float,
-               groups: GroupConfig | None = None, readouts: ReadoutConfig | None = None) -> dict[str, list[str]]:
+               groups: GroupConfig | None = None, readouts: ReadoutConfig | None = None,
+               rivals: RivalReadoutConfig | None = None, more_peaks: dict | None = None,
+               more_labels: list[dict[str, str]] = ()) -> dict[str, list[str]]:
     """Per block: the values (not positions) some window's dictionary labels under `fire` (or, with
-    `groups` and `readouts`, finds as a group or a read-out)."""
+    `groups`, `readouts` and `rivals`, finds as a group, a read-out or a rival read-out, the last
+    also fitted on `more_peaks` per SAE of images labelled `more_labels`)."""
     found: dict[str, set[str]] = {}
-    for (block, _, _), block_maps in maps.items():
+    for key, block_maps in maps.items():
+        block = key[0]
         n, h, w, f = block_maps.shape
         d = build_mask_dictionary(block_maps.reshape(n, h * w, f).astype(np.float32), region_masks(scenes, h, w), REGIONS, labels,
                                   region_of, DictionaryConfig(fire_fraction=fire), readable=readable_label, groups=groups,
-                                  readouts=readouts)
+                                  readouts=readouts, rivals=rivals, more_peaks=(more_peaks or {}).get(key), more_labels=more_labels)
         found.setdefault(block, set()).update(d["concepts"], d["groups"], d["readouts"])
     return {block: sorted(VALUES & labels_found) for block, labels_found in found.items()}
 
@@ -64,6 +71,7 @@ def main() -> None:
     parser.add_argument("--judge-labels", action="store_true", help="also label by the judge's reading of each image")
     parser.add_argument("--group-seeds", type=int, nargs="*", default=[], help="also count groups, with these fold splits (fire 0.1, prompt labels)")
     parser.add_argument("--readout-l1", type=float, nargs="+", default=[ReadoutConfig().l1], help="read-outs' L1 penalties to try (with --group-seeds)")
+    parser.add_argument("--rival-images", type=int, nargs="*", default=[], help="also count rival read-outs fitted on this many more images (0 too), with --group-seeds")
     args = parser.parse_args()
     quiet_libraries()
     pipe = load_pipeline_from_folder(TOY_DIR, pick_device("cpu"))
@@ -90,6 +98,18 @@ def main() -> None:
             report["rows"].append({"labels": "prompt", "fire_fraction": DictionaryConfig().fire_fraction, "with_groups": True,
                                    "readout_l1": readouts.l1 if readouts else None, "group_seed": seed, "searchable": {b: len(v) for b, v in found.items()},
                                    "missing": {b: sorted(VALUES - set(v)) for b, v in found.items()}})
+    if args.rival_images and args.group_seeds:
+        more_scenes, more_peaks = rival_image_peaks(pipe, saes, replace(recipe, rival_prompts=max(args.rival_images)), progress=False)
+        more_labels = [scene.as_dict() for scene in more_scenes]
+        for seed in args.group_seeds:
+            for count in args.rival_images:
+                found = searchable(table.maps, scenes, label_sets["prompt"], DictionaryConfig().fire_fraction, GroupConfig(seed=seed),
+                                   ReadoutConfig(seed=seed), RivalReadoutConfig(seed=seed), {k: p[:count] for k, p in more_peaks.items()},
+                                   more_labels[:count])
+                report["rows"].append({"labels": "prompt", "fire_fraction": DictionaryConfig().fire_fraction, "with_groups": True,
+                                       "readout_l1": ReadoutConfig().l1, "rival_images": len(scenes) + count, "group_seed": seed,
+                                       "searchable": {b: len(v) for b, v in found.items()},
+                                       "missing": {b: sorted(VALUES - set(v)) for b, v in found.items()}})
     print(json.dumps(report))
 
 

@@ -13,19 +13,22 @@ each named value against the rest as a read-out is kept (`concepts.feature_reado
 precision, mean and lowest over the folds, once from the whole image and once from only the cells the
 object covers (the renderer's mask, `concepts.toy.masks`: what labelling against masks could at best
 add), and how many of the value's images the toy judge reads as that value (whether the model drew it).
+With `--rival-images N` each is also read against each other value of its attribute in turn, as a
+rival read-out is kept (`concepts.rival_readouts`), on the 480 images and on those and N more.
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
 
 from ..feature_readouts import ReadoutConfig, fit_on_rows
 from ..held_out import halves, held_out_folds
+from ..rival_readouts import RivalReadoutConfig, held_out_rival_folds
 from ..pipeline import load_pipeline_from_folder, pick_device
 from ..quiet import quiet_libraries
 from ..sae import load_native
@@ -36,7 +39,7 @@ from .judge import load_judge, to_tensor
 from .masks import region_masks
 from .model import HOOK_BLOCKS
 from .prompts import attribute_of, labelled_prompts
-from .saes import ToySAERecipe, sae_folder
+from .saes import ToySAERecipe, rival_image_peaks, sae_folder
 from .world import ATTRIBUTES
 
 PROBED = ("shape", "colour", "size", "background", "texture")
@@ -138,10 +141,19 @@ def held_out_value_precision(x: np.ndarray, positive: np.ndarray, seeds: list[in
     return {"mean": round(float(np.mean(precisions)), 3), "lowest": round(float(np.min(precisions)), 3)}
 
 
+def held_out_rival_precision(peaks: np.ndarray, values: np.ndarray, value: str, seeds: list[int]) -> dict[str, float] | None:
+    """The value read against each other value of its attribute in turn, as a rival read-out is kept
+    (`concepts.rival_readouts`): held-out precision, mean and lowest over every fold of the `seeds`'
+    splits; None when it fits nothing."""
+    precisions = [fold[0] for seed in seeds for fold in held_out_rival_folds(peaks, values, value, RivalReadoutConfig(seed=seed)) or []]
+    return {"mean": round(float(np.mean(precisions)), 3), "lowest": round(float(np.min(precisions)), 3)} if precisions else None
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="random splits of the images")
     parser.add_argument("--values", nargs="*", default=[], help="also read these values (colours, shapes, sizes, backgrounds, textures) one against the rest (held-out precision, as read-outs are kept)")
+    parser.add_argument("--rival-images", type=int, default=0, help="with --values: also read each against its rivals in turn (as rival read-outs are kept), on the dictionary's images and with this many more")
     args = parser.parse_args()
     try:
         values = probed_values(args.values)
@@ -165,6 +177,8 @@ def main() -> None:
     positives = {value: np.array([s[attribute] == value for s in scenes]) for value, attribute in values.items()}
     if values:
         report["drawn as asked (judge)"] = judged_share(np.asarray(table.images), scenes, values)
+    more_scenes, more_peaks = (rival_image_peaks(pipe, readers, replace(recipe, rival_prompts=args.rival_images), progress=False)
+                               if values and args.rival_images else ([], {}))
     for key, maps in table.maps.items():
         block, window = key[0], key[1]
         source = "delta" if len(key) == 4 else "sae codes"
@@ -174,6 +188,14 @@ def main() -> None:
         for value, positive in positives.items():
             row[f"{value} precision"] = held_out_value_precision(x, positive, args.seeds)
             row[f"{value} precision, object cells"] = held_out_value_precision(on_object, positive, args.seeds)
+            if more_peaks:
+                peaks = maps.reshape(maps.shape[0], -1, maps.shape[-1]).max(axis=1).astype(np.float32)
+                attribute = values[value]
+                own = np.array([s[attribute] for s in scenes], dtype=object)
+                more = np.array([s.as_dict()[attribute] for s in more_scenes], dtype=object)
+                row[f"{value} against each rival, {len(own)} images"] = held_out_rival_precision(peaks, own, value, args.seeds)
+                row[f"{value} against each rival, {len(own) + len(more)} images"] = held_out_rival_precision(
+                    np.concatenate([peaks, more_peaks[key]]), np.concatenate([own, more]), value, args.seeds)
         report["blocks"].setdefault(block, {}).setdefault(window, {})[source] = row
     print(json.dumps(report))
 

@@ -48,6 +48,9 @@ class ToySAERecipe:
 
     prompts: int = 384
     dictionary_prompts: int = 480
+    rival_prompts: int = 960
+    """More images, only for the values nothing finds on the dictionary's: their rival read-outs are
+    fitted on both sets (`concepts.rival_readouts`; orange at the mid block needs them, docs/evolution.md)."""
     steps: int = 25
     guidance: float = 4.0
     prompts_per_batch: int = 32
@@ -108,22 +111,46 @@ def label_all(pipe: StableDiffusionPipeline, out: Path, recipe: ToySAERecipe, pr
     )
     generation = {"prompts": "toy full captions", "seed": recipe.seed + 1, "steps": recipe.steps, "guidance": recipe.guidance}
     save_top_images(out / "top_images", table, generation)
+    more_scenes, more_peaks = rival_image_peaks(pipe, saes, recipe, progress)
+    generation["rival_images_seed"] = recipe.seed + 2
     summaries = {}
     for key, maps in table.maps.items():
         meta = {"block": key[0], "window": key[1], "branch": key[2], **generation}
-        dictionary = toy_dictionary(maps, [scene for scene, _ in labelled], meta, DictionaryConfig(fire_fraction=recipe.fire_fraction))
+        dictionary = toy_dictionary(maps, [scene for scene, _ in labelled], meta, DictionaryConfig(fire_fraction=recipe.fire_fraction),
+                                    more_scenes, more_peaks.get(key))
         (sae_folder(out, *key) / "concepts.json").write_text(json.dumps(dictionary, indent=1))
         summaries["/".join(key)] = dictionary["summary"]
     return summaries
 
 
-def toy_dictionary(maps: np.ndarray, scenes: list[Scene], meta: dict, cfg: DictionaryConfig = DictionaryConfig()) -> dict:
-    """The concept dictionary of one SAE's feature maps [images, H, W, features] over `scenes`."""
+def rival_image_peaks(pipe: StableDiffusionPipeline, saes: dict, recipe: ToySAERecipe, progress: bool,
+                      chunk_batches: int = 10) -> tuple[list[Scene], dict[tuple[str, str, str], np.ndarray]]:
+    """`recipe.rival_prompts` more scenes (their own seed) and, per SAE, each image's feature peaks
+    [images, features] read as the dictionary reads them (the peak of the window's mean map); made
+    `chunk_batches` batches at a time so that only peaks are kept (all the maps of 960 images would
+    be 1.1 GB), with the seeds one call would give."""
+    labelled = labelled_prompts(recipe.rival_prompts, recipe.seed + 2)
+    chunk = chunk_batches * recipe.prompts_per_batch
+    peaks: dict[tuple[str, str, str], list[np.ndarray]] = {key: [] for key in saes}
+    for start in range(0, len(labelled), chunk):
+        part = feature_table(pipe, saes, [text for _, text in labelled[start : start + chunk]], steps=recipe.steps,
+                             guidance=recipe.guidance, height=64, width=64, batch=recipe.prompts_per_batch,
+                             seed=recipe.seed + 2 + start, spatial=True, progress=progress)
+        for key, maps in part.maps.items():
+            peaks[key].append(maps.reshape(maps.shape[0], -1, maps.shape[-1]).max(axis=1).astype(np.float32))
+    return [scene for scene, _ in labelled], {key: np.concatenate(p) for key, p in peaks.items() if p}
+
+
+def toy_dictionary(maps: np.ndarray, scenes: list[Scene], meta: dict, cfg: DictionaryConfig = DictionaryConfig(),
+                   more_scenes: list[Scene] = (), more_peaks: np.ndarray | None = None) -> dict:
+    """The concept dictionary of one SAE's feature maps [images, H, W, features] over `scenes`;
+    rival read-outs also read `more_peaks` [images, features] of `more_scenes`."""
     images, height, width, n = maps.shape
     masks = region_masks(scenes, height, width)
     labels = [scene.as_dict() for scene in scenes]
     return build_mask_dictionary(maps.reshape(images, height * width, n), masks, REGIONS, labels, region_of,
-                                 cfg, readable=readable_label, meta=meta, places=ATTRIBUTES["position"])
+                                 cfg, readable=readable_label, meta=meta, places=ATTRIBUTES["position"],
+                                 more_peaks=more_peaks, more_labels=[scene.as_dict() for scene in more_scenes])
 
 
 def registry_entries(out: Path, base: Path) -> list[dict]:
