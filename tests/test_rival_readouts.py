@@ -5,6 +5,7 @@ that holds up on held-out images."""
 from __future__ import annotations
 
 import json
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -12,10 +13,17 @@ import pytest
 from concepts.dictionary import DictionaryConfig, concept_features, named_entries
 from concepts.errors import CheckpointError
 from concepts.feature_readouts import find_readout
+from concepts.generation import SHARED_PIPELINES
 from concepts.mask_dictionary import build_mask_dictionary
+from concepts.registry import load_registry
 from concepts.rival_readouts import find_rival_readout, rival_score
+from concepts.sae import load_native
 from concepts.sae.native_format import load_concepts
 from concepts.steer.explore import search_concepts
+from concepts.steer.feature_table import feature_table
+from concepts.toy import TOY_DIR
+from concepts.toy.prompts import labelled_prompts
+from concepts.toy.saes import ToySAERecipe, rival_image_peaks, sae_folder
 
 REGIONS = ("object", "background")
 CELLS = 16
@@ -119,16 +127,6 @@ def test_the_more_images_are_read_as_the_dictionary_reads_its_own_and_chunks_kee
     """`python -m concepts.toy.saes --only label` makes the rival read-outs' extra images a few
     batches at a time; their peaks must be those of one call over them all (the same seeds), taken
     as the dictionary takes its own: the peak over cells of the window's mean map."""
-    from dataclasses import replace
-
-    from concepts.generation import SHARED_PIPELINES
-    from concepts.registry import load_registry
-    from concepts.sae import load_native
-    from concepts.steer.feature_table import feature_table
-    from concepts.toy import TOY_DIR
-    from concepts.toy.prompts import labelled_prompts
-    from concepts.toy.saes import ToySAERecipe, rival_image_peaks, sae_folder
-
     pipe = SHARED_PIPELINES.get(load_registry().get("toy-shapes"), "cpu")
     key = ("mid_block.attentions.0", "middle", "cond")
     saes = {key: load_native(sae_folder(TOY_DIR, *key)).eval()}

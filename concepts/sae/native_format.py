@@ -121,6 +121,7 @@ def _readout_ok(readout: Any) -> bool:
 
 
 def _contests_ok(rivals: Any) -> bool:
+    """Each contest of a rival read-out: its feature ids, one finite weight each, a finite bias."""
     return isinstance(rivals, dict) and all(
         isinstance(c, dict) and _ids(c.get("features")) and _weights(c.get("weights"), c["features"])
         and isinstance(c.get("bias"), (int, float)) and math.isfinite(c["bias"]) for c in rivals.values())

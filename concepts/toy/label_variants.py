@@ -27,10 +27,10 @@ import numpy as np
 from ..dictionary import DictionaryConfig
 from ..feature_groups import GroupConfig
 from ..feature_readouts import ReadoutConfig
-from ..rival_readouts import RivalReadoutConfig
 from ..mask_dictionary import build_mask_dictionary
 from ..pipeline import load_pipeline_from_folder, pick_device
 from ..quiet import quiet_libraries
+from ..rival_readouts import RivalReadoutConfig
 from ..sae import load_native
 from ..steer.feature_table import feature_table
 from ..steps import STAGES

@@ -28,9 +28,9 @@ import torch
 
 from ..feature_readouts import ReadoutConfig, fit_on_rows
 from ..held_out import halves, held_out_folds
-from ..rival_readouts import RivalReadoutConfig, held_out_rival_folds
 from ..pipeline import load_pipeline_from_folder, pick_device
 from ..quiet import quiet_libraries
+from ..rival_readouts import RivalReadoutConfig, held_out_rival_folds
 from ..sae import load_native
 from ..steer.feature_table import feature_table
 from ..steps import STAGES
