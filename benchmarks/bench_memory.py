@@ -1,11 +1,14 @@
 """Does any panel's handler leak? Each one 40 times in a row, alone, in-process, after 3 warm-up calls.
 
-    python benchmarks/bench_memory.py [generate explore steer evolve erase]
+    python benchmarks/bench_memory.py [--peak] [generate explore steer evolve erase]
 
 Prints, per handler, the RSS after warm-up and its growth after 10, 20, 30 and 40 more calls (MB,
 after a garbage collection), and, for the handlers that keep a per-session result (explore, evolve),
 the bytes of the arrays, tensors and images it holds: what one session keeps in memory. Flat rows mean the handler keeps nothing per request; growth seen only
 under a class (`bench_classroom.py`) then comes from concurrency and sessions, not the handlers.
+With `--peak`, instead: how much more RSS each handler uses while it runs than just before (freed
+memory returned first, RSS sampled every 2 ms; median and range of 5 calls): what one request in
+flight adds to a class's readings.
 """
 
 import gc
@@ -65,9 +68,46 @@ def held_bytes(obj, seen=None) -> int:
     return 0
 
 
+def transient_peak_mb(handler, i: int) -> float:
+    """RSS above its value just before, at its highest while `handler(i)` runs (MB)."""
+    import threading
+    import time
+
+    from ui.memory import trim
+
+    gc.collect()
+    trim()
+    before = proc.memory_info().rss
+    highest, done = [before], threading.Event()
+
+    def sample() -> None:
+        while not done.is_set():
+            highest[0] = max(highest[0], proc.memory_info().rss)
+            time.sleep(0.002)
+
+    sampler = threading.Thread(target=sample)
+    sampler.start()
+    try:
+        handler(i)
+    finally:
+        done.set()
+        sampler.join()
+    return (highest[0] - before) / 2**20
+
+
 SESSION_STATE = {"explore": 4, "evolve": 0}
 """The output position of the `gr.State` a handler returns."""
-which = sys.argv[1:] or list(kinds)
+peak_only = "--peak" in sys.argv
+which = [a for a in sys.argv[1:] if a != "--peak"] or list(kinds)
+if peak_only:
+    import statistics
+
+    for k in which:
+        for i in range(2):
+            kinds[k](i)
+        peaks = [transient_peak_mb(kinds[k], i) for i in range(2, 7)]
+        print(k, "uses %.1f MB more while it runs (median; %.1f-%.1f)" % (statistics.median(peaks), min(peaks), max(peaks)), flush=True)
+    sys.exit(0)
 for k in which:
     f = kinds[k]
     for i in range(3):
