@@ -51,7 +51,7 @@ from .dictionary import FORMAT, DictionaryConfig, build_dictionary
 from .errors import InvalidInputError
 from .feature_groups import GroupConfig, value_groups
 from .feature_readouts import ReadoutConfig, value_readouts
-from .rival_readouts import RivalReadoutConfig, value_rival_readouts
+from .rival_readouts import value_rival_readouts
 
 METHOD = "where features fire against region masks"
 
@@ -150,7 +150,7 @@ def build_mask_dictionary(
     place_region: str = "object",
     groups: GroupConfig | None = GroupConfig(),
     readouts: ReadoutConfig | None = ReadoutConfig(),
-    rivals: RivalReadoutConfig | None = RivalReadoutConfig(),
+    rivals: ReadoutConfig | None = ReadoutConfig(),
     more_peaks: np.ndarray | None = None,
     more_labels: Sequence[Mapping[str, str]] = (),
 ) -> dict[str, Any]:

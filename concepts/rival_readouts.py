@@ -9,7 +9,8 @@ rest holds 0.55 and 0.70 held-out precision from the SAE's codes; read against e
 0.94 and 0.96 (on 1,440 images; docs/evolution.md). A rival read-out fits one sparse weighing per rival
 (`concepts.feature_readouts.fit_readout`, on the images with the value or that rival only), and its
 score is the lowest of them: it fires where that reaches the median over the images with the value,
-and it is kept, like any read-out, only when it holds up on held-out images (`concepts.held_out`).
+and it is kept, like any read-out, only when it holds up on held-out images (`concepts.held_out`);
+its settings (penalty, bar, split) are a read-out's (`concepts.feature_readouts.ReadoutConfig`).
 
 Such values are weakly carried, so this is looked for only for values nothing else finds, and on more
 images than labelling uses (`concepts.toy.saes.ToySAERecipe.rival_prompts`): on the 480 labelling
@@ -21,28 +22,16 @@ value may have no feature that counts for it against every rival (orange at the 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any, Callable, Mapping, Sequence
 
 import numpy as np
 
-from .feature_readouts import fit_readout
+from .feature_readouts import ReadoutConfig, fit_readout
 from .held_out import fold_means, held_out_folds
 
 
-@dataclass(frozen=True)
-class RivalReadoutConfig:
-    l1: float = 0.005
-    """The L1 penalty of each contest, as for one-against-the-rest read-outs."""
-    labelled_precision: float = 0.8
-    """Held-out precision it must reach in both folds (the label's bar)."""
-    seed: int = 0
-    """Seeds the split of the images into the two folds."""
-    iterations: int = 600
-
-
 def contests(peaks: np.ndarray, values: np.ndarray, value: str, rows: np.ndarray, scale: np.ndarray,
-             cfg: RivalReadoutConfig) -> dict[str, tuple[np.ndarray, float]]:
+             cfg: ReadoutConfig) -> dict[str, tuple[np.ndarray, float]]:
     """Per rival (each other value of the attribute among `rows`' images): the weights, in the peaks'
     own units, and the bias of the weighing of `value` against that rival, fitted on `rows`."""
     positive = values == value
@@ -61,7 +50,7 @@ def lowest_score(peaks: np.ndarray, fitted: Mapping[str, tuple[np.ndarray, float
 
 
 def held_out_rival_folds(peaks: np.ndarray, values: np.ndarray, value: str,
-                         cfg: RivalReadoutConfig = RivalReadoutConfig()) -> list[tuple[float, float, float]] | None:
+                         cfg: ReadoutConfig = ReadoutConfig()) -> list[tuple[float, float, float]] | None:
     """(precision, recall, AUROC) of the rival read-out of `value` on each held-out half of the split
     `cfg.seed` makes, fitted on the other half; None when there is nothing to contest or to fit.
     `values` [images]: each image's value of the attribute ("" where it has none)."""
@@ -83,7 +72,7 @@ def held_out_rival_folds(peaks: np.ndarray, values: np.ndarray, value: str,
 
 
 def find_rival_readout(peaks: np.ndarray, values: np.ndarray, value: str,
-                       cfg: RivalReadoutConfig = RivalReadoutConfig()) -> dict[str, Any] | None:
+                       cfg: ReadoutConfig = ReadoutConfig()) -> dict[str, Any] | None:
     """The rival read-out of `value`, fitted on every image, or None when it does not hold up on
     held-out images (`held_out_rival_folds`). peaks: [images, features] per-image peaks."""
     folds = held_out_rival_folds(peaks, values, value, cfg)
@@ -135,7 +124,7 @@ def rival_score(readout: Mapping[str, Any], peaks: np.ndarray) -> np.ndarray:
 
 
 def value_rival_readouts(peaks: np.ndarray, labels: Sequence[Mapping[str, str]], pairs: Sequence[tuple[str, str]],
-                         readable: Callable[[str, str], str], cfg: RivalReadoutConfig = RivalReadoutConfig()) -> dict[str, dict[str, Any]]:
+                         readable: Callable[[str, str], str], cfg: ReadoutConfig = ReadoutConfig()) -> dict[str, dict[str, Any]]:
     """Rival read-outs for each (attribute, value) in `pairs` that holds up; `labels` [images] and
     `peaks` [images, features] may cover more images than labelling does."""
     found = {}

@@ -36,10 +36,15 @@ def scenes(n: int = 400, seed: int = 0, shuffle: bool = False):
             maps[i, OBJECT, j] = rng.uniform(0, 1) if rng.random() < 0.5 else 0.0
     if shuffle:
         shapes = list(rng.permutation(shapes))
+    return [{"shape": s} for s in shapes], object_masks(n), maps
+
+
+def object_masks(n: int) -> np.ndarray:
+    """[n, REGIONS, CELLS]: every image's object covers the OBJECT cells, its background the rest."""
     masks = np.zeros((n, 2, CELLS), np.float32)
     masks[:, 0, OBJECT] = 1.0
     masks[:, 1] = 1.0 - masks[:, 0]
-    return [{"shape": s} for s in shapes], masks, maps
+    return masks
 
 
 def dictionary_of(labels, masks, maps, readouts=ReadoutConfig(), rivals=None):

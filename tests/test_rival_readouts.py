@@ -24,10 +24,8 @@ from concepts.steer.feature_table import feature_table
 from concepts.toy import TOY_DIR
 from concepts.toy.prompts import labelled_prompts
 from concepts.toy.saes import ToySAERecipe, rival_image_peaks, sae_folder
+from test_feature_readouts import CELLS, OBJECT, REGIONS, object_masks
 
-REGIONS = ("object", "background")
-CELLS = 16
-OBJECT = [5, 6, 9, 10]
 COLOURS = ("red", "orange", "yellow")
 REDNESS, YELLOWNESS = 0, 1
 """Both fire on orange halfway: orange is less red than red and less yellow than yellow."""
@@ -49,10 +47,7 @@ def scenes(n: int = 300, seed: int = 0, shuffle: bool = False, spread: float = 0
             maps[i, OBJECT, j] = rng.uniform(0, 1) if rng.random() < 0.5 else 0.0
     if shuffle:
         colours = list(rng.permutation(colours))
-    masks = np.zeros((n, 2, CELLS), np.float32)
-    masks[:, 0, OBJECT] = 1.0
-    masks[:, 1] = 1.0 - masks[:, 0]
-    return [{"colour": c} for c in colours], masks, maps
+    return [{"colour": c} for c in colours], object_masks(n), maps
 
 
 def dictionary_of(labels, masks, maps, **more):

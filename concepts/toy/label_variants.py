@@ -30,7 +30,6 @@ from ..feature_readouts import ReadoutConfig
 from ..mask_dictionary import build_mask_dictionary
 from ..pipeline import load_pipeline_from_folder, pick_device
 from ..quiet import quiet_libraries
-from ..rival_readouts import RivalReadoutConfig
 from ..sae import load_native
 from ..steer.feature_table import feature_table
 from ..steps import STAGES
@@ -48,7 +47,7 @@ VALUES = frozenset(readable_label(a, v) for a, vs in ATTRIBUTES.items() if a != 
 
 def searchable(maps: dict, scenes: list, labels: list[dict[str, str]], fire: float,
                groups: GroupConfig | None = None, readouts: ReadoutConfig | None = None,
-               rivals: RivalReadoutConfig | None = None, more_peaks: dict | None = None,
+               rivals: ReadoutConfig | None = None, more_peaks: dict | None = None,
                more_labels: list[dict[str, str]] = ()) -> dict[str, list[str]]:
     """Per block: the values (not positions) some window's dictionary labels under `fire` (or, with
     `groups`, `readouts` and `rivals`, finds as a group, a read-out or a rival read-out, the last
@@ -62,6 +61,11 @@ def searchable(maps: dict, scenes: list, labels: list[dict[str, str]], fire: flo
                                   readouts=readouts, rivals=rivals, more_peaks=(more_peaks or {}).get(key), more_labels=more_labels)
         found.setdefault(block, set()).update(d["concepts"], d["groups"], d["readouts"])
     return {block: sorted(VALUES & labels_found) for block, labels_found in found.items()}
+
+
+def row(found: dict[str, list[str]], **settings) -> dict:
+    """One report row: the settings, then per block how many values were found and which are missing."""
+    return {**settings, "searchable": {b: len(v) for b, v in found.items()}, "missing": {b: sorted(VALUES - set(v)) for b, v in found.items()}}
 
 
 def main() -> None:
@@ -89,27 +93,22 @@ def main() -> None:
     report = {"what": "label variants", "saes": args.saes, "values": len(VALUES), "rows": []}
     for source, labels in label_sets.items():
         for fire in args.fire:
-            found = searchable(table.maps, scenes, labels, fire)
-            report["rows"].append({"labels": source, "fire_fraction": fire, "searchable": {b: len(v) for b, v in found.items()},
-                                   "missing": {b: sorted(VALUES - set(v)) for b, v in found.items()}})
+            report["rows"].append(row(searchable(table.maps, scenes, labels, fire), labels=source, fire_fraction=fire))
     for seed in args.group_seeds:
         for readouts in (None, *(ReadoutConfig(seed=seed, l1=l1) for l1 in args.readout_l1)):
             found = searchable(table.maps, scenes, label_sets["prompt"], DictionaryConfig().fire_fraction, GroupConfig(seed=seed), readouts)
-            report["rows"].append({"labels": "prompt", "fire_fraction": DictionaryConfig().fire_fraction, "with_groups": True,
-                                   "readout_l1": readouts.l1 if readouts else None, "group_seed": seed, "searchable": {b: len(v) for b, v in found.items()},
-                                   "missing": {b: sorted(VALUES - set(v)) for b, v in found.items()}})
+            report["rows"].append(row(found, labels="prompt", fire_fraction=DictionaryConfig().fire_fraction, with_groups=True,
+                                      readout_l1=readouts.l1 if readouts else None, group_seed=seed))
     if args.rival_images and args.group_seeds:
         more_scenes, more_peaks = rival_image_peaks(pipe, saes, replace(recipe, rival_prompts=max(args.rival_images)), progress=False)
         more_labels = [scene.as_dict() for scene in more_scenes]
         for seed in args.group_seeds:
             for count in args.rival_images:
                 found = searchable(table.maps, scenes, label_sets["prompt"], DictionaryConfig().fire_fraction, GroupConfig(seed=seed),
-                                   ReadoutConfig(seed=seed), RivalReadoutConfig(seed=seed), {k: p[:count] for k, p in more_peaks.items()},
+                                   ReadoutConfig(seed=seed), ReadoutConfig(seed=seed), {k: p[:count] for k, p in more_peaks.items()},
                                    more_labels[:count])
-                report["rows"].append({"labels": "prompt", "fire_fraction": DictionaryConfig().fire_fraction, "with_groups": True,
-                                       "readout_l1": ReadoutConfig().l1, "rival_images": len(scenes) + count, "group_seed": seed,
-                                       "searchable": {b: len(v) for b, v in found.items()},
-                                       "missing": {b: sorted(VALUES - set(v)) for b, v in found.items()}})
+                report["rows"].append(row(found, labels="prompt", fire_fraction=DictionaryConfig().fire_fraction, with_groups=True,
+                                          readout_l1=ReadoutConfig().l1, rival_images=len(scenes) + count, group_seed=seed))
     print(json.dumps(report))
 
 

@@ -30,7 +30,7 @@ from ..feature_readouts import ReadoutConfig, fit_on_rows
 from ..held_out import halves, held_out_folds
 from ..pipeline import load_pipeline_from_folder, pick_device
 from ..quiet import quiet_libraries
-from ..rival_readouts import RivalReadoutConfig, held_out_rival_folds
+from ..rival_readouts import held_out_rival_folds
 from ..sae import load_native
 from ..steer.feature_table import feature_table
 from ..steps import STAGES
@@ -145,7 +145,7 @@ def held_out_rival_precision(peaks: np.ndarray, values: np.ndarray, value: str, 
     """The value read against each other value of its attribute in turn, as a rival read-out is kept
     (`concepts.rival_readouts`): held-out precision, mean and lowest over every fold of the `seeds`'
     splits; None when it fits nothing."""
-    precisions = [fold[0] for seed in seeds for fold in held_out_rival_folds(peaks, values, value, RivalReadoutConfig(seed=seed)) or []]
+    precisions = [fold[0] for seed in seeds for fold in held_out_rival_folds(peaks, values, value, ReadoutConfig(seed=seed)) or []]
     return {"mean": round(float(np.mean(precisions)), 3), "lowest": round(float(np.min(precisions)), 3)} if precisions else None
 
 
@@ -185,11 +185,11 @@ def main() -> None:
         x = pooled(maps)
         row = {a: held_out_accuracy(x, np.array([s[a] for s in scenes]), args.seeds) for a in PROBED}
         on_object = object_pooled(maps, region_masks([scene for scene, _ in labelled], maps.shape[1], maps.shape[2])[:, 0]) if values else None
+        peaks = maps.reshape(maps.shape[0], -1, maps.shape[-1]).max(axis=1).astype(np.float32) if more_peaks else None
         for value, positive in positives.items():
             row[f"{value} precision"] = held_out_value_precision(x, positive, args.seeds)
             row[f"{value} precision, object cells"] = held_out_value_precision(on_object, positive, args.seeds)
             if more_peaks:
-                peaks = maps.reshape(maps.shape[0], -1, maps.shape[-1]).max(axis=1).astype(np.float32)
                 attribute = values[value]
                 own = np.array([s[attribute] for s in scenes], dtype=object)
                 more = np.array([s.as_dict()[attribute] for s in more_scenes], dtype=object)
