@@ -1,6 +1,6 @@
 """A class on one free CPU Space: N students at once, with batching across users on and off, in one run.
 
-    python benchmarks/bench_classroom.py [--users 30] [--arrival 60] [--minutes M] [--out FILE]
+    python benchmarks/bench_classroom.py [--users 30] [--arrival 60] [--minutes M] [--quiet-at Q] [--out FILE]
 
 The app is started as `python app.py` serves it (a subprocess, so its memory is its own), once with
 batching across users (`CONCEPT_LAB_BATCHING=1`) and once without. Each student is a gradio_client
@@ -12,7 +12,10 @@ work, and throughput counts the requests answered within the M minutes. Reported
 request kind, failed requests, the server's RSS and open files over time (growth after warm-up;
 with `--minutes`, also its resident memory by kind of mapping each minute: heap, other anonymous,
 JIT code, files),
-the caches on disk afterwards (CAD scores, the app's files, Gradio's temp folder), the CPU cores the
+with `--quiet-at Q`, a quiet point Q minutes in: no student starts a request until those in flight have
+ended and SETTLE_S has passed, and the RSS read then is compared with the one read SETTLE_S after the
+bell, both with nothing in flight (the class's clock stops meanwhile; throughput and the UNet
+worker's busy share leave that pause out); the caches on disk afterwards (CAD scores, the app's files, Gradio's temp folder), the CPU cores the
 server and the students' clients used, and, with batching on, what the UNet worker did (its batch
 log, `CONCEPT_LAB_BATCH_LOG`: images per shared UNet call, milliseconds per image and step, how
 long generations waited for their first step). Checked: the
@@ -113,18 +116,18 @@ def first_images(url: str, students: list[int]) -> dict[int, np.ndarray]:
     return {s: images_of(client.predict(*script(s)[1][2], api_name="/generate"))[0] for s in students}
 
 
-def batch_summary(path: Path, since: float, until: float) -> dict:
+def batch_summary(path: Path, since: float, until: float, paused: float = 0.0) -> dict:
     """What the UNet worker did during the class (`concepts.batching` logs each shared UNet step with
     batching on): the calls by how many images they held, with each size's share of all image-steps
     and its cost per image and step, the share of the class the workers were busy (on average and each), and how long plain
-    generations waited for their first step."""
+    generations waited for their first step. `paused`: seconds of the span the class stood still (its quiet point)."""
     lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
     calls = [b for b in lines if since <= b["start"] and b["end"] <= until]
     if not calls:
         return {}
     images = [sum(j["images"] for j in b["jobs"]) for b in calls]
     workers = sorted({b.get("worker", 0) for b in calls})
-    total = sum(images)
+    total, span = sum(images), until - since - paused
     sizes = {"1": (1, 1), "2-4": (2, 4), "5-8": (5, 8), "9-16": (9, 16), "17+": (17, 10**6)}
     by_size = {}
     for name, (low, high) in sizes.items():
@@ -136,8 +139,8 @@ def batch_summary(path: Path, since: float, until: float) -> dict:
     return {"unet_calls": len(calls), "requests_per_call": round(statistics.mean(len(b["jobs"]) for b in calls), 2),
             "images_per_call": round(total / len(calls), 2), "by_images": by_size,
             "ms_per_image_step": round(1000 * sum(b["end"] - b["start"] for b in calls) / total, 1),
-            "worker_busy_share": round(sum(b["end"] - b["start"] for b in calls) / (until - since) / len(workers), 2),
-            "busy_share_by_worker": {w: round(sum(b["end"] - b["start"] for b in calls if b.get("worker", 0) == w) / (until - since), 2)
+            "worker_busy_share": round(sum(b["end"] - b["start"] for b in calls) / span / len(workers), 2),
+            "busy_share_by_worker": {w: round(sum(b["end"] - b["start"] for b in calls if b.get("worker", 0) == w) / span, 2)
                                      for w in workers},
             "plain_generation_wait_s": {"p50": round(statistics.median(waits), 2), "p95": round(float(np.percentile(waits, 95)), 2)} if waits else None}
 
@@ -182,7 +185,8 @@ def from_minute(samples: list[tuple[float, float, int]], started: float, minute:
             "lowest_growth_pct": round(100 * (low_last - low) / low, 1)}
 
 
-def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minutes: float | None = None) -> dict:
+def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minutes: float | None = None,
+              quiet_at: float | None = None) -> dict:
     import psutil
 
     work = Path(tempfile.mkdtemp(prefix=f"classroom-{'on' if batching else 'off'}-"))
@@ -208,6 +212,27 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
                     pass
                 stop.wait(2.0)
 
+        gate, in_flight, quiet = threading.Event(), [0], {}
+        gate.set()
+
+        def hush() -> None:
+            """The quiet point: no student starts a request, those in flight end, and after SETTLE_S the
+            server's RSS is what it holds, read the same way as after the bell. The class's clock stops
+            meanwhile, so it still has its minutes of work."""
+            time.sleep(max(0.0, started + 60 * quiet_at - time.perf_counter()))
+            hushed = time.perf_counter()
+            with lock:
+                gate.clear()
+            while in_flight[0]:
+                time.sleep(0.2)
+            drained = time.perf_counter()
+            time.sleep(SETTLE_S)
+            quiet.update(at_minute=quiet_at, seconds_to_drain=round(drained - hushed, 1), mb=round(proc.memory_info().rss / 2**20, 1),
+                         parts=memory_parts(proc))
+            quiet["paused_s"] = round(time.perf_counter() - hushed, 1)
+            clock[0] += quiet["paused_s"]
+            gate.set()
+
         latencies: dict[str, list[float]] = {}
         failures: list[str] = []
         mismatched: list[int] = []
@@ -224,7 +249,15 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
                     turns = [(-1, step) for step in script(s + 100_000 * again)]
                     again += 1
                 time.sleep(pause)
-                if deadline is not None and time.perf_counter() >= deadline:
+                while True:  # wait out a quiet point, then count this request in flight
+                    gate.wait()
+                    with lock:
+                        if gate.is_set():
+                            in_flight[0] += 1
+                            break
+                if deadline is not None and time.perf_counter() >= deadline + clock[0]:
+                    with lock:
+                        in_flight[0] -= 1
                     return
                 started = time.perf_counter()
                 try:
@@ -233,8 +266,11 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
                     with lock:
                         failures.append(f"{kind}: {str(exc)[:120]}")
                     continue
+                finally:
+                    with lock:
+                        in_flight[0] -= 1
                 took = time.perf_counter() - started
-                if deadline is not None and started + took > deadline:
+                if deadline is not None and started + took > deadline + clock[0]:
                     return  # answered after the bell: not counted
                 with lock:
                     latencies.setdefault(kind, []).append(took)
@@ -249,6 +285,9 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
         cpu_server, cpu_students, wall_started = sum(proc.cpu_times()[:2]), sum(psutil.Process().cpu_times()[:2]), time.time()
         started = time.perf_counter()
         deadline = started + 60 * minutes if minutes else None
+        clock = [0.0]  # seconds the class stood still at its quiet point
+        if quiet_at is not None:
+            threading.Thread(target=hush, daemon=True).start()
         rss_after_class = []
         for lesson_round in range(classes):  # later classes: new students (new sessions) on the same server
             offset = lesson_round * 1000
@@ -258,11 +297,11 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
             for t in threads:
                 t.join()
             rss_after_class.append(round(proc.memory_info().rss / 2**20, 1))
-        wall = 60 * minutes if minutes else time.perf_counter() - started
-        elapsed = time.perf_counter() - started
+        wall = 60 * minutes if minutes else time.perf_counter() - started - clock[0]
+        elapsed = time.perf_counter() - started - clock[0]
         cores = {"server": round((sum(proc.cpu_times()[:2]) - cpu_server) / elapsed, 2),
                  "students": round((sum(psutil.Process().cpu_times()[:2]) - cpu_students) / elapsed, 2)}
-        batching_log = batch_summary(work / "batches.jsonl", wall_started, wall_started + wall)
+        batching_log = batch_summary(work / "batches.jsonl", wall_started, wall_started + wall + clock[0], clock[0])
         stop.set()
         sampler.join()
         time.sleep(SETTLE_S)  # past one malloc_trim interval of the app (ui/memory.py): what it still holds
@@ -288,6 +327,8 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
             "rss_mb_settled": {"mb": rss_settled, "seconds_after_the_class": SETTLE_S,
                                "growth_after_warmup_pct": round(100 * (rss_settled - rss_before) / rss_before, 1),
                                "parts": parts_settled},
+            **({"rss_mb_quiet": {"at_the_quiet_point": quiet, "after_the_bell": rss_settled,
+                                 "growth_pct": round(100 * (rss_settled - quiet["mb"]) / quiet["mb"], 1)}} if quiet else {}),
             "open_files": {"start": samples[0][2], "end": samples[-1][2], "max": max(f for _, _, f in samples)},
             "disk": {"cad_cache": folder_size(work / "cache"), "gradio_temp": folder_size(work / "gradio"),
                      "app_files": folder_size(Path(tempfile.gettempdir()) / "concept-lab-files")},
@@ -305,13 +346,15 @@ def main() -> None:
     parser.add_argument("--only", choices=["on", "off"], default=None, help="run one mode only (no ratio)")
     parser.add_argument("--classes", type=int, default=1, help="with --only: this many classes back to back on one server (a soak)")
     parser.add_argument("--minutes", type=float, default=None, help="a class of this many minutes: students repeat the script until then")
+    parser.add_argument("--quiet-at", type=float, default=None,
+                        help="at this minute of the class, let the requests in flight end and read RSS after SETTLE_S, as after the bell")
     args = parser.parse_args()
     if args.only:
-        emit(run_class(args.only == "on", args.users, args.arrival, args.classes, args.minutes), args.out)
+        emit(run_class(args.only == "on", args.users, args.arrival, args.classes, args.minutes, args.quiet_at), args.out)
         return
-    on = run_class(True, args.users, args.arrival, minutes=args.minutes)
+    on = run_class(True, args.users, args.arrival, minutes=args.minutes, quiet_at=args.quiet_at)
     print(json.dumps(on), file=sys.stderr, flush=True)
-    off = run_class(False, args.users, args.arrival, minutes=args.minutes)
+    off = run_class(False, args.users, args.arrival, minutes=args.minutes, quiet_at=args.quiet_at)
     result = {"what": "classroom", "device": "cpu", "cores": os.cpu_count(), "batching_on": on, "batching_off": off,
               "throughput_ratio_on_over_off": round(on["throughput_requests_per_s"] / off["throughput_requests_per_s"], 2),
               "generate_p95_ratio_off_over_on": round(off["latency_s"]["generate"]["p95"] / on["latency_s"]["generate"]["p95"], 2)}

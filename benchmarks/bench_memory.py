@@ -73,10 +73,9 @@ def transient_peak_mb(handler, i: int) -> float:
     import threading
     import time
 
-    from ui.memory import trim
+    from ui.memory import return_freed
 
-    gc.collect()
-    trim()
+    return_freed()
     before = proc.memory_info().rss
     highest, done = [before], threading.Event()
 

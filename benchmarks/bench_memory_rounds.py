@@ -105,6 +105,7 @@ def main() -> None:
     from timing import emit
 
     import app
+    from ui.memory import return_freed
 
     app.demo.queue(default_concurrency_limit=2)
     _, url, _ = app.demo.launch(prevent_thread_lock=True, server_name="127.0.0.1", server_port=None, quiet=True, **app.launch_style())
@@ -118,8 +119,7 @@ def main() -> None:
     warm_tensors: set[int] = set()
 
     def rss_mb() -> float:
-        gc.collect()
-        LIBC.malloc_trim(0)
+        return_freed()
         where.append(resident_parts(warm_tensors))
         return round(process.memory_info().rss / 2**20, 1)
 

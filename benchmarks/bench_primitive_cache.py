@@ -37,12 +37,9 @@ CHURN_MAX_IMAGES = 8
 
 def rss_mb_settled() -> float:
     """RSS after the garbage collector and malloc_trim(0): memory something still holds."""
-    import gc
-
     from ui import memory
 
-    gc.collect()
-    memory.trim()
+    memory.return_freed()
     return rss_mb()
 
 

@@ -12,6 +12,7 @@ with and without (docs/speed.md). A no-op where the C library is not glibc;
 from __future__ import annotations
 
 import ctypes
+import gc
 import logging
 import os
 import threading
@@ -41,6 +42,13 @@ def trim() -> bool:
     """Return the heap's free pages to the system now; True where that was possible."""
     libc = _libc()
     return bool(libc and libc.malloc_trim(0) >= 0)
+
+
+def return_freed() -> bool:
+    """Collect garbage, then trim: RSS read just after counts only memory something still holds
+    (how the memory benchmarks read it). True where the trim was possible."""
+    gc.collect()
+    return trim()
 
 
 def keep_memory_returned(arenas: int = 2, interval_s: float = INTERVAL_S) -> bool:
