@@ -14,8 +14,9 @@ with `--minutes`, also its resident memory by kind of mapping each minute: heap,
 JIT code, files),
 with `--quiet-at Q`, a quiet point Q minutes in: no student starts a request until those in flight have
 ended and SETTLE_S has passed, and the RSS read then is compared with the one read SETTLE_S after the
-bell, both with nothing in flight (the class's clock stops meanwhile; throughput and the UNet
-worker's busy share leave that pause out); the caches on disk afterwards (CAD scores, the app's files, Gradio's temp folder), the CPU cores the
+bell, both with nothing in flight (the class's clock stops meanwhile, so it still has M minutes of
+work; the CPU cores used and the UNet workers' busy share leave the whole pause out, also the
+20-25 s in which the requests in flight end, so they read up to 8 % high in a five-minute class); the caches on disk afterwards (CAD scores, the app's files, Gradio's temp folder), the CPU cores the
 server and the students' clients used, and, with batching on, what the UNet worker did (its batch
 log, `CONCEPT_LAB_BATCH_LOG`: images per shared UNet call, milliseconds per image and step, how
 long generations waited for their first step). Checked: the
