@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
-PROBE = """
-import json, sys, threading
+PRELUDE = """
+import gc, json, sys, threading
 sys.path.insert(0, sys.argv[1])
 from ui import memory
 
@@ -22,7 +22,8 @@ def rss_mb():
     for line in open("/proc/self/status"):
         if line.startswith("VmRSS"):
             return int(line.split()[1]) / 1024
-
+"""
+PROBE = """
 pinned = []
 
 def churn():
@@ -40,11 +41,16 @@ print(json.dumps({"start": start, "churned": churned, "trimmed": trimmed, "after
 """
 
 
+def run_probe(code: str) -> dict:
+    """Run a probe after PRELUDE in a fresh interpreter and return the JSON it prints."""
+    done = subprocess.run([sys.executable, "-c", PRELUDE + code, str(ROOT)], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return json.loads(done.stdout)
+
+
 @pytest.mark.skipif(not Path("/proc/self/status").exists(), reason="reads RSS from /proc")
 def test_trimming_returns_what_a_finished_handler_freed():
-    done = subprocess.run([sys.executable, "-c", PROBE, str(ROOT)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    got = json.loads(done.stdout)
+    got = run_probe(PROBE)
     if not got["trimmed"]:
         pytest.skip("not glibc: malloc_trim is unavailable and the app leaves memory to the C library")
     kept = got["churned"] - got["start"]
@@ -54,15 +60,6 @@ def test_trimming_returns_what_a_finished_handler_freed():
 
 
 CYCLES = """
-import gc, json, sys
-sys.path.insert(0, sys.argv[1])
-from ui import memory
-
-def rss_mb():
-    for line in open("/proc/self/status"):
-        if line.startswith("VmRSS"):
-            return int(line.split()[1]) / 1024
-
 class Node:
     pass
 
@@ -86,9 +83,7 @@ print(json.dumps({"start": start, "built": built, "trimmed": trimmed, "returned"
 def test_return_freed_collects_cycles_before_trimming():
     """The benchmarks read RSS after `return_freed`: garbage in reference cycles is still counted after
     a trim alone, and is gone after it."""
-    done = subprocess.run([sys.executable, "-c", CYCLES, str(ROOT)], capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stderr
-    got = json.loads(done.stdout)
+    got = run_probe(CYCLES)
     if not got["returned"]:
         pytest.skip("not glibc: malloc_trim is unavailable")
     garbage = got["built"] - got["start"]
