@@ -8,7 +8,10 @@ worker thread (or one per core, `CONCEPT_LAB_BATCH_WORKERS`). What batching can 
 the machine time one image and step costs either way, measured here with nothing else running:
 25-step toy generations (CFG, traced blocks, the app's defaults), each condition started in fresh
 threads, conditions interleaved `--repeats` times, the median reported. "ms per image and step" is
-the wall time divided by every image-step done in it, so two threads side by side count together.
+the wall time divided by every image-step done in it, so two threads side by side count together;
+"CPU ms per image and step" is the process's CPU time (every thread's) divided the same way, what
+the image-step costs the machine whatever else runs beside it (`benchmarks/bench_classroom.py`
+reports the same for a class's UNet calls).
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ from __future__ import annotations
 import argparse
 import statistics
 import sys
+import time
 from dataclasses import replace
 from pathlib import Path
 
@@ -40,14 +44,17 @@ CONDITIONS = (  # (name, threads side by side, images each, torch threads each)
 )
 
 
-def one_condition(pipe, base_request, side_by_side: int, images: int, torch_threads: int) -> float:
-    """Machine milliseconds per image and step: `side_by_side` fresh threads each generate `images`."""
+def one_condition(pipe, base_request, side_by_side: int, images: int, torch_threads: int) -> tuple[float, float]:
+    """Machine milliseconds per image and step, and CPU milliseconds per image and step (the process's
+    CPU time, every thread's): `side_by_side` fresh threads each generate `images`."""
     from concepts.sampling import generate
     from concepts.torch_threads import CORES, use_threads
 
     request = replace(base_request, prompt=[base_request.prompts[0]] * images)
+    cpu = time.process_time()
     took = released_together(side_by_side, lambda _: generate(pipe, request), setup=lambda: use_threads(torch_threads or CORES))
-    return 1000 * took / (side_by_side * images * request.steps)
+    image_steps = side_by_side * images * request.steps
+    return 1000 * took / image_steps, 1000 * (time.process_time() - cpu) / image_steps
 
 
 def main() -> None:
@@ -66,15 +73,19 @@ def main() -> None:
     for images in (1, 2, 4, 8, 16):  # warm-up: every batch size's graphs traced and checked once
         generate(pipe, replace(base, prompt=[base.prompts[0]] * images, steps=2))
     runs: dict[str, list[float]] = {name: [] for name, *_ in CONDITIONS}
+    cpu: dict[str, list[float]] = {name: [] for name, *_ in CONDITIONS}
     for _ in range(args.repeats):
         for name, side, images, threads in CONDITIONS:
-            runs[name].append(one_condition(pipe, base, side, images, threads))
-            print(f"{name}: {runs[name][-1]:.2f} ms", file=sys.stderr, flush=True)
+            wall_ms, cpu_ms = one_condition(pipe, base, side, images, threads)
+            runs[name].append(wall_ms)
+            cpu[name].append(cpu_ms)
+            print(f"{name}: {wall_ms:.2f} ms, {cpu_ms:.2f} CPU ms", file=sys.stderr, flush=True)
     unbatched = statistics.median(runs[CONDITIONS[0][0]])
     emit({"what": "machine time per image and denoising step, batched and not (the most batching can save)",
           "model": "toy-shapes", "device": "cpu", "steps": d.steps, "repeats": args.repeats,
           "conditions": [{"condition": name, "ms_per_image_step": round(statistics.median(runs[name]), 2),
                           "runs_ms": [round(v, 2) for v in runs[name]],
+                          "cpu_ms_per_image_step": round(statistics.median(cpu[name]), 2),
                           "unbatched_over_this": round(unbatched / statistics.median(runs[name]), 2)}
                          for name, *_ in CONDITIONS]}, args.out)
 

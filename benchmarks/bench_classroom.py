@@ -19,7 +19,10 @@ work; the CPU cores used and the UNet workers' busy share leave the whole pause 
 20-25 s in which the requests in flight end, so they read up to 8 % high in a five-minute class); the caches on disk afterwards (CAD scores, the app's files, Gradio's temp folder), the CPU cores the
 server and the students' clients used, and, with batching on, what the UNet worker did (its batch
 log, `CONCEPT_LAB_BATCH_LOG`: images per shared UNet call, milliseconds per image and step, how
-long generations waited for their first step). Checked: the
+long generations waited for their first step), and in both modes the CPU spent inside the UNet's
+calls against all the server spent (`CONCEPT_LAB_UNET_LOG`, `concepts.unet_clock`: the only part
+batching can make cheaper; per request, and how much faster the unbatched class could go at most if
+its UNet cost nothing). Checked: the
 first generation of every student equals the one it gets alone before the class, within 1/255 per
 pixel (`concepts.batching`), and after the class the same requests still give the same images (the
 shared model and its hooks are untouched).
@@ -94,7 +97,7 @@ def serve(batching: bool, work: Path) -> tuple[subprocess.Popen, str, dict]:
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "CONCEPT_LAB_BATCHING": "1" if batching else "0",
            "CONCEPT_LAB_CACHE": str(work / "cache"), "GRADIO_TEMP_DIR": str(work / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False",
-           "CONCEPT_LAB_BATCH_LOG": str(work / "batches.jsonl")}
+           "CONCEPT_LAB_BATCH_LOG": str(work / "batches.jsonl"), "CONCEPT_LAB_UNET_LOG": str(work / "unet.jsonl")}
     server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "w"))
     url = f"http://127.0.0.1:{port}/"
     import urllib.request
@@ -144,6 +147,39 @@ def batch_summary(path: Path, since: float, until: float, paused: float = 0.0) -
             "busy_share_by_worker": {w: round(sum(b["end"] - b["start"] for b in calls if b.get("worker", 0) == w) / span, 2)
                                      for w in workers},
             "plain_generation_wait_s": {"p50": round(statistics.median(waits), 2), "p95": round(float(np.percentile(waits, 95)), 2)} if waits else None}
+
+
+def unet_cpu_summary(path: Path, since: float, until: float, server_cpu_s: float, answered: int) -> dict:
+    """The CPU the server spent inside the UNet's calls ($CONCEPT_LAB_UNET_LOG, `concepts.unet_clock`)
+    against all the CPU it spent in the class: the only part batching can make cheaper. Per request
+    answered (also those answered after the bell, whose CPU the server's total counts): core-seconds
+    in the UNet and elsewhere, image-steps, and the UNet's CPU per image and step. The UNet's CPU is
+    the calling thread's; `calls_on_one_thread_share` says for how much of it torch ran on one thread
+    (on more, the other threads' part is missed)."""
+    lines = [json.loads(line) for line in path.read_text().splitlines()] if path.exists() else []
+    calls = [c for c in lines if since <= c["end"] <= until]
+    if not calls or not answered:
+        return {}
+    unet_s = sum(c["cpu_ms"] for c in calls) / 1000
+    image_steps = sum(c["images"] for c in calls)
+    return {"server_cpu_s": round(server_cpu_s, 1), "unet_cpu_s": round(unet_s, 1), "unet_share": round(unet_s / server_cpu_s, 3),
+            "requests_answered": answered,
+            "per_request_cpu_s": {"unet": round(unet_s / answered, 3), "elsewhere": round((server_cpu_s - unet_s) / answered, 3)},
+            "image_steps_per_request": round(image_steps / answered, 1),
+            "unet_cpu_ms_per_image_step": round(1000 * unet_s / image_steps, 2),
+            "calls_on_one_thread_share": round(sum(c["threads"] == 1 for c in calls) / len(calls), 3)}
+
+
+def cpu_bounds(on: dict | None, off: dict | None) -> dict:
+    """What the two modes' CPU says about batching's reach: the CPU a request cost without batching
+    ÷ with it (the saving batching made), and how much faster the unbatched class could go at most if
+    its UNet calls cost nothing, 1 / (1 − the UNet's share of its CPU): batching cannot save more
+    than the UNet costs."""
+    if not on or not off:
+        return {}
+    per = lambda mode: sum(mode["per_request_cpu_s"].values())  # noqa: E731
+    return {"cpu_per_request_off_over_on": round(per(off) / per(on), 2),
+            "off_if_the_unet_cost_nothing": round(1 / (1 - off["unet_share"]), 2)}
 
 
 def memory_parts(proc) -> dict[str, float]:
@@ -235,6 +271,7 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
             gate.set()
 
         latencies: dict[str, list[float]] = {}
+        answered = [0]  # every request answered, also after the bell: the server's CPU counts them all
         failures: list[str] = []
         mismatched: list[int] = []
         lock = threading.Lock()
@@ -271,6 +308,8 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
                     with lock:
                         in_flight[0] -= 1
                 took = time.perf_counter() - started
+                with lock:
+                    answered[0] += 1
                 if deadline is not None and started + took > deadline + clock[0]:
                     return  # answered after the bell: not counted
                 with lock:
@@ -300,8 +339,10 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
             rss_after_class.append(round(proc.memory_info().rss / 2**20, 1))
         wall = 60 * minutes if minutes else time.perf_counter() - started - clock[0]
         elapsed = time.perf_counter() - started - clock[0]
-        cores = {"server": round((sum(proc.cpu_times()[:2]) - cpu_server) / elapsed, 2),
+        server_cpu_s, wall_ended = sum(proc.cpu_times()[:2]) - cpu_server, time.time()
+        cores = {"server": round(server_cpu_s / elapsed, 2),
                  "students": round((sum(psutil.Process().cpu_times()[:2]) - cpu_students) / elapsed, 2)}
+        unet_cpu = unet_cpu_summary(work / "unet.jsonl", wall_started, wall_ended, server_cpu_s, answered[0])
         batching_log = batch_summary(work / "batches.jsonl", wall_started, wall_started + wall + clock[0], clock[0])
         stop.set()
         sampler.join()
@@ -315,7 +356,7 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
             "throughput_requests_per_s": round(total / wall, 3),
             "latency_s": {k: {"n": len(v), "p50": round(statistics.median(v), 2), "p95": round(float(np.percentile(v, 95)), 2), "max": round(max(v), 2)}
                           for k, v in sorted(latencies.items())},
-            "cpu_cores_used": cores, "unet_worker": batching_log,
+            "cpu_cores_used": cores, "cpu_in_the_unet": unet_cpu, "unet_worker": batching_log,
             "first_generation_differs_from_solo": mismatched, "same_images_after_the_class": unchanged,
             "rss_mb": {"after_warmup": round(rss_before, 1), "end": round(samples[-1][1], 1), "max": round(max(m for _, m, _ in samples), 1),
                        "growth_after_warmup_pct": round(100 * (samples[-1][1] - rss_before) / rss_before, 1)},
@@ -358,7 +399,8 @@ def main() -> None:
     off = run_class(False, args.users, args.arrival, minutes=args.minutes, quiet_at=args.quiet_at)
     result = {"what": "classroom", "device": "cpu", "cores": os.cpu_count(), "batching_on": on, "batching_off": off,
               "throughput_ratio_on_over_off": round(on["throughput_requests_per_s"] / off["throughput_requests_per_s"], 2),
-              "generate_p95_ratio_off_over_on": round(off["latency_s"]["generate"]["p95"] / on["latency_s"]["generate"]["p95"], 2)}
+              "generate_p95_ratio_off_over_on": round(off["latency_s"]["generate"]["p95"] / on["latency_s"]["generate"]["p95"], 2),
+              **cpu_bounds(on.get("cpu_in_the_unet"), off.get("cpu_in_the_unet"))}
     emit(result, args.out)
 
 

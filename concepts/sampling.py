@@ -25,6 +25,7 @@ from .hooks import BlockHooks
 from .progress import check_cancelled
 from .steps import StepInfo, step_t
 from .traced_blocks import traced_blocks
+from .unet_clock import clocked_unet
 
 MAX_SEED = 2**63 - 1
 
@@ -174,7 +175,7 @@ def guided_step(pipe: StableDiffusionPipeline, scheduler: DDIMScheduler, request
     for that batch. Returns the scheduler's output (prev_sample, pred_original_sample)."""
     model_input = torch.cat([latents] * 2) if request.cfg else latents
     model_input = scheduler.scale_model_input(model_input, timestep)
-    with traced_blocks(pipe.unet):  # one interpreter hand-off per block (concepts/traced_blocks.py)
+    with traced_blocks(pipe.unet), clocked_unet(latents.shape[0]):  # one interpreter hand-off per block (concepts/traced_blocks.py)
         noise = pipe.unet(model_input, timestep, **unet_kwargs, return_dict=False)[0]
     if request.cfg:
         noise_uncond, noise_cond = noise.chunk(2)

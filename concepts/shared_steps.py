@@ -23,6 +23,7 @@ from .sampling import (GenerationRequest, GenerationResult, PreviewWhen, StepSta
                        fresh_scheduler, initial_latents)
 from .steps import StepInfo, step_t
 from .traced_blocks import traced_blocks
+from .unet_clock import clocked_unet
 
 
 @dataclass
@@ -119,7 +120,7 @@ def step_together(group: Sequence[InFlight], on_step: Callable[[InFlight, StepSt
     with torch.no_grad():
         # only this group's hooks act (the worker has other groups' requests entered too), and the
         # blocks run traced where that is safe (one interpreter hand-off per block)
-        with only_these_active(h for r in group for h in r.hooks), traced_blocks(pipe.unet):
+        with only_these_active(h for r in group for h in r.hooks), traced_blocks(pipe.unet), clocked_unet(size):
             noise = pipe.unet(model_input, timesteps, **merged_kwargs([r.text for r in group], cfg), return_dict=False)[0]
         halves = _halves(noise, cfg)
         start = 0
