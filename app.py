@@ -17,7 +17,7 @@ import gradio as gr  # noqa: E402
 
 from concepts.quiet import quiet_libraries  # noqa: E402
 from concepts.torch_threads import one_thread_rule, short_turns, use_threads  # noqa: E402
-from ui import cancellation, erase, evolution, generate, lessons, links, memory, models, steer, temp_files  # noqa: E402
+from ui import cancellation, erase, evolution, generate, lessons, links, memory, models, queue_pace, steer, temp_files  # noqa: E402
 from ui.common import REGISTRY  # noqa: E402
 
 quiet_libraries()
@@ -73,7 +73,7 @@ if __name__ == "__main__":
     logging.getLogger("concept_lab").setLevel(logging.INFO)
     memory.keep_memory_returned()  # freed pages go back to the system (ui/memory.py)
     short_turns()  # the UNet worker waits 0.1 ms, not 5 ms, for the interpreter after each op (concepts/torch_threads.py)
-    demo.queue(default_concurrency_limit=2).launch(
+    queue_pace.paced(demo.queue(default_concurrency_limit=2)).launch(  # its queue looks for work every 10 ms (ui/queue_pace.py)
         server_name=os.environ.get("GRADIO_SERVER_NAME", "127.0.0.1"),
         server_port=int(os.environ.get("GRADIO_SERVER_PORT", "7860")),
         **launch_style(),

@@ -8,7 +8,8 @@ One student alone on the served app without batching (`python app.py` as it serv
 `CONCEPT_LAB_BATCHING=0`: each request in its own thread on one torch thread, as an unbatched class
 runs it) follows the classroom script (`bench_classroom.script`) round after round; the first round
 warms up and is not counted. Per request kind, median and range over the rounds: the server's CPU
-time (every thread's, from before the request until the server is idle again), the part spent inside
+time (every thread's, from before the request until the server is idle again, less what the idle
+server uses in that time, measured before the rounds as `idle_server_cores`), the part spent inside
 the UNet's calls ($CONCEPT_LAB_UNET_LOG, `concepts.unet_clock`) and the image-steps it ran.
 
 Summed over the script (one of each request, two generations), that gives the UNet's share of a
@@ -89,10 +90,10 @@ def main() -> None:
         for round_ in range(args.rounds):
             for kind, api, call_args, _ in script(1 + round_):
                 seen = len(log.read_text().splitlines()) if log.exists() else 0
-                before = cpu_s(proc)
+                before, started = cpu_s(proc), time.perf_counter()
                 client.predict(*call_args, api_name=api)
                 time.sleep(IDLE_S)
-                total = cpu_s(proc) - before - idle_cores * IDLE_S
+                total = cpu_s(proc) - before - idle_cores * (time.perf_counter() - started)  # less what the idle server ticks meanwhile
                 calls = unet_lines(log, seen)
                 if round_:
                     entry = per_kind.setdefault(kind, {"server_cpu_s": [], "unet_cpu_s": [], "image_steps": [], "calls_on_more_threads": []})
