@@ -149,6 +149,19 @@ def batch_summary(path: Path, since: float, until: float, paused: float = 0.0) -
             "plain_generation_wait_s": {"p50": round(statistics.median(waits), 2), "p95": round(float(np.percentile(waits, 95)), 2)} if waits else None}
 
 
+def cpu_seconds(proc) -> float:
+    """User and system CPU seconds of a process so far, every thread's (a psutil.Process)."""
+    return sum(proc.cpu_times()[:2])
+
+
+def idle_cores(proc, settle_s: float, seconds: float) -> float:
+    """The CPU cores a server left alone uses (its own ticking): read over `seconds` after `settle_s`."""
+    time.sleep(settle_s)
+    before = cpu_seconds(proc)
+    time.sleep(seconds)
+    return (cpu_seconds(proc) - before) / seconds
+
+
 def unet_cpu_summary(path: Path, since: float, until: float, server_cpu_s: float, answered: int) -> dict:
     """The CPU the server spent inside the UNet's calls ($CONCEPT_LAB_UNET_LOG, `concepts.unet_clock`)
     against all the CPU it spent in the class: the only part batching can make cheaper. Per request
@@ -322,7 +335,7 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
 
         sampler = threading.Thread(target=sample, daemon=True)
         sampler.start()
-        cpu_server, cpu_students, wall_started = sum(proc.cpu_times()[:2]), sum(psutil.Process().cpu_times()[:2]), time.time()
+        cpu_server, cpu_students, wall_started = cpu_seconds(proc), cpu_seconds(psutil.Process()), time.time()
         started = time.perf_counter()
         deadline = started + 60 * minutes if minutes else None
         clock = [0.0]  # seconds the class stood still at its quiet point
@@ -339,9 +352,9 @@ def run_class(batching: bool, users: int, arrival: float, classes: int = 1, minu
             rss_after_class.append(round(proc.memory_info().rss / 2**20, 1))
         wall = 60 * minutes if minutes else time.perf_counter() - started - clock[0]
         elapsed = time.perf_counter() - started - clock[0]
-        server_cpu_s, wall_ended = sum(proc.cpu_times()[:2]) - cpu_server, time.time()
+        server_cpu_s, wall_ended = cpu_seconds(proc) - cpu_server, time.time()
         cores = {"server": round(server_cpu_s / elapsed, 2),
-                 "students": round((sum(psutil.Process().cpu_times()[:2]) - cpu_students) / elapsed, 2)}
+                 "students": round((cpu_seconds(psutil.Process()) - cpu_students) / elapsed, 2)}
         unet_cpu = unet_cpu_summary(work / "unet.jsonl", wall_started, wall_ended, server_cpu_s, answered[0])
         batching_log = batch_summary(work / "batches.jsonl", wall_started, wall_started + wall + clock[0], clock[0])
         stop.set()

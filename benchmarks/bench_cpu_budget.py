@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_classroom import script, serve  # noqa: E402
+from bench_classroom import cpu_seconds, idle_cores, script, serve  # noqa: E402
 from timing import emit  # noqa: E402
 
 IDLE_S = 0.5
@@ -45,10 +45,6 @@ FLOOR = ("two workers, 8 images each, 1 thread each", 2, 8, 1)
 def unet_lines(path: Path, skip: int) -> list[dict]:
     lines = path.read_text().splitlines() if path.exists() else []
     return [json.loads(line) for line in lines[skip:]]
-
-
-def cpu_s(proc) -> float:
-    return sum(proc.cpu_times()[:2])
 
 
 def floor_cpu_ms(repeats: int = 3) -> float:
@@ -83,18 +79,16 @@ def main() -> None:
     client = Client(url, verbose=False)
     per_kind: dict[str, dict[str, list[float]]] = {}
     try:
-        time.sleep(3.0)
-        before = cpu_s(proc)
-        time.sleep(3.0)
-        idle_cores = (cpu_s(proc) - before) / 3.0  # the idle server's own ticking, for the record
+        idle = idle_cores(proc, 3.0, 3.0)  # the idle server's own ticking, for the record
+        seen = 0  # lines of the UNet log read so far
         for round_ in range(args.rounds):
             for kind, api, call_args, _ in script(1 + round_):
-                seen = len(log.read_text().splitlines()) if log.exists() else 0
-                before, started = cpu_s(proc), time.perf_counter()
+                before, started = cpu_seconds(proc), time.perf_counter()
                 client.predict(*call_args, api_name=api)
                 time.sleep(IDLE_S)
-                total = cpu_s(proc) - before - idle_cores * (time.perf_counter() - started)  # less what the idle server ticks meanwhile
+                total = cpu_seconds(proc) - before - idle * (time.perf_counter() - started)  # less what the idle server ticks meanwhile
                 calls = unet_lines(log, seen)
+                seen += len(calls)
                 if round_:
                     entry = per_kind.setdefault(kind, {"server_cpu_s": [], "unet_cpu_s": [], "image_steps": [], "calls_on_more_threads": []})
                     entry["server_cpu_s"].append(total)
@@ -122,7 +116,7 @@ def main() -> None:
     share = unet_s / server_s
     emit({"what": "where one student's CPU goes on the unbatched server: inside the UNet's calls and elsewhere",
           "model": "toy-shapes", "device": "cpu", "cores": os.cpu_count(), "rounds_counted": args.rounds - 1,
-          "idle_server_cores": round(idle_cores, 4), "kinds": kinds,
+          "idle_server_cores": round(idle, 4), "kinds": kinds,
           "script": {"requests": mix, "server_cpu_s": round(server_s, 3), "unet_cpu_s": round(unet_s, 3), "unet_share": round(share, 3),
                      "image_steps": image_steps, "unet_cpu_ms_per_image_step": round(1000 * unet_s / image_steps, 2)},
           "batched_floor": {"condition": FLOOR[0], "cpu_ms_per_image_step": round(floor, 2)},

@@ -17,31 +17,26 @@ import os
 import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
-from bench_classroom import run_class, serve  # noqa: E402
+from bench_classroom import idle_cores, run_class, serve  # noqa: E402
 from timing import emit  # noqa: E402
 
 PACES_MS = {"gradio_1ms": "1", "app_10ms": "10"}
 SETTLE_S = 20.0
 
 
-def idle_cores(seconds: float) -> float:
-    """The CPU cores an idle served app uses, read after it has settled."""
+def idle_server_cores(seconds: float) -> float:
+    """The CPU cores a freshly served app uses while no one asks anything, read after it has settled."""
     import psutil
 
     server, _, _ = serve(True, Path(tempfile.mkdtemp(prefix="queue-pace-")))
     try:
-        proc = psutil.Process(server.pid)
-        time.sleep(SETTLE_S)
-        before = sum(proc.cpu_times()[:2])
-        time.sleep(seconds)
-        return (sum(proc.cpu_times()[:2]) - before) / seconds
+        return idle_cores(psutil.Process(server.pid), SETTLE_S, seconds)
     finally:
         server.terminate()
         server.wait(timeout=30)
@@ -59,7 +54,7 @@ def main() -> None:
     for _ in range(args.idle_draws):
         for name, ms in PACES_MS.items():
             os.environ["CONCEPT_LAB_QUEUE_POLL_MS"] = ms  # the server inherits it
-            idle[name].append(round(idle_cores(args.idle_seconds), 4))
+            idle[name].append(round(idle_server_cores(args.idle_seconds), 4))
             print(f"idle {name}: {idle[name][-1]} cores", file=sys.stderr, flush=True)
     classes = {}
     if args.minutes:
