@@ -7,7 +7,8 @@ With `--gil`, py-spy keeps only the samples in which some thread held the lock, 
 (rate × seconds) is the share of the time the lock was held. Each kept sample is put to one library
 by the innermost frame in one (matplotlib, torch, diffusers, the app's `concepts/` and `ui/`, gradio,
 asyncio, ...), and the samples whose stack passes through matplotlib are split by use: Gradio drawing
-a figure into a PNG for the page (`encode_plot_to_base64`), `tight_layout`, or building figures.
+a figure into a PNG for the page (`encode_plot_to_base64`), `tight_layout`, or building figures; the
+app's own samples are split by the file of their innermost frame in it.
 """
 
 from __future__ import annotations
@@ -46,13 +47,15 @@ def matplotlib_use(frames: list[str]) -> str:
 
 
 def summary(lines: list[str], rate: float, seconds: float) -> dict:
-    samples, libraries, matplotlib, leaves = 0, Counter(), Counter(), Counter()
+    samples, libraries, matplotlib, leaves, app_files = 0, Counter(), Counter(), Counter(), Counter()
     for line in lines:
         stack, count = line.rstrip("\n").rsplit(" ", 1)
         n, frames = int(count), stack.split(";")
         samples += n
         library = library_of(frames)
         libraries[library] += n
+        if library in ("concepts", "ui"):  # the app's own code: by the file of its innermost frame there
+            app_files[next(f.rsplit("(", 1)[-1].split(":")[0] for f in reversed(frames) if f.rsplit("(", 1)[-1].startswith(library + "/"))] += n
         if any("(matplotlib/" in f for f in frames):
             matplotlib[matplotlib_use(frames)] += n
         leaves[frames[-1]] += n
@@ -60,6 +63,7 @@ def summary(lines: list[str], rate: float, seconds: float) -> dict:
     return {"samples_with_the_lock_held": samples, "lock_held_share_of_time": round(samples / (rate * seconds), 3),
             "by_library": {name: share(n) for name, n in libraries.most_common()},
             "through_matplotlib_by_use": {name: share(n) for name, n in matplotlib.most_common()},
+            "app_code_by_file": {name: share(n) for name, n in app_files.most_common(8)},
             "top_frames": {name: share(n) for name, n in leaves.most_common(12)}}
 
 
