@@ -93,12 +93,14 @@ def folder_size(path: Path) -> dict:
     return {"files": len(files), "mb": round(sum(p.stat().st_size for p in files) / 2**20, 2)}
 
 
-def serve(batching: bool, work: Path) -> tuple[subprocess.Popen, str, dict]:
+def serve(batching: bool, work: Path, root: Path = ROOT) -> tuple[subprocess.Popen, str, dict]:
+    """`python app.py` of the checkout at `root` (this one by default) on a free port, its caches and
+    logs under `work`; returns once it answers."""
     port = free_port()
     env = {**os.environ, "GRADIO_SERVER_PORT": str(port), "CONCEPT_LAB_BATCHING": "1" if batching else "0",
            "CONCEPT_LAB_CACHE": str(work / "cache"), "GRADIO_TEMP_DIR": str(work / "gradio"), "GRADIO_ANALYTICS_ENABLED": "False",
            "CONCEPT_LAB_BATCH_LOG": str(work / "batches.jsonl"), "CONCEPT_LAB_UNET_LOG": str(work / "unet.jsonl")}
-    server = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "w"))
+    server = subprocess.Popen([sys.executable, "app.py"], cwd=root, env=env, stdout=subprocess.DEVNULL, stderr=open(work / "server.log", "w"))
     url = f"http://127.0.0.1:{port}/"
     import urllib.request
 

@@ -2,6 +2,7 @@
 (`concepts.torch_threads`).
 
     python benchmarks/bench_solo.py [--rounds 4] [--compare rule|worker|switch|traced] [--out FILE]
+    python benchmarks/bench_solo.py --against ../other-checkout [--rounds 4] [--out FILE]
 
 Two servers are started as `python app.py` serves it. `--compare rule` (the default): the
 one-torch-thread rule on ($CONCEPT_LAB_ONE_TORCH_THREAD=1, the default) and off (0). `--compare
@@ -9,6 +10,9 @@ worker`: the UNet worker's threads chosen by load (the default: every core for o
 at one ($CONCEPT_LAB_WORKER_THREADS=1, what it takes in a busy class). `--compare switch`: Python's
 switch interval at the app's 0.1 ms and at Python's default 5 ms ($CONCEPT_LAB_SWITCH_INTERVAL_MS).
 `--compare traced`: the UNet's blocks traced (the app's) and eager ($CONCEPT_LAB_TRACED_BLOCKS=0).
+`--against DIR`: this checkout's app ("here") and the app of another checkout of the repository
+("there", e.g. `git worktree add ../before HEAD~1`), each with its default settings: a change's
+effect on one student, measured in one run.
 One gradio_client student follows the classroom script (the lesson, two generations, an
 exploration, a steering, an evolution, an erase) on each server in turn, round after
 round, so only one server works at a time. The first round warms both up and is not counted; per
@@ -48,16 +52,20 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--rounds", type=int, default=4)
     parser.add_argument("--compare", choices=list(COMPARISONS), default="rule")
+    parser.add_argument("--against", type=Path, default=None, help="another checkout: compare its app with this one's")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
-    modes = COMPARISONS[args.compare]
+    if args.against is not None and not (args.against / "app.py").is_file():
+        parser.error(f"--against: {args.against} holds no app.py (give a checkout of this repository)")
+    modes = {"here": {}, "there": {}} if args.against is not None else COMPARISONS[args.compare]
+    roots = {"here": ROOT, "there": args.against.resolve()} if args.against is not None else {}
     first, second = modes
     from gradio_client import Client
 
     servers, clients = {}, {}
     for mode, settings in modes.items():
         os.environ.update(settings)  # the server inherits them
-        servers[mode], url, _ = serve(True, Path(tempfile.mkdtemp(prefix=f"solo-{mode}-")))
+        servers[mode], url, _ = serve(True, Path(tempfile.mkdtemp(prefix=f"solo-{mode}-")), roots.get(mode, ROOT))
         clients[mode] = Client(url, verbose=False)
     times: dict[str, dict[str, list[float]]] = {mode: {} for mode in modes}
     try:
@@ -81,7 +89,9 @@ def main() -> None:
         kinds[kind] = {f"{first}_s": round(a, 2), f"{second}_s": round(b, 2), f"{second}_over_{first}": round(b / a, 2),
                        f"runs_{first}": times[first][kind], f"runs_{second}": times[second][kind]}
     emit({"what": "one student alone, served", "model": "toy-shapes", "device": "cpu", "cores": os.cpu_count(),
-          "rounds_counted": args.rounds - 1, "rule" if args.compare == "rule" else "compared": WHAT[args.compare],
+          "rounds_counted": args.rounds - 1,
+          **({"compared": f"here = {ROOT}, there = {roots['there']}"} if args.against is not None
+             else {"rule" if args.compare == "rule" else "compared": WHAT[args.compare]}),
           "kinds": kinds}, args.out)
 
 

@@ -15,11 +15,11 @@ then run as traced graphs, about twice as fast in a busy server (`concepts.trace
 At most `max_batch` requests share a call; the rest wait for a place to free up.
 
 Requests with hooks join too: explore's capture, steering's edit, evolution's per-step maps and an
-erase's weight edit. The caller hands over a `hooks` factory instead of entering its hooks; the worker
-builds and enters them when the request joins, tells each its `rows` of every shared call
-(`hooks.BatchRows`) and its own step, and leaves them when the request leaves, so each reads and
-edits only its own images. The factory is called again if the request has to be rerun alone, so it
-must also reset whatever the caller's sinks and `on_step` collected.
+erase's weight edit. The caller hands over a `hooks` factory instead of entering its hooks; the
+caller's thread builds them, the worker enters them when the request joins, tells each its `rows` of
+every shared call (`hooks.BatchRows`) and its own step, and leaves them when the request leaves, so
+each reads and edits only its own images. The factory is called again if the request has to be rerun
+alone, so it must also reset whatever the caller's sinks and `on_step` collected.
 
 Why here and not Gradio's `batch=True`: a Gradio batch fails as a whole when one input is bad, so one
 student's empty prompt would fail seven others, and it cannot let a request join halfway; here each
@@ -27,6 +27,14 @@ request is checked in its own thread before it joins, and a request that still f
 step (a steering edit that overflows) sends each of its companions to run alone from the start (only
 its own caller sees the error). Images equal the solo run's to within 1/255 per pixel on the CPU
 (batched matrix products may round differently; tests/test_batching.py measures it).
+
+The worker does only the shared work: the UNet call and each request's scheduler step. What belongs
+to one request alone runs in its caller's thread while the worker goes on with the next step: the
+caller encodes its prompts and draws its noise before handing the request over; each step's state is
+handed back as it is made, and the caller decodes its preview, runs its `on_step` (progress, an
+evolution's judge) and, at the end, decodes and safety-checks its images. A VAE decode
+gains nothing from a batch (18 ms a toy image on one thread, alone or eight together), so decoding
+in the worker only made every request of the group wait for each other's previews and images.
 """
 
 from __future__ import annotations
@@ -43,9 +51,11 @@ from typing import Callable, Sequence
 
 from .errors import RequestCancelled
 from .hooks import BlockHooks, ScopedHooks, any_active
-from .progress import cancellable, current_check
-from .sampling import GenerationRequest, GenerationResult, PreviewWhen, StepState, generate
-from .shared_steps import InFlight, step_together
+import torch
+
+from .progress import current_check
+from .sampling import GenerationRequest, GenerationResult, PreviewWhen, StepState, decode_latents, finish, generate
+from .shared_steps import InFlight, Start, step_together
 from .torch_threads import CORES, WorkerThreads, requests_served, use_threads
 
 HooksFactory = Callable[[], Sequence[ScopedHooks]]
@@ -53,9 +63,14 @@ HooksFactory = Callable[[], Sequence[ScopedHooks]]
 
 _STOP = object()
 """Put on the queue by `GenerationBatcher.stop`: the worker ends."""
+_ENDED = object()
+"""Put on a job's `steps` by the worker when it is done with the job (finished, failed, or to rerun)."""
 MAX_BATCH = 8
 WAIT_S = 0.03
 """How long the worker waits for company once a request arrives: 30 ms against 330 ms a toy image."""
+IMBALANCE = 8
+"""How many more images than the lightest worker a worker may hold and still be chosen to keep
+erases apart from the rest (`GenerationBatcher._choose`)."""
 
 
 def batching_enabled() -> bool:
@@ -71,11 +86,23 @@ class _Job:
     previews: PreviewWhen = False
     still_wanted: Callable[[], bool] | None = field(default_factory=current_check)
     """The caller's cancellation check, taken in its own thread (the worker has none of its own)."""
-    done: threading.Event = field(default_factory=threading.Event)
+    steps: "queue.SimpleQueue" = field(default_factory=queue.SimpleQueue)
+    """From the worker to the caller: each step's state (when the caller has an `on_step`), then `_ENDED`."""
     submitted: float = field(default_factory=time.time)
     """When the caller handed it over (wall clock, as the batch log writes it)."""
+    ready: Start | None = None
+    """Its scheduler, conditioning and noise, made by the caller before it hands the job over."""
+    built: list[ScopedHooks] | None = None
+    """Its hooks, built (not entered) by the caller, so the batcher knows where they sit before it
+    chooses a worker; the worker enters them when the request joins."""
+    latents: torch.Tensor | None = None
+    """The last step's latents, set by the worker; the caller decodes them."""
+    rerun: bool = False
+    """Set by the worker when a shared step failed: the caller runs the request again, alone."""
     result: GenerationResult | None = None
     error: BaseException | None = None
+    """Set by the worker (a bad request, a cancelled one) or by the caller (its `on_step` failed: the
+    worker then drops the request at its next step)."""
 
     def key(self) -> tuple:
         """Requests with the same key can share a UNet call, whatever their steps, guidance, prompts
@@ -87,8 +114,44 @@ class _Job:
     def images(self) -> int:
         return len(self.request.prompts) * self.request.images_per_prompt
 
+    @property
+    def eager(self) -> bool:
+        """Whether its hooks sit inside the blocks (an erase's weight edit): it rides in a group of its own."""
+        return any(h.inside_blocks for h in self.built or ())
+
     def wanted(self) -> bool:
-        return self.still_wanted is None or self.still_wanted()
+        return self.error is None and (self.still_wanted is None or self.still_wanted())
+
+    def end(self) -> None:
+        """The worker is done with this job: its caller takes over."""
+        self.steps.put(_ENDED)
+
+    def follow(self) -> None:
+        """The caller's side while the worker runs the job: each step's preview and `on_step`, in order,
+        until the worker ends it. A failing `on_step` (a closed page's progress bar) ends only this job."""
+        with torch.no_grad():
+            while (state := self.steps.get()) is not _ENDED:
+                if self.error is not None:
+                    continue
+                wanted = self.previews(state.index) if callable(self.previews) else self.previews
+                try:
+                    self.on_step(state._replace(preview=decode_latents(self.pipe, state.pred_x0)) if wanted else state)
+                except Exception as exc:
+                    self.error = exc
+
+    def finish(self) -> None:
+        """After the worker: decode the images (as `sampling.generate` does), or run alone after a
+        shared step failed; an error is kept in `error`."""
+        if self.error is not None:
+            return
+        try:
+            if self.rerun:
+                self.result = _alone(self.pipe, self.request, self.on_step, self.hooks, self.previews)
+            else:
+                with torch.no_grad():
+                    self.result = finish(self.pipe, self.latents)
+        except Exception as exc:
+            self.error = exc
 
 
 def batch_workers() -> int:
@@ -108,6 +171,8 @@ class _Worker:
     thread: threading.Thread | None = None
     load: int = 0
     """Images handed to it and not yet given back (queued or in flight)."""
+    eager_load: int = 0
+    """The part of `load` whose hooks sit inside the blocks (erases' edited images)."""
 
 
 class GenerationBatcher:
@@ -146,30 +211,45 @@ class GenerationBatcher:
         return self._submit([_Job(pipe, request, None, hooks) for request, hooks in requests])
 
     def _submit(self, jobs: list[_Job]) -> list[GenerationResult]:
-        """Queue `jobs` for the workers and wait for all of them; the first error is raised."""
+        """Queue `jobs` for the workers, follow their steps, then decode each one's images here, in the
+        caller's thread; the first error is raised once all have run."""
         self._ensure_workers()
+        for job in jobs:  # a prompt the text encoder refuses fails here, alone, before it reaches a worker
+            job.ready = Start.of(job.pipe, job.request)
+            job.built = list(job.hooks()) if job.hooks is not None else []
         given = []
         for job in jobs:
             with self._lock:
                 worker = self._choose(job)
                 worker.load += job.images
+                worker.eager_load += job.images if job.eager else 0
             given.append(worker)
             worker.queue.put(job)
         for job, worker in zip(jobs, given):
-            job.done.wait()
+            job.follow()
             with self._lock:
                 worker.load -= job.images
+                worker.eager_load -= job.images if job.eager else 0
+        for job in jobs:
+            job.finish()
         for job in jobs:
             if job.error is not None:
                 raise job.error
         return [job.result for job in jobs]  # type: ignore[misc]
 
     def _choose(self, job: _Job) -> _Worker:
-        """The worker with the fewest images in hand; the first one for a student alone (it takes every
-        core then) or a pipeline off the CPU (one process shares one GPU best through one batch)."""
+        """The worker with the fewest images in hand, but an erase's edited images go where erases
+        already are, and the rest where none are, unless that worker holds `IMBALANCE` more images
+        than the lightest. Why: a worker steps each of its groups in turn, so a generation beside an
+        erase's group waits out that group's eager step at every one of its own steps, and two
+        erases on one worker share one group. The first worker takes everything for a student alone
+        (it takes every core then) and for a pipeline off the CPU (one GPU is shared best through one batch)."""
         if len(self._workers) == 1 or requests_served() <= 1 or _device_type(job.pipe) != "cpu":
             return self._workers[0]
-        return min(self._workers, key=lambda w: w.load)
+        lightest = min(self._workers, key=lambda w: w.load)
+        alike = [w for w in self._workers if (w.eager_load > 0) == job.eager]
+        best = min(alike, key=lambda w: w.load, default=lightest)
+        return best if best.load <= lightest.load + IMBALANCE else lightest
 
     def since(self, calls: int) -> list[int]:
         """The `batches` entries of the UNet calls after the first `calls` (a mark taken from `calls`)."""
@@ -237,12 +317,12 @@ class GenerationBatcher:
                 _fail(job, RequestCancelled("the request was cancelled before it ran"))
                 continue
             try:
-                hooks = job.hooks() if job.hooks else ()  # not entered yet: dropped unused if its group is full
+                hooks = job.built if job.built is not None else (job.hooks() if job.hooks else [])  # entered below
                 key = (*job.key(), any(h.inside_blocks for h in hooks))  # see the module docstring
                 if len(flying.get(key, ())) >= self.max_batch:
                     still.append(job)
                     continue
-                running = _Running(job, InFlight.start(job.pipe, job.request, hooks, job.previews))
+                running = _Running(job, InFlight.start(job.pipe, job.request, hooks, job.ready))
             except Exception as exc:  # a bad request fails alone, before it joins anyone
                 _fail(job, exc)
                 continue
@@ -250,27 +330,28 @@ class GenerationBatcher:
         return still
 
     def _step(self, flying: dict[tuple, list["_Running"]], key: tuple, worker: int = 0) -> None:
-        """One shared step of a group; finished requests get their images, a failed step reruns its
-        requests alone (fresh hooks) so that only the one at fault hears of it."""
+        """One shared step of a group; finished requests go back to their callers with their latents,
+        a failed step sends its requests back to run alone (fresh hooks) so that only the one at fault
+        hears of it."""
         group = flying[key]
-        for running in [r for r in group if not r.job.wanted()]:  # a page closed: its rows leave
+        for running in [r for r in group if not r.job.wanted()]:  # a page closed, or its own on_step failed: its rows leave
             running.flight.close()
             group.remove(running)
-            _fail(running.job, RequestCancelled("the request was cancelled"))
+            if running.job.error is None:
+                running.job.error = RequestCancelled("the request was cancelled")
+            running.job.end()
         started = time.time()
         try:
             if group:
                 self._step_group(group, worker)
-                stepped, leaving = [*group], [r for r in group if r.flight.done or r.job.error is not None]
+                stepped, leaving = [*group], [r for r in group if r.flight.done]
                 for running in leaving:
                     running.flight.close()
-                    if running.job.error is None:
-                        running.job.result = running.flight.result()
-                for running in leaving:  # only once every result is in: a failed decode reruns them all
+                    running.job.latents = running.flight.latents
                     group.remove(running)
                 _log_batch(stepped, started, time.time(), worker)
                 for running in leaving:  # after the log line: a caller may read it as soon as it wakes
-                    running.job.done.set()
+                    running.job.end()
         except Exception as exc:  # one request spoilt the step: each runs alone, so only its own caller hears of it
             for running in group:
                 running.flight.close()
@@ -278,15 +359,9 @@ class GenerationBatcher:
                 _fail(group[0].job, exc)
                 group.clear()
                 return
-            for running in group:
-                job = running.job
-                job.error = None
-                try:
-                    with cancellable(job.wanted):
-                        job.result = _alone(job.pipe, job.request, job.on_step, job.hooks, job.previews)
-                except Exception as exc:
-                    job.error = exc
-                job.done.set()
+            for running in group:  # each caller reruns its own request in its own thread
+                running.job.rerun = True
+                running.job.end()
             group.clear()
         except BaseException as exc:  # KeyboardInterrupt and the like: every caller hears of it
             for running in group:
@@ -301,14 +376,10 @@ class GenerationBatcher:
         jobs = {id(r.flight): r.job for r in group}
 
         def hand_on(flight: InFlight, state: StepState) -> None:
-            """The caller's own step (progress bar, per-step maps); a failing callback (a closed
-            page's progress bar) ends only its own request."""
+            """To the caller's thread, which runs its own step there (`_Job.follow`)."""
             job = jobs[id(flight)]
-            if job.on_step is not None and job.error is None:
-                try:
-                    job.on_step(state)
-                except Exception as exc:
-                    job.error = exc
+            if job.on_step is not None:
+                job.steps.put(state)
 
         for running in group:
             running.steps_done += 1
@@ -336,7 +407,7 @@ def _device_type(pipe) -> str:
 
 def _fail(job: _Job, error: BaseException) -> None:
     job.error = error
-    job.done.set()
+    job.end()
 
 
 def _log_batch(group: list[_Running], started: float, ended: float, worker: int = 0) -> None:
@@ -351,7 +422,7 @@ def _log_batch(group: list[_Running], started: float, ended: float, worker: int 
     jobs = []
     for running in group:
         job = running.job
-        entry = {"hooks": job.hooks is not None, "images": job.images, "steps": job.request.steps}
+        entry = {"hooks": job.hooks is not None, "eager": job.eager, "images": job.images, "steps": job.request.steps}
         if running.steps_done == 1:
             entry["waited"] = round(started - job.submitted, 4)
         jobs.append(entry)
