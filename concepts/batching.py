@@ -15,11 +15,11 @@ then run as traced graphs, about twice as fast in a busy server (`concepts.trace
 At most `max_batch` requests share a call; the rest wait for a place to free up.
 
 Requests with hooks join too: explore's capture, steering's edit, evolution's per-step maps and an
-erase's weight edit. The caller hands over a `hooks` factory instead of entering its hooks; the
-caller's thread builds them, the worker enters them when the request joins, tells each its `rows` of
-every shared call (`hooks.BatchRows`) and its own step, and leaves them when the request leaves, so
-each reads and edits only its own images. The factory is called again if the request has to be rerun
-alone, so it must also reset whatever the caller's sinks and `on_step` collected.
+erase's weight edit. The caller hands over a `hooks` factory instead of entering its hooks; the worker
+builds and enters them when the request joins, tells each its `rows` of every shared call
+(`hooks.BatchRows`) and its own step, and leaves them when the request leaves, so each reads and
+edits only its own images. The factory is called again if the request has to be rerun alone, so it
+must also reset whatever the caller's sinks and `on_step` collected.
 
 Why here and not Gradio's `batch=True`: a Gradio batch fails as a whole when one input is bad, so one
 student's empty prompt would fail seven others, and it cannot let a request join halfway; here each
@@ -68,9 +68,6 @@ _ENDED = object()
 MAX_BATCH = 8
 WAIT_S = 0.03
 """How long the worker waits for company once a request arrives: 30 ms against 330 ms a toy image."""
-IMBALANCE = 8
-"""How many more images than the lightest worker a worker may hold and still be chosen to keep
-erases apart from the rest (`GenerationBatcher._choose`)."""
 
 
 def batching_enabled() -> bool:
@@ -92,9 +89,6 @@ class _Job:
     """When the caller handed it over (wall clock, as the batch log writes it)."""
     ready: Start | None = None
     """Its scheduler, conditioning and noise, made by the caller before it hands the job over."""
-    built: list[ScopedHooks] | None = None
-    """Its hooks, built (not entered) by the caller, so the batcher knows where they sit before it
-    chooses a worker; the worker enters them when the request joins."""
     latents: torch.Tensor | None = None
     """The last step's latents, set by the worker; the caller decodes them."""
     rerun: bool = False
@@ -113,11 +107,6 @@ class _Job:
     @property
     def images(self) -> int:
         return len(self.request.prompts) * self.request.images_per_prompt
-
-    @property
-    def eager(self) -> bool:
-        """Whether its hooks sit inside the blocks (an erase's weight edit): it rides in a group of its own."""
-        return any(h.inside_blocks for h in self.built or ())
 
     def wanted(self) -> bool:
         return self.error is None and (self.still_wanted is None or self.still_wanted())
@@ -171,8 +160,6 @@ class _Worker:
     thread: threading.Thread | None = None
     load: int = 0
     """Images handed to it and not yet given back (queued or in flight)."""
-    eager_load: int = 0
-    """The part of `load` whose hooks sit inside the blocks (erases' edited images)."""
 
 
 class GenerationBatcher:
@@ -216,20 +203,17 @@ class GenerationBatcher:
         self._ensure_workers()
         for job in jobs:  # a prompt the text encoder refuses fails here, alone, before it reaches a worker
             job.ready = Start.of(job.pipe, job.request)
-            job.built = list(job.hooks()) if job.hooks is not None else []
         given = []
         for job in jobs:
             with self._lock:
                 worker = self._choose(job)
                 worker.load += job.images
-                worker.eager_load += job.images if job.eager else 0
             given.append(worker)
             worker.queue.put(job)
         for job, worker in zip(jobs, given):
             job.follow()
             with self._lock:
                 worker.load -= job.images
-                worker.eager_load -= job.images if job.eager else 0
         for job in jobs:
             job.finish()
         for job in jobs:
@@ -238,18 +222,11 @@ class GenerationBatcher:
         return [job.result for job in jobs]  # type: ignore[misc]
 
     def _choose(self, job: _Job) -> _Worker:
-        """The worker with the fewest images in hand, but an erase's edited images go where erases
-        already are, and the rest where none are, unless that worker holds `IMBALANCE` more images
-        than the lightest. Why: a worker steps each of its groups in turn, so a generation beside an
-        erase's group waits out that group's eager step at every one of its own steps, and two
-        erases on one worker share one group. The first worker takes everything for a student alone
-        (it takes every core then) and for a pipeline off the CPU (one GPU is shared best through one batch)."""
+        """The worker with the fewest images in hand; the first one for a student alone (it takes every
+        core then) or a pipeline off the CPU (one process shares one GPU best through one batch)."""
         if len(self._workers) == 1 or requests_served() <= 1 or _device_type(job.pipe) != "cpu":
             return self._workers[0]
-        lightest = min(self._workers, key=lambda w: w.load)
-        alike = [w for w in self._workers if (w.eager_load > 0) == job.eager]
-        best = min(alike, key=lambda w: w.load, default=lightest)
-        return best if best.load <= lightest.load + IMBALANCE else lightest
+        return min(self._workers, key=lambda w: w.load)
 
     def since(self, calls: int) -> list[int]:
         """The `batches` entries of the UNet calls after the first `calls` (a mark taken from `calls`)."""
@@ -317,7 +294,7 @@ class GenerationBatcher:
                 _fail(job, RequestCancelled("the request was cancelled before it ran"))
                 continue
             try:
-                hooks = job.built if job.built is not None else (job.hooks() if job.hooks else [])  # entered below
+                hooks = job.hooks() if job.hooks else ()  # not entered yet: dropped unused if its group is full
                 key = (*job.key(), any(h.inside_blocks for h in hooks))  # see the module docstring
                 if len(flying.get(key, ())) >= self.max_batch:
                     still.append(job)
@@ -422,7 +399,7 @@ def _log_batch(group: list[_Running], started: float, ended: float, worker: int 
     jobs = []
     for running in group:
         job = running.job
-        entry = {"hooks": job.hooks is not None, "eager": job.eager, "images": job.images, "steps": job.request.steps}
+        entry = {"hooks": job.hooks is not None, "images": job.images, "steps": job.request.steps}
         if running.steps_done == 1:
             entry["waited"] = round(started - job.submitted, 4)
         jobs.append(entry)

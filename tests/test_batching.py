@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from dataclasses import replace
 
 import numpy as np
@@ -564,53 +563,3 @@ def test_a_failing_on_step_ends_only_its_own_request_and_its_caller_hears_of_it(
         assert (shared.pixels - alone).abs().max() <= 1 / 255 + 1e-6
     assert batcher.calls <= 12, f"the failed request was run on after its on_step failed: {batcher.calls} UNet calls"
 
-
-def test_in_a_busy_server_erases_gather_on_one_worker_and_the_other_requests_on_another(toy, tmp_path, monkeypatch):
-    """A worker steps each of its groups in turn, so a generation beside an erase's eager group would
-    wait for that group's step at each of its own: in a busy server the erases' edited images go to
-    the worker that already holds erases, and plain requests to one that holds none, unless it has
-    far more images in hand; two erases then share one group, and every image is its solo image."""
-    from concepts.torch_threads import CORES, serving
-
-    world, pipe = toy
-    made: list = []
-    plain = [request(world, p, seed=700 + i) for i, p in enumerate(PROMPTS[:3])]
-    edited = [request(world, p, seed=710 + i) for i, p in enumerate(PROMPTS[3:5])]
-    solo = [generate(pipe, r).pixels for r in plain]
-    with AblationHooks(pipe.unet, random_plan(pipe.unet, 20_000, seed=1)):
-        solo_edited = [generate(pipe, r).pixels for r in edited]
-    monkeypatch.setenv("CONCEPT_LAB_BATCH_LOG", str(tmp_path / "batches.jsonl"))
-    batcher = GenerationBatcher(max_batch=8, wait_s=0.3, workers=2)
-    order = [("edited", 0), ("plain", 0), ("edited", 1), ("plain", 1), ("plain", 2)]
-    results: dict = {}
-    start = threading.Barrier(len(order))
-
-    def user(kind: str, i: int) -> None:
-        with serving():  # as `ui.common.user_errors` counts each served request
-            start.wait()
-            if kind == "edited":
-                time.sleep(0.05 * i)  # the first erase is handed over before the rest
-                results[kind, i] = batcher.generate(pipe, edited[i], hooks=hooks_of(pipe, "erase", made))
-            else:
-                time.sleep(0.02 + 0.05 * i)
-                results[kind, i] = batcher.generate(pipe, plain[i])
-
-    threads = [threading.Thread(target=user, args=job) for job in order]
-    try:
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-        batcher.stop()
-    finally:
-        torch.set_num_threads(CORES)  # the workers left the count new threads start with at one
-    calls = [json.loads(line) for line in (tmp_path / "batches.jsonl").read_text().splitlines()]
-    log = [(c["worker"], c["jobs"][0]["eager"], len(c["jobs"])) for c in calls]  # a group is all eager or none
-    eager_workers = {w for w, eager, _ in log if eager}
-    plain_workers = {w for w, eager, _ in log if not eager}
-    assert len(eager_workers) == 1 and eager_workers.isdisjoint(plain_workers), f"erases and the rest shared a worker: {log[:20]}"
-    assert max(n for _, eager, n in log if eager) == 2, "the two erases did not share a group"
-    for i, r in enumerate(plain):
-        assert (results["plain", i].pixels - solo[i]).abs().max() <= 1 / 255 + 1e-6
-    for i, r in enumerate(edited):
-        assert (results["edited", i].pixels - solo_edited[i]).abs().max() <= 1 / 255 + 1e-6
