@@ -27,14 +27,6 @@ request is checked in its own thread before it joins, and a request that still f
 step (a steering edit that overflows) sends each of its companions to run alone from the start (only
 its own caller sees the error). Images equal the solo run's to within 1/255 per pixel on the CPU
 (batched matrix products may round differently; tests/test_batching.py measures it).
-
-The worker does only the shared work: the UNet call and each request's scheduler step. What belongs
-to one request alone runs in its caller's thread while the worker goes on with the next step: the
-caller encodes its prompts and draws its noise before handing the request over; each step's state is
-handed back as it is made, and the caller decodes its preview, runs its `on_step` (progress, an
-evolution's judge) and, at the end, decodes and safety-checks its images. A VAE decode
-gains nothing from a batch (18 ms a toy image on one thread, alone or eight together), so decoding
-in the worker only made every request of the group wait for each other's previews and images.
 """
 
 from __future__ import annotations
@@ -51,11 +43,9 @@ from typing import Callable, Sequence
 
 from .errors import RequestCancelled
 from .hooks import BlockHooks, ScopedHooks, any_active
-import torch
-
-from .progress import current_check
-from .sampling import GenerationRequest, GenerationResult, PreviewWhen, StepState, decode_latents, finish, generate
-from .shared_steps import InFlight, Start, step_together
+from .progress import cancellable, current_check
+from .sampling import GenerationRequest, GenerationResult, PreviewWhen, StepState, generate
+from .shared_steps import InFlight, step_together
 from .torch_threads import CORES, WorkerThreads, requests_served, use_threads
 
 HooksFactory = Callable[[], Sequence[ScopedHooks]]
@@ -63,8 +53,6 @@ HooksFactory = Callable[[], Sequence[ScopedHooks]]
 
 _STOP = object()
 """Put on the queue by `GenerationBatcher.stop`: the worker ends."""
-_ENDED = object()
-"""Put on a job's `steps` by the worker when it is done with the job (finished, failed, or to rerun)."""
 MAX_BATCH = 8
 WAIT_S = 0.03
 """How long the worker waits for company once a request arrives: 30 ms against 330 ms a toy image."""
@@ -83,20 +71,11 @@ class _Job:
     previews: PreviewWhen = False
     still_wanted: Callable[[], bool] | None = field(default_factory=current_check)
     """The caller's cancellation check, taken in its own thread (the worker has none of its own)."""
-    steps: "queue.SimpleQueue" = field(default_factory=queue.SimpleQueue)
-    """From the worker to the caller: each step's state (when the caller has an `on_step`), then `_ENDED`."""
+    done: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.time)
     """When the caller handed it over (wall clock, as the batch log writes it)."""
-    ready: Start | None = None
-    """Its scheduler, conditioning and noise, made by the caller before it hands the job over."""
-    latents: torch.Tensor | None = None
-    """The last step's latents, set by the worker; the caller decodes them."""
-    rerun: bool = False
-    """Set by the worker when a shared step failed: the caller runs the request again, alone."""
     result: GenerationResult | None = None
     error: BaseException | None = None
-    """Set by the worker (a bad request, a cancelled one) or by the caller (its `on_step` failed: the
-    worker then drops the request at its next step)."""
 
     def key(self) -> tuple:
         """Requests with the same key can share a UNet call, whatever their steps, guidance, prompts
@@ -109,38 +88,7 @@ class _Job:
         return len(self.request.prompts) * self.request.images_per_prompt
 
     def wanted(self) -> bool:
-        return self.error is None and (self.still_wanted is None or self.still_wanted())
-
-    def end(self) -> None:
-        """The worker is done with this job: its caller takes over."""
-        self.steps.put(_ENDED)
-
-    def follow(self) -> None:
-        """The caller's side while the worker runs the job: each step's preview and `on_step`, in order,
-        until the worker ends it. A failing `on_step` (a closed page's progress bar) ends only this job."""
-        with torch.no_grad():
-            while (state := self.steps.get()) is not _ENDED:
-                if self.error is not None:
-                    continue
-                wanted = self.previews(state.index) if callable(self.previews) else self.previews
-                try:
-                    self.on_step(state._replace(preview=decode_latents(self.pipe, state.pred_x0)) if wanted else state)
-                except Exception as exc:
-                    self.error = exc
-
-    def finish(self) -> None:
-        """After the worker: decode the images (as `sampling.generate` does), or run alone after a
-        shared step failed; an error is kept in `error`."""
-        if self.error is not None:
-            return
-        try:
-            if self.rerun:
-                self.result = _alone(self.pipe, self.request, self.on_step, self.hooks, self.previews)
-            else:
-                with torch.no_grad():
-                    self.result = finish(self.pipe, self.latents)
-        except Exception as exc:
-            self.error = exc
+        return self.still_wanted is None or self.still_wanted()
 
 
 def batch_workers() -> int:
@@ -198,11 +146,8 @@ class GenerationBatcher:
         return self._submit([_Job(pipe, request, None, hooks) for request, hooks in requests])
 
     def _submit(self, jobs: list[_Job]) -> list[GenerationResult]:
-        """Queue `jobs` for the workers, follow their steps, then decode each one's images here, in the
-        caller's thread; the first error is raised once all have run."""
+        """Queue `jobs` for the workers and wait for all of them; the first error is raised."""
         self._ensure_workers()
-        for job in jobs:  # a prompt the text encoder refuses fails here, alone, before it reaches a worker
-            job.ready = Start.of(job.pipe, job.request)
         given = []
         for job in jobs:
             with self._lock:
@@ -211,11 +156,9 @@ class GenerationBatcher:
             given.append(worker)
             worker.queue.put(job)
         for job, worker in zip(jobs, given):
-            job.follow()
+            job.done.wait()
             with self._lock:
                 worker.load -= job.images
-        for job in jobs:
-            job.finish()
         for job in jobs:
             if job.error is not None:
                 raise job.error
@@ -299,7 +242,7 @@ class GenerationBatcher:
                 if len(flying.get(key, ())) >= self.max_batch:
                     still.append(job)
                     continue
-                running = _Running(job, InFlight.start(job.pipe, job.request, hooks, job.ready))
+                running = _Running(job, InFlight.start(job.pipe, job.request, hooks, job.previews))
             except Exception as exc:  # a bad request fails alone, before it joins anyone
                 _fail(job, exc)
                 continue
@@ -307,28 +250,27 @@ class GenerationBatcher:
         return still
 
     def _step(self, flying: dict[tuple, list["_Running"]], key: tuple, worker: int = 0) -> None:
-        """One shared step of a group; finished requests go back to their callers with their latents,
-        a failed step sends its requests back to run alone (fresh hooks) so that only the one at fault
-        hears of it."""
+        """One shared step of a group; finished requests get their images, a failed step reruns its
+        requests alone (fresh hooks) so that only the one at fault hears of it."""
         group = flying[key]
-        for running in [r for r in group if not r.job.wanted()]:  # a page closed, or its own on_step failed: its rows leave
+        for running in [r for r in group if not r.job.wanted()]:  # a page closed: its rows leave
             running.flight.close()
             group.remove(running)
-            if running.job.error is None:
-                running.job.error = RequestCancelled("the request was cancelled")
-            running.job.end()
+            _fail(running.job, RequestCancelled("the request was cancelled"))
         started = time.time()
         try:
             if group:
                 self._step_group(group, worker)
-                stepped, leaving = [*group], [r for r in group if r.flight.done]
+                stepped, leaving = [*group], [r for r in group if r.flight.done or r.job.error is not None]
                 for running in leaving:
                     running.flight.close()
-                    running.job.latents = running.flight.latents
+                    if running.job.error is None:
+                        running.job.result = running.flight.result()
+                for running in leaving:  # only once every result is in: a failed decode reruns them all
                     group.remove(running)
                 _log_batch(stepped, started, time.time(), worker)
                 for running in leaving:  # after the log line: a caller may read it as soon as it wakes
-                    running.job.end()
+                    running.job.done.set()
         except Exception as exc:  # one request spoilt the step: each runs alone, so only its own caller hears of it
             for running in group:
                 running.flight.close()
@@ -336,9 +278,15 @@ class GenerationBatcher:
                 _fail(group[0].job, exc)
                 group.clear()
                 return
-            for running in group:  # each caller reruns its own request in its own thread
-                running.job.rerun = True
-                running.job.end()
+            for running in group:
+                job = running.job
+                job.error = None
+                try:
+                    with cancellable(job.wanted):
+                        job.result = _alone(job.pipe, job.request, job.on_step, job.hooks, job.previews)
+                except Exception as exc:
+                    job.error = exc
+                job.done.set()
             group.clear()
         except BaseException as exc:  # KeyboardInterrupt and the like: every caller hears of it
             for running in group:
@@ -353,10 +301,14 @@ class GenerationBatcher:
         jobs = {id(r.flight): r.job for r in group}
 
         def hand_on(flight: InFlight, state: StepState) -> None:
-            """To the caller's thread, which runs its own step there (`_Job.follow`)."""
+            """The caller's own step (progress bar, per-step maps); a failing callback (a closed
+            page's progress bar) ends only its own request."""
             job = jobs[id(flight)]
-            if job.on_step is not None:
-                job.steps.put(state)
+            if job.on_step is not None and job.error is None:
+                try:
+                    job.on_step(state)
+                except Exception as exc:
+                    job.error = exc
 
         for running in group:
             running.steps_done += 1
@@ -384,7 +336,7 @@ def _device_type(pipe) -> str:
 
 def _fail(job: _Job, error: BaseException) -> None:
     job.error = error
-    job.end()
+    job.done.set()
 
 
 def _log_batch(group: list[_Running], started: float, ended: float, worker: int = 0) -> None:

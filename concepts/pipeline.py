@@ -25,7 +25,7 @@ from diffusers import DDIMScheduler, StableDiffusionPipeline
 from .errors import CheckpointError, InvalidInputError
 from .hub import Source, resolve
 from .registry import ModelWorld
-from .thread_safe_tokenizer import pipeline_shared_safely
+from .thread_safe_tokenizer import shared_safely
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +98,9 @@ def load_pipeline_from_folder(folder: Path, choice: DeviceChoice) -> Pipeline:
     except (OSError, ValueError, RuntimeError, KeyError, TypeError) as exc:
         raise CheckpointError(f"could not load the pipeline in {folder}: {type(exc).__name__}: {exc}") from None
     pipe.scheduler = DDIMScheduler.from_config(pipe.scheduler.config)
-    pipeline_shared_safely(pipe)  # every request shares its tokenizers (see PipelineCache)
+    for name in ("tokenizer", "tokenizer_2"):  # every request shares them (see PipelineCache)
+        if getattr(pipe, name, None) is not None:
+            shared_safely(getattr(pipe, name))
     pipe.set_progress_bar_config(disable=True)
     pipe = pipe.to(choice.device)
     if getattr(pipe.vae.config, "force_upcast", False) and choice.dtype == torch.float16:

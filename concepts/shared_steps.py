@@ -19,30 +19,11 @@ import torch
 
 from .conditioning import TextConditioning
 from .hooks import BatchRows, BlockHooks, ScopedHooks, only_these_active
-from .sampling import GenerationRequest, StepState, conditioning, fresh_scheduler, initial_latents
+from .sampling import (GenerationRequest, GenerationResult, PreviewWhen, StepState, conditioning, decode_latents, finish,
+                       fresh_scheduler, initial_latents)
 from .steps import StepInfo, step_t
-from .thread_safe_tokenizer import pipeline_shared_safely
 from .traced_blocks import traced_blocks
 from .unet_clock import clocked_unet
-
-
-@dataclass(frozen=True)
-class Start:
-    """What a request needs before its first step: its scheduler, conditioning and seeded noise.
-    Made in the caller's thread (`concepts.batching`), so the worker's shared steps never wait for
-    one request's text encoder (5 ms a toy prompt, more on SD)."""
-
-    scheduler: object
-    text: TextConditioning
-    latents: torch.Tensor
-
-    @classmethod
-    def of(cls, pipe, request: GenerationRequest) -> "Start":
-        pipeline_shared_safely(pipe)  # several callers may encode through its tokenizers at once
-        with torch.no_grad():
-            scheduler = fresh_scheduler(pipe)
-            scheduler.set_timesteps(request.steps, device=pipe._execution_device)
-            return cls(scheduler, conditioning(pipe, request), initial_latents(pipe, request, scheduler))
 
 
 @dataclass
@@ -54,6 +35,7 @@ class InFlight:
     hooks: list[ScopedHooks]
     """Already entered (in `stack`); told their rows and step before every shared UNet call."""
     stack: ExitStack
+    previews: PreviewWhen = False
     scheduler: object = None
     latents: torch.Tensor | None = None
     text: TextConditioning | None = None
@@ -61,17 +43,19 @@ class InFlight:
     last: StepState | None = field(default=None, repr=False)
 
     @classmethod
-    def start(cls, pipe, request: GenerationRequest, hooks: Sequence[ScopedHooks], ready: Start | None = None) -> "InFlight":
-        """Enter the hooks (left again by `close`); encode the prompts and draw the seeded noise unless
-        `ready` brings them."""
+    def start(cls, pipe, request: GenerationRequest, hooks: Sequence[ScopedHooks], previews: PreviewWhen = False) -> "InFlight":
+        """Encode the prompts, draw the seeded noise and enter the hooks (left again by `close`)."""
         stack = ExitStack()
         try:
             entered = [stack.enter_context(hook) for hook in hooks]
-            ready = ready or Start.of(pipe, request)
+            scheduler = fresh_scheduler(pipe)
+            scheduler.set_timesteps(request.steps, device=pipe._execution_device)
+            text = conditioning(pipe, request)
+            latents = initial_latents(pipe, request, scheduler)
         except BaseException:
             stack.close()
             raise
-        return cls(pipe, request, entered, stack, ready.scheduler, ready.latents, ready.text)
+        return cls(pipe, request, entered, stack, previews, scheduler, latents, text)
 
     @property
     def images(self) -> int:
@@ -87,6 +71,10 @@ class InFlight:
 
     def timestep(self) -> torch.Tensor:
         return self.scheduler.timesteps[self.index]
+
+    def result(self) -> GenerationResult:
+        """The final images, decoded and safety-checked as `sampling.generate` does."""
+        return finish(self.pipe, self.latents)
 
     def close(self) -> None:
         """Leave the hooks (idempotent): called when the request is done, failed or cancelled."""
@@ -113,8 +101,7 @@ def merged_kwargs(texts: Sequence[TextConditioning], cfg: bool) -> dict:
 
 def step_together(group: Sequence[InFlight], on_step: Callable[[InFlight, StepState], None]) -> None:
     """One UNet call for every request of `group` (same pipeline, image size and CFG on or off),
-    each at its own step; then each request's own scheduler step, and `on_step` with its state (no
-    preview: the caller decodes it)."""
+    each at its own step; then each request's own scheduler step, and `on_step` with its state."""
     first = group[0]
     pipe, cfg = first.pipe, first.request.cfg
     counts = [r.images for r in group]
@@ -144,7 +131,7 @@ def step_together(group: Sequence[InFlight], on_step: Callable[[InFlight, StepSt
             out = r.scheduler.step(guided, r.timestep(), r.latents, eta=0.0, return_dict=True)
             index, timestep = r.index, int(r.timestep())
             r.latents, r.index = out.prev_sample, r.index + 1
-            # no preview here: decoding it is the request's own work, done in its caller's thread
-            # (`concepts.batching`) while the shared step goes on
-            r.last = StepState(index, r.num_steps, step_t(index, r.num_steps), timestep, r.latents, out.pred_original_sample, None)
+            wanted = r.previews(index) if callable(r.previews) else r.previews
+            preview = decode_latents(pipe, out.pred_original_sample) if wanted else None
+            r.last = StepState(index, r.num_steps, step_t(index, r.num_steps), timestep, r.latents, out.pred_original_sample, preview)
             on_step(r, r.last)

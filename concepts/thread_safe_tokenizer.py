@@ -41,13 +41,3 @@ def shared_safely(tokenizer: T) -> T:
         _SERIALISED_CLASSES[cls] = type(cls.__name__, (_SerialisedEncoding, cls), {"__module__": cls.__module__, "__qualname__": cls.__qualname__})
     tokenizer.__class__ = _SERIALISED_CLASSES[cls]
     return tokenizer
-
-
-def pipeline_shared_safely(pipe: T) -> T:
-    """The pipeline with every tokenizer it has made safe (`shared_safely`); cheap to repeat. Called
-    when a pipeline is loaded, and by the batcher for whatever pipeline it is handed, since its
-    callers encode their prompts in their own threads at once (`concepts.batching`)."""
-    for name in ("tokenizer", "tokenizer_2"):
-        if getattr(pipe, name, None) is not None:
-            shared_safely(getattr(pipe, name))
-    return pipe

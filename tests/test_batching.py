@@ -287,8 +287,8 @@ def test_served_request_threads_run_torch_on_one_thread_and_the_batcher_on_every
         monkeypatch.setenv("CONCEPT_LAB_ONE_TORCH_THREAD", "0")
         in_a_request_thread("rule off")
         handler("main")
-        note = lambda block, capture: seen.setdefault("batcher", torch.get_num_threads())  # noqa: E731 (inside the UNet call: the worker)
-        BATCHER.generate(pipe, request(world, PROMPTS[0], seed=1), hooks=lambda: [BlockHooks(pipe.unet, capture=[MID], sink=note)])
+        BATCHER.generate(pipe, request(world, PROMPTS[0], seed=1),
+                         on_step=lambda state: seen.setdefault("batcher", torch.get_num_threads()))
         assert seen == {"served": 1, "rule off": None, "main": None, "batcher": CORES}
         assert torch.get_num_threads() == before
     finally:
@@ -329,7 +329,7 @@ def test_a_request_joins_a_running_batch_at_its_next_step_and_leaves_after_its_l
 
 
 def test_a_request_cancelled_in_flight_leaves_and_the_others_go_on(toy):
-    """A student closes the page halfway: that request stops within a step or two with RequestCancelled,
+    """A student closes the page halfway: that request stops at the next step with RequestCancelled,
     its hooks leave the model, and the request it shared calls with still gets its solo image."""
     from concepts.errors import RequestCancelled
     from concepts.progress import cancellable
@@ -352,10 +352,7 @@ def test_a_request_cancelled_in_flight_leaves_and_the_others_go_on(toy):
     outcome["kept"] = batcher.generate(pipe, kept)
     thread.join()
     assert isinstance(outcome.get("dropped"), RequestCancelled)
-    # the page closes during step 4's on_step, which runs in the caller's thread while the worker goes
-    # on: the worker sees it before step 5 or a step or two later
-    together_steps = batcher.batches.count(2)
-    assert 5 <= together_steps <= 7 and batcher.batches == [2] * together_steps + [1] * (10 - together_steps), batcher.batches
+    assert batcher.batches[:5] == [2] * 5 and batcher.batches[5:] == [1] * 5, batcher.batches
     assert (outcome["kept"].pixels - solo.pixels).abs().max() <= 1 / 255 + 1e-6
     assert all(not h.active for hooks in made for h in hooks)
 
@@ -442,11 +439,8 @@ def test_a_busy_server_spreads_requests_over_one_worker_per_core_and_each_gets_i
     assert batcher.by_worker[1] == 0 and batcher.by_worker[0] > 0
     threads_seen: dict[str, int] = {}
 
-    def note_threads(block, capture) -> None:  # a capture's sink runs inside the UNet call: in a worker
+    def note_threads(state) -> None:
         threads_seen[threading.current_thread().name] = torch.get_num_threads()
-
-    def noting():
-        return [BlockHooks(pipe.unet, capture=[MID], sink=note_threads)]
 
     results = [None] * len(requests)
     start = threading.Barrier(len(requests))
@@ -454,7 +448,7 @@ def test_a_busy_server_spreads_requests_over_one_worker_per_core_and_each_gets_i
     def user(i: int) -> None:
         with serving():  # as `ui.common.user_errors` counts each served request
             start.wait()
-            results[i] = batcher.generate(pipe, requests[i], hooks=noting)
+            results[i] = batcher.generate(pipe, requests[i], on_step=note_threads)
 
     threads = [threading.Thread(target=user, args=(i,)) for i in range(len(requests))]
     try:
@@ -472,94 +466,3 @@ def test_a_busy_server_spreads_requests_over_one_worker_per_core_and_each_gets_i
     assert set(threads_seen.values()) == {1}, f"a worker ran more than one torch thread in a busy server: {threads_seen}"
     for alone, shared in zip(solo, results):
         assert (shared.pixels - alone).abs().max() <= 1 / 255 + 1e-6
-
-
-def test_each_request_decodes_its_previews_and_images_in_its_own_thread_while_the_worker_goes_on(toy):
-    """The worker runs only the shared UNet call and the scheduler steps: a request's previews, its
-    `on_step` and its final decode run in its caller's thread, so one student's previews never hold
-    up the others' steps; the previews, the reading order and the images are still the solo ones."""
-    from concepts.sampling import decode_latents
-
-    world, pipe = toy
-    requests = [request(world, p, seed=500 + i) for i, p in enumerate(PROMPTS[:3])]
-    solo = []
-    for r in requests:
-        seen: list = []
-        result = generate(pipe, r, on_step=lambda s, seen=seen: seen.append(s.preview), previews=True)
-        solo.append((result.pixels, seen))
-    decoded_in: set[str] = set()
-
-    def noting_decode(*args, **kwargs):
-        decoded_in.add(threading.current_thread().name)
-        return decode_latents(*args, **kwargs)
-
-    batcher = GenerationBatcher(wait_s=0.3, workers=1)
-    steps_in: list[set[str]] = [set() for _ in requests]
-    previews: list[list] = [[] for _ in requests]
-    results = [None] * len(requests)
-    start = threading.Barrier(len(requests))
-
-    def user(i: int) -> None:
-        def on_step(state) -> None:
-            steps_in[i].add(threading.current_thread().name)
-            previews[i].append(state.preview)
-
-        start.wait()
-        results[i] = batcher.generate(pipe, requests[i], on_step=on_step, previews=True)
-
-    import concepts.batching as batching
-    batching.decode_latents = noting_decode  # what the batcher calls for previews and final images
-    try:
-        threads = [threading.Thread(target=user, args=(i,), name=f"student-{i}") for i in range(len(requests))]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join()
-    finally:
-        batching.decode_latents = decode_latents
-        batcher.stop()
-    assert max(batcher.batches) == len(requests), f"the requests did not share UNet calls: {batcher.batches}"
-    assert steps_in == [{f"student-{i}"} for i in range(len(requests))], f"on_step ran outside its caller's thread: {steps_in}"
-    assert decoded_in == {f"student-{i}" for i in range(len(requests))}, f"a decode ran in the worker: {decoded_in}"
-    for (alone, alone_previews), shared, shared_previews in zip(solo, results, previews):
-        assert (shared.pixels - alone).abs().max() <= 1 / 255 + 1e-6
-        assert len(shared_previews) == len(alone_previews) == 10
-        assert max(float((a - b).abs().max()) for a, b in zip(alone_previews, shared_previews)) <= 1 / 255 + 1e-6
-
-
-def test_a_failing_on_step_ends_only_its_own_request_and_its_caller_hears_of_it(toy):
-    """A closed page's progress bar raises in `on_step`, now in the caller's thread: that request stops
-    within a step or two and its caller gets the error; the requests beside it get their solo images."""
-    world, pipe = toy
-    requests = [request(world, p, seed=600 + i) for i, p in enumerate(PROMPTS[:3])]
-    requests[0] = replace(requests[0], steps=25)  # the failing one is the longest: were it run on, the calls would reach 25
-    solo = [generate(pipe, r).pixels for r in requests]
-    batcher = GenerationBatcher(wait_s=0.3, workers=1)
-    results: list = [None] * len(requests)
-    steps_seen: list[int] = []
-    start = threading.Barrier(len(requests))
-
-    def failing(state) -> None:
-        steps_seen.append(state.index)
-        if state.index == 2:
-            raise RuntimeError("the progress bar's page is gone")
-
-    def user(i: int) -> None:
-        start.wait()
-        try:
-            results[i] = batcher.generate(pipe, requests[i], on_step=failing if i == 0 else None)
-        except RuntimeError as exc:
-            results[i] = exc
-
-    threads = [threading.Thread(target=user, args=(i,)) for i in range(len(requests))]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    batcher.stop()
-    assert isinstance(results[0], RuntimeError) and "page is gone" in str(results[0])
-    assert steps_seen[:3] == [0, 1, 2] and len(steps_seen) == 3, f"on_step was called again after it failed: {steps_seen}"
-    for shared, alone in zip(results[1:], solo[1:]):
-        assert (shared.pixels - alone).abs().max() <= 1 / 255 + 1e-6
-    assert batcher.calls <= 12, f"the failed request was run on after its on_step failed: {batcher.calls} UNet calls"
-
