@@ -1,11 +1,14 @@
 """A burst of generations: N users press Generate at the same moment, with batching across users on
 and off, in one run (in-process, the toy at its defaults: 25 steps, guidance 4).
 
-    python benchmarks/bench_batching.py [--users 30] [--repeats 3] [--out FILE]
+    python benchmarks/bench_batching.py [--users 30] [--repeats 3] [--max-batch N] [--out FILE]
 
 Each user is a thread calling `run_generation` (what the Generate tab calls) with its own prompt and
 seed. Reported per mode: the burst's wall time (median over repeats, interleaved), throughput, and
 per-request p50 / p95 / max latency; and how far each batched image is from the same request alone.
+`--max-batch N` lets the process's batcher hold N requests in a shared call instead of the app's
+`MAX_BATCH`. Called in one process, no request counts as served, so the first UNet worker takes
+every request and every core (`concepts.batching`), unlike the served app in a busy class.
 """
 
 from __future__ import annotations
@@ -46,15 +49,23 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--users", type=int, default=30)
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--max-batch", type=int, default=None, help="requests per shared call (default: the app's MAX_BATCH)")
     parser.add_argument("--out", default=None)
     args = parser.parse_args()
+    from concepts.batching import BATCHER
+
+    if args.max_batch is not None:
+        if args.max_batch < 1:
+            parser.error("--max-batch must be at least 1")
+        BATCHER.max_batch = args.max_batch
     quiet_libraries()
     burst(2, True)  # warm-up: pipeline loaded
     runs: dict[str, list] = {"on": [], "off": []}
     for _ in range(args.repeats):
         for mode in ("on", "off"):
             runs[mode].append(burst(args.users, mode == "on"))
-    result = {"what": "generation burst", "device": "cpu", "cores": os.cpu_count(), "users": args.users, "repeats": args.repeats}
+    result = {"what": "generation burst", "device": "cpu", "cores": os.cpu_count(), "users": args.users, "repeats": args.repeats,
+              "max_batch": BATCHER.max_batch}
     for mode, done in runs.items():
         walls = [w for w, _, _ in done]
         lat = [x for _, ls, _ in done for x in ls]

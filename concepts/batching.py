@@ -33,6 +33,7 @@ from __future__ import annotations
 
 import atexit
 import json
+import logging
 import os
 import queue
 import threading
@@ -48,12 +49,37 @@ from .sampling import GenerationRequest, GenerationResult, PreviewWhen, StepStat
 from .shared_steps import InFlight, step_together
 from .torch_threads import CORES, WorkerThreads, requests_served, use_threads
 
+log = logging.getLogger(__name__)
+
 HooksFactory = Callable[[], Sequence[ScopedHooks]]
 """Builds a request's hooks, not yet entered (called once per attempt: it resets the caller's sinks)."""
 
 _STOP = object()
 """Put on the queue by `GenerationBatcher.stop`: the worker ends."""
-MAX_BATCH = 8
+DEFAULT_MAX_BATCH = 16
+"""Thirty students pressing Generate at once on the served app: 6.25 s with 16, 7.17 s with 8; a
+five-minute class answered 482 requests with 16 and 455 with 8, generate p95 4.18 and 4.31 s (one run
+each, `python benchmarks/bench_served_burst.py`, `python benchmarks/bench_classroom.py --minutes 5`;
+docs/speed.md, "A burst of generations, again")."""
+
+
+def max_batch_setting() -> int:
+    """Requests per shared UNet call: $CONCEPT_LAB_MAX_BATCH (1 to 64), else 16. The Generate tab's
+    places follow it (`ui.generate.GENERATE_PLACES`). A bad value is refused with one log line."""
+    raw = os.environ.get("CONCEPT_LAB_MAX_BATCH", "").strip()
+    if not raw:
+        return DEFAULT_MAX_BATCH
+    try:
+        value = int(raw)
+    except ValueError:
+        value = 0
+    if not 1 <= value <= 64:
+        log.warning("CONCEPT_LAB_MAX_BATCH=%r is not a whole number from 1 to 64; using %d", raw, DEFAULT_MAX_BATCH)
+        return DEFAULT_MAX_BATCH
+    return value
+
+
+MAX_BATCH = max_batch_setting()
 WAIT_S = 0.03
 """How long the worker waits for company once a request arrives: 30 ms against 330 ms a toy image."""
 

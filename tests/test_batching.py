@@ -466,3 +466,24 @@ def test_a_busy_server_spreads_requests_over_one_worker_per_core_and_each_gets_i
     assert set(threads_seen.values()) == {1}, f"a worker ran more than one torch thread in a busy server: {threads_seen}"
     for alone, shared in zip(solo, results):
         assert (shared.pixels - alone).abs().max() <= 1 / 255 + 1e-6
+
+
+@pytest.mark.parametrize("raw, expected", [("", 16), ("8", 8), (" 4 ", 4), ("1", 1), ("64", 64)])
+def test_the_max_batch_setting_takes_whole_numbers_from_1_to_64(monkeypatch, raw, expected):
+    from concepts.batching import max_batch_setting
+
+    monkeypatch.setenv("CONCEPT_LAB_MAX_BATCH", raw)
+    assert max_batch_setting() == expected
+
+
+@pytest.mark.parametrize("raw", ["abc", "0", "-3", "65", "1e9", "nan", "2.5"])
+def test_a_bad_max_batch_setting_gives_one_log_line_and_the_default(monkeypatch, caplog, raw):
+    import logging
+
+    from concepts.batching import max_batch_setting
+
+    monkeypatch.setenv("CONCEPT_LAB_MAX_BATCH", raw)
+    with caplog.at_level(logging.WARNING, logger="concepts.batching"):
+        assert max_batch_setting() == 16
+    assert len(caplog.records) == 1 and "CONCEPT_LAB_MAX_BATCH" in caplog.records[0].getMessage()
+    assert caplog.records[0].exc_info is None
