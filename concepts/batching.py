@@ -46,6 +46,7 @@ from .errors import RequestCancelled
 from .hooks import BlockHooks, ScopedHooks, any_active
 from .progress import cancellable, current_check
 from .sampling import GenerationRequest, GenerationResult, PreviewWhen, StepState, generate
+from .settings import number_setting
 from .shared_steps import InFlight, step_together
 from .torch_threads import CORES, WorkerThreads, requests_served, use_threads
 
@@ -66,17 +67,7 @@ docs/speed.md, "A burst of generations, again")."""
 def max_batch_setting() -> int:
     """Requests per shared UNet call: $CONCEPT_LAB_MAX_BATCH (1 to 64), else 16. The Generate tab's
     places follow it (`ui.generate.GENERATE_PLACES`). A bad value is refused with one log line."""
-    raw = os.environ.get("CONCEPT_LAB_MAX_BATCH", "").strip()
-    if not raw:
-        return DEFAULT_MAX_BATCH
-    try:
-        value = int(raw)
-    except ValueError:
-        value = 0
-    if not 1 <= value <= 64:
-        log.warning("CONCEPT_LAB_MAX_BATCH=%r is not a whole number from 1 to 64; using %d", raw, DEFAULT_MAX_BATCH)
-        return DEFAULT_MAX_BATCH
-    return value
+    return number_setting("CONCEPT_LAB_MAX_BATCH", DEFAULT_MAX_BATCH, int, lambda n: 1 <= n <= 64, "a whole number from 1 to 64", log)
 
 
 MAX_BATCH = max_batch_setting()

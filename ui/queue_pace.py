@@ -13,9 +13,10 @@ benchmarks/bench_queue_pace.py` measures the idle server's CPU and a class's thr
 from __future__ import annotations
 
 import logging
-import os
 
 import gradio as gr
+
+from concepts.settings import number_setting
 
 log = logging.getLogger("concept_lab.queue")
 POLL_MS = 10.0
@@ -25,16 +26,8 @@ POLL_MS = 10.0
 def poll_seconds() -> float:
     """$CONCEPT_LAB_QUEUE_POLL_MS in seconds (POLL_MS when unset); a value that is not a positive
     finite number of at most a second is refused with one log line, and POLL_MS is used."""
-    raw = os.environ.get("CONCEPT_LAB_QUEUE_POLL_MS", "")
-    if not raw:
-        return POLL_MS / 1000
-    try:
-        ms = float(raw)
-    except ValueError:
-        ms = float("nan")
-    if not 0 < ms <= 1000:  # also refuses NaN
-        log.warning("CONCEPT_LAB_QUEUE_POLL_MS=%r is not a number of milliseconds in (0, 1000]; using %g", raw, POLL_MS)
-        return POLL_MS / 1000
+    ms = number_setting("CONCEPT_LAB_QUEUE_POLL_MS", POLL_MS, float, lambda ms: 0 < ms <= 1000,  # also refuses NaN
+                        "a number of milliseconds in (0, 1000]", log)
     return ms / 1000
 
 
