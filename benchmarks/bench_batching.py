@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,7 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_classroom import prompt_of  # noqa: E402
-from timing import emit, released_together  # noqa: E402
+from timing import burst_summary, emit, image_differences, released_together  # noqa: E402
 
 from concepts.generation import run_generation  # noqa: E402
 from concepts.quiet import quiet_libraries  # noqa: E402
@@ -67,14 +66,8 @@ def main() -> None:
     result = {"what": "generation burst", "device": "cpu", "cores": os.cpu_count(), "users": args.users, "repeats": args.repeats,
               "max_batch": BATCHER.max_batch}
     for mode, done in runs.items():
-        walls = [w for w, _, _ in done]
-        lat = [x for _, ls, _ in done for x in ls]
-        result[f"batching_{mode}"] = {"wall_s_median": round(statistics.median(walls), 2), "requests_per_s": round(args.users / statistics.median(walls), 2),
-                                      "latency_s": {"p50": round(statistics.median(lat), 2), "p95": round(float(np.percentile(lat, 95)), 2), "max": round(max(lat), 2)}}
-    on_images, off_images = runs["on"][0][2], runs["off"][0][2]
-    diffs = [np.abs(a - b) for a, b in zip(on_images, off_images)]
-    result["images_vs_alone"] = {"max_difference_of_255": int(max(d.max() for d in diffs)), "values_off_by_one": int(sum((d > 0).sum() for d in diffs)),
-                                 "values": int(sum(d.size for d in diffs))}
+        result[f"batching_{mode}"] = burst_summary(done, args.users)
+    result["images_vs_alone"] = image_differences(runs["on"][0][2], runs["off"][0][2])  # the unbatched run: each request alone
     result["throughput_ratio_on_over_off"] = round(result["batching_on"]["requests_per_s"] / result["batching_off"]["requests_per_s"], 2)
     emit(result, args.out)
 

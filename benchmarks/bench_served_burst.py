@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
 import time
@@ -27,7 +26,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 
 from bench_classroom import MODEL, images_of, prompt_of, serve  # noqa: E402
-from timing import emit, released_together  # noqa: E402
+from timing import burst_summary, emit, image_differences, released_together  # noqa: E402
 
 
 def burst(url: str, users: int, round_: int) -> tuple[float, list[float], list[np.ndarray]]:
@@ -70,15 +69,8 @@ def main() -> None:
     result = {"what": "served generation burst", "model": MODEL, "device": "cpu", "cores": os.cpu_count(), "users": args.users,
               "rounds_counted": args.rounds}
     for mode, done in runs.items():
-        walls = [w for w, _, _ in done]
-        lat = [x for _, ls, _ in done for x in ls]
-        result[f"batching_{mode}"] = {"wall_s_median": round(statistics.median(walls), 2), "wall_s_each": [round(w, 2) for w in walls],
-                                      "requests_per_s": round(args.users / statistics.median(walls), 2),
-                                      "latency_s": {"p50": round(statistics.median(lat), 2), "p95": round(float(np.percentile(lat, 95)), 2),
-                                                    "max": round(max(lat), 2)}}
-    diffs = [np.abs(a.astype(int) - b.astype(int)) for a, b in zip(runs["on"][0][2], runs["off"][0][2])]
-    result["images_on_vs_off"] = {"max_difference_of_255": int(max(d.max() for d in diffs)), "values_off_by_one_or_more": int(sum((d > 0).sum() for d in diffs)),
-                                  "values": int(sum(d.size for d in diffs))}
+        result[f"batching_{mode}"] = burst_summary(done, args.users)
+    result["images_on_vs_off"] = image_differences(runs["on"][0][2], runs["off"][0][2])
     result["throughput_ratio_on_over_off"] = round(result["batching_on"]["requests_per_s"] / result["batching_off"]["requests_per_s"], 2)
     emit(result, args.out)
 

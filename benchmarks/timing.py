@@ -86,3 +86,26 @@ def emit(result: dict, out: str | None) -> dict:
     if out:
         Path(out).write_text(text + "\n")
     return result
+
+
+def burst_summary(done: list[tuple[float, list[float], list]], users: int) -> dict:
+    """One mode of a burst benchmark from its rounds' (wall seconds, latencies, images): the median
+    wall time and each round's, requests per second, and latency p50 / p95 / max over every request."""
+    import numpy as np
+
+    walls = [w for w, _, _ in done]
+    latencies = [x for _, ls, _ in done for x in ls]
+    return {"wall_s_median": round(statistics.median(walls), 2), "wall_s_each": [round(w, 2) for w in walls],
+            "requests_per_s": round(users / statistics.median(walls), 2),
+            "latency_s": {"p50": round(statistics.median(latencies), 2), "p95": round(float(np.percentile(latencies, 95)), 2),
+                          "max": round(max(latencies), 2)}}
+
+
+def image_differences(first: list, second: list) -> dict:
+    """How far two lists of images (uint8 arrays, pairwise) differ: the largest difference in 1/255
+    steps, how many values differ at all, and how many values there are."""
+    import numpy as np
+
+    diffs = [np.abs(np.asarray(a, dtype=int) - np.asarray(b, dtype=int)) for a, b in zip(first, second)]
+    return {"max_difference_of_255": int(max(d.max() for d in diffs)), "values_differing": int(sum((d > 0).sum() for d in diffs)),
+            "values": int(sum(d.size for d in diffs))}
