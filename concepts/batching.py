@@ -42,6 +42,7 @@ from contextlib import ExitStack
 from dataclasses import dataclass, field
 from typing import Callable, Sequence
 
+from .devices import execution_device
 from .errors import RequestCancelled
 from .hooks import BlockHooks, ScopedHooks, any_active
 from .progress import cancellable, current_check
@@ -347,8 +348,7 @@ class _Running:
 
 
 def _device_type(pipe) -> str:
-    device = getattr(pipe, "device", None)
-    return getattr(device, "type", "cpu")
+    return execution_device(pipe).type
 
 
 def _fail(job: _Job, error: BaseException) -> None:

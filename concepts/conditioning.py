@@ -14,6 +14,7 @@ from typing import NamedTuple
 import torch
 
 from .errors import ConceptLabError
+from .devices import execution_device
 
 
 class TextConditioning(NamedTuple):
@@ -40,7 +41,7 @@ def is_sdxl(pipe: object) -> bool:
 @torch.no_grad()
 def encode_conditioning(pipe, prompts: list[str], negative_prompt: str, images_per_prompt: int, cfg: bool, height: int, width: int) -> TextConditioning:
     """The conditioning of a batch of prompts: [uncond; cond] under CFG, else cond only."""
-    device = pipe._execution_device
+    device = execution_device(pipe)
     # No negative prompt is passed as None, as the pipelines' own __call__ does: SDXL then uses zeros
     # for the uncond branch (`force_zeros_for_empty_prompt`); SD1.x encodes "" either way.
     negatives = [negative_prompt] * len(prompts) if cfg and negative_prompt else None

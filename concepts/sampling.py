@@ -20,6 +20,7 @@ from diffusers.utils.torch_utils import randn_tensor
 from PIL import Image
 
 from .conditioning import TextConditioning, encode_conditioning, require_sd1
+from .devices import execution_device, unet_dtype
 from .errors import InvalidInputError
 from .hooks import BlockHooks
 from .progress import check_cancelled
@@ -162,7 +163,7 @@ def initial_latents(pipe: StableDiffusionPipeline, request: GenerationRequest, s
     )
     blocks = request.seed_blocks or ((request.seed, len(request.prompts)),)
     noise = torch.cat([randn_tensor((count * request.images_per_prompt, *shape[1:]), generator=torch.Generator("cpu").manual_seed(int(seed)),
-                                    device=pipe._execution_device, dtype=pipe.unet.dtype) for seed, count in blocks])
+                                    device=execution_device(pipe), dtype=unet_dtype(pipe)) for seed, count in blocks])
     if noise.shape[0] != batch:
         raise InvalidInputError("seed_blocks", f"cover {noise.shape[0]} images, the batch has {batch}")
     return noise * scheduler.init_noise_sigma
@@ -197,7 +198,7 @@ def sample(
     """
     hook_list = [hooks] if isinstance(hooks, BlockHooks) else list(hooks)
     scheduler = fresh_scheduler(pipe)
-    scheduler.set_timesteps(request.steps, device=pipe._execution_device)
+    scheduler.set_timesteps(request.steps, device=execution_device(pipe))
     text = conditioning(pipe, request)
     latents = initial_latents(pipe, request, scheduler)
     num_steps = len(scheduler.timesteps)
@@ -237,7 +238,7 @@ def finish(pipe: StableDiffusionPipeline, latents: torch.Tensor) -> GenerationRe
     pixels = decode_latents(pipe, latents)
     nsfw = None
     if getattr(pipe, "safety_checker", None) is not None:
-        checked, nsfw_flags = pipe.run_safety_checker(pixels.permute(0, 2, 3, 1).cpu().numpy(), pipe._execution_device, pipe.unet.dtype)
+        checked, nsfw_flags = pipe.run_safety_checker(pixels.permute(0, 2, 3, 1).cpu().numpy(), execution_device(pipe), unet_dtype(pipe))
         pixels = torch.from_numpy(np.asarray(checked)).permute(0, 3, 1, 2).float()
         nsfw = [bool(f) for f in nsfw_flags]
     return GenerationResult(to_pil(pixels), pixels, nsfw)

@@ -18,6 +18,7 @@ from typing import Callable, Sequence
 import torch
 
 from .conditioning import TextConditioning
+from .devices import execution_device
 from .hooks import BatchRows, BlockHooks, ScopedHooks, only_these_active
 from .sampling import (GenerationRequest, GenerationResult, PreviewWhen, StepState, conditioning, decode_latents, finish,
                        fresh_scheduler, initial_latents)
@@ -49,7 +50,7 @@ class InFlight:
         try:
             entered = [stack.enter_context(hook) for hook in hooks]
             scheduler = fresh_scheduler(pipe)
-            scheduler.set_timesteps(request.steps, device=pipe._execution_device)
+            scheduler.set_timesteps(request.steps, device=execution_device(pipe))
             text = conditioning(pipe, request)
             latents = initial_latents(pipe, request, scheduler)
         except BaseException:

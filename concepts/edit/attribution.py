@@ -33,6 +33,7 @@ from typing import Literal
 import torch
 from diffusers import StableDiffusionPipeline
 
+from ..devices import execution_device, unet_dtype
 from ..errors import InvalidInputError
 from ..sampling import (
     GenerationRequest,
@@ -92,7 +93,7 @@ def _trajectory(pipe: StableDiffusionPipeline, prompt: str, cfg: AttributionConf
     """The latents x_t fed to the UNet at every step, their timesteps, and the final latents."""
     request = _request(prompt, cfg, seed)
     scheduler = fresh_scheduler(pipe)
-    scheduler.set_timesteps(request.steps, device=pipe._execution_device)
+    scheduler.set_timesteps(request.steps, device=execution_device(pipe))
     states, inputs = [], [initial_latents(pipe, request, scheduler)]
     for state in sample(pipe, request):
         states.append(state)
@@ -106,7 +107,7 @@ def _stopped_inputs(pipe: StableDiffusionPipeline, prompt: str, cfg: Attribution
     authors get by running each trajectory alone. Here they run as one batch (DDIM, eta = 0, the
     request's guidance) from which each trajectory leaves once it reaches its step."""
     scheduler = fresh_scheduler(pipe)
-    scheduler.set_timesteps(cfg.steps, device=pipe._execution_device)
+    scheduler.set_timesteps(cfg.steps, device=execution_device(pipe))
     request = _request(prompt, cfg, seeds[0])
     text = encode_text(pipe, request)  # [uncond; cond] under guidance, else [cond]
     latents = torch.cat([initial_latents(pipe, _request(prompt, cfg, s), scheduler) for s in seeds])
@@ -155,8 +156,8 @@ def _batches(pipe, prompt: str, cfg: AttributionConfig):
     """(latents, timesteps, denoising target) batches whose J terms sum to the objective (the
     target, the true noise or velocity, only for amplify)."""
     scheduler = fresh_scheduler(pipe)
-    scheduler.set_timesteps(cfg.steps, device=pipe._execution_device)
-    dtype = pipe.unet.dtype
+    scheduler.set_timesteps(cfg.steps, device=execution_device(pipe))
+    dtype = unet_dtype(pipe)
     for image in range(cfg.images):
         seed = cfg.seed + 1000 * image
         if cfg.objective == "amplify":

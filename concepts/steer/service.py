@@ -19,6 +19,7 @@ import torch
 
 from ..batching import batched_generate
 from ..progress import ProgressFn, step_reporter
+from ..devices import execution_device, unet_dtype
 from ..dictionary import concept_features, place_of
 from ..errors import InvalidInputError
 from ..generation import prepare
@@ -45,7 +46,7 @@ class BaselineCache:
     @staticmethod
     def key(world: ModelWorld, pipe, request: GenerationRequest) -> tuple:
         r = request
-        return (world.name, str(pipe.device), str(pipe.unet.dtype), tuple(r.prompts), r.seed, r.steps, r.guidance, r.height, r.width, r.negative_prompt, r.images_per_prompt)
+        return (world.name, str(execution_device(pipe)), str(unet_dtype(pipe)), tuple(r.prompts), r.seed, r.steps, r.guidance, r.height, r.width, r.negative_prompt, r.images_per_prompt)
 
     def get(self, world: ModelWorld, pipe, request: GenerationRequest) -> GenerationResult:
         with self._lock:
