@@ -35,24 +35,17 @@ M_MMAP_THRESHOLD, M_ARENA_MAX = -3, -8
 
 
 def resident_parts(warm_tensors: set[int]) -> dict:
-    """Where the resident memory is, in MB: anonymous and file-backed pages, the brk heap, the other
-    anonymous mappings, threads, and torch tensors alive now that were not after the warm-up."""
+    """Where the resident memory is, in MB: anonymous and file-backed pages, the mappings by kind
+    (`bench_classroom.memory_parts`: the brk heap, other anonymous memory, JIT code, files), threads,
+    and torch tensors alive now that were not after the warm-up."""
+    import psutil
     import torch
+    from bench_classroom import memory_parts
 
     status = {line.split(":")[0]: int(line.split()[1]) for line in open("/proc/self/status") if line.startswith(("RssAnon", "RssFile"))}
-    heap = other = 0
-    name = None
-    for line in open("/proc/self/smaps"):
-        fields = line.split()
-        if fields and "-" in fields[0] and not fields[0].endswith(":"):
-            name = fields[5] if len(fields) > 5 else "[anon]"
-        elif fields and fields[0] == "Rss:" and name == "[heap]":
-            heap += int(fields[1])
-        elif fields and fields[0] == "Rss:" and name == "[anon]":
-            other += int(fields[1])
     new = [o for o in gc.get_objects() if isinstance(o, torch.Tensor) and id(o) not in warm_tensors]
     return {"anon_mb": round(status["RssAnon"] / 1024, 1), "file_mb": round(status["RssFile"] / 1024, 1),
-            "heap_mb": round(heap / 1024, 1), "other_anon_mb": round(other / 1024, 1), "threads": threading.active_count(),
+            **{f"{kind}_mb": mb for kind, mb in memory_parts(psutil.Process()).items()}, "threads": threading.active_count(),
             "new_tensors_mb": round(sum(t.numel() * t.element_size() for t in new) / 2**20, 1)}
 
 

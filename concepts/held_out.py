@@ -59,13 +59,19 @@ def fold_means(folds: Sequence[tuple[float, float, float]]) -> dict[str, float]:
     return {"held_out_precision": precision_, "held_out_recall": recall, "held_out_auroc": auroc}
 
 
-def per_value(labels: Sequence[Mapping[str, str]], pairs: Sequence[tuple[str, str]], readable: Callable[[str, str], str],
-              find: Callable[[str, np.ndarray], dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
-    """`find(attribute, positive)` for each (attribute, value) in `pairs`, under the value's readable
-    name, where it finds something."""
+def each_value(pairs: Sequence[tuple[str, str]], readable: Callable[[str, str], str],
+               find: Callable[[str, str], dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
+    """`find(attribute, value)` for each pair, under the value's readable name, where it finds something."""
     found = {}
     for attribute, value in pairs:
-        entry = find(attribute, np.array([row.get(attribute) == value for row in labels]))
+        entry = find(attribute, value)
         if entry is not None:
             found[readable(attribute, value)] = entry
     return found
+
+
+def per_value(labels: Sequence[Mapping[str, str]], pairs: Sequence[tuple[str, str]], readable: Callable[[str, str], str],
+              find: Callable[[str, np.ndarray], dict[str, Any] | None]) -> dict[str, dict[str, Any]]:
+    """`find(attribute, positive)` for each (attribute, value) in `pairs`, `positive` marking the
+    images labelled with the value; under the value's readable name, where it finds something."""
+    return each_value(pairs, readable, lambda attribute, value: find(attribute, np.array([row.get(attribute) == value for row in labels])))

@@ -27,7 +27,7 @@ from typing import Any, Callable, Mapping, Sequence
 import numpy as np
 
 from .feature_readouts import ReadoutConfig, fit_readout
-from .held_out import fold_means, held_out_folds
+from .held_out import each_value, fold_means, held_out_folds
 
 
 def contests(peaks: np.ndarray, values: np.ndarray, value: str, rows: np.ndarray, scale: np.ndarray,
@@ -127,10 +127,7 @@ def value_rival_readouts(peaks: np.ndarray, labels: Sequence[Mapping[str, str]],
                          readable: Callable[[str, str], str], cfg: ReadoutConfig = ReadoutConfig()) -> dict[str, dict[str, Any]]:
     """Rival read-outs for each (attribute, value) in `pairs` that holds up; `labels` [images] and
     `peaks` [images, features] may cover more images than labelling does."""
-    found = {}
-    for attribute, value in pairs:
-        values = np.array([row.get(attribute, "") for row in labels], dtype=object)
-        entry = find_rival_readout(peaks, values, value, cfg)
-        if entry is not None:
-            found[readable(attribute, value)] = entry
-    return found
+    def find(attribute: str, value: str) -> dict[str, Any] | None:
+        return find_rival_readout(peaks, np.array([row.get(attribute, "") for row in labels], dtype=object), value, cfg)
+
+    return each_value(pairs, readable, find)
