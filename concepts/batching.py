@@ -32,6 +32,7 @@ its own caller sees the error). Images equal the solo run's to within 1/255 per 
 from __future__ import annotations
 
 import atexit
+import contextvars
 import json
 import logging
 import os
@@ -89,6 +90,9 @@ class _Job:
     previews: PreviewWhen = False
     still_wanted: Callable[[], bool] | None = field(default_factory=current_check)
     """The caller's cancellation check, taken in its own thread (the worker has none of its own)."""
+    context: contextvars.Context = field(default_factory=contextvars.copy_context)
+    """The caller's context variables, taken in its own thread: `on_step` runs in them, since Gradio's
+    progress bar finds its request through them (in the worker's own, a bar never moved)."""
     done: threading.Event = field(default_factory=threading.Event)
     submitted: float = field(default_factory=time.time)
     """When the caller handed it over (wall clock, as the batch log writes it)."""
@@ -107,6 +111,11 @@ class _Job:
 
     def wanted(self) -> bool:
         return self.still_wanted is None or self.still_wanted()
+
+    def report(self, state: StepState) -> None:
+        """The caller's `on_step`, in the caller's context."""
+        if self.on_step is not None:
+            self.context.run(self.on_step, state)
 
 
 def batch_workers() -> int:
@@ -301,7 +310,7 @@ class GenerationBatcher:
                 job.error = None
                 try:
                     with cancellable(job.wanted):
-                        job.result = _alone(job.pipe, job.request, job.on_step, job.hooks, job.previews)
+                        job.result = _alone(job.pipe, job.request, job.report if job.on_step else None, job.hooks, job.previews)
                 except Exception as exc:
                     job.error = exc
                 job.done.set()
@@ -324,7 +333,7 @@ class GenerationBatcher:
             job = jobs[id(flight)]
             if job.on_step is not None and job.error is None:
                 try:
-                    job.on_step(state)
+                    job.report(state)
                 except Exception as exc:
                     job.error = exc
 

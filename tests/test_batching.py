@@ -6,6 +6,7 @@ on their own rows; a caller whose hooks are already active around the call runs 
 
 from __future__ import annotations
 
+import contextvars
 import json
 import threading
 from dataclasses import replace
@@ -487,3 +488,26 @@ def test_a_bad_max_batch_setting_gives_one_log_line_and_the_default(monkeypatch,
         assert max_batch_setting() == 16
     assert len(caplog.records) == 1 and "CONCEPT_LAB_MAX_BATCH" in caplog.records[0].getMessage()
     assert caplog.records[0].exc_info is None
+
+
+def test_each_callers_steps_are_reported_in_that_callers_own_context(toy):
+    """Gradio's progress bar finds its request through context variables of the handler's thread; the
+    worker calls each request's `on_step`, so it must do so in its caller's context (it once did
+    not, and no batched request showed its steps in the browser)."""
+    world, pipe = toy
+    student = contextvars.ContextVar("student")
+    seen: dict[int, set] = {0: set(), 1: set()}
+    batcher, start = GenerationBatcher(workers=1), threading.Barrier(2)
+
+    def user(i: int) -> None:
+        student.set(i)
+        start.wait()
+        batcher.generate(pipe, request(world, PROMPTS[i], i), on_step=lambda _: seen[i].add(student.get(None)))
+
+    threads = [threading.Thread(target=user, args=(i,)) for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    batcher.stop()
+    assert seen == {0: {0}, 1: {1}}
