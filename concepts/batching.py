@@ -46,7 +46,7 @@ from typing import Callable, Sequence
 from .devices import execution_device
 from .errors import RequestCancelled
 from .hooks import BlockHooks, ScopedHooks, any_active
-from .progress import cancellable, current_check
+from .progress import cancellable, current_check, step_done
 from .sampling import GenerationRequest, GenerationResult, PreviewWhen, StepState, generate
 from .settings import number_setting
 from .shared_steps import InFlight, step_together
@@ -113,9 +113,13 @@ class _Job:
         return self.still_wanted is None or self.still_wanted()
 
     def report(self, state: StepState) -> None:
-        """The caller's `on_step`, in the caller's context."""
+        """The step counted and the caller's `on_step` called, in the caller's context."""
+        self.context.run(self._report, state)
+
+    def _report(self, state: StepState) -> None:
+        step_done()
         if self.on_step is not None:
-            self.context.run(self.on_step, state)
+            self.on_step(state)
 
 
 def batch_workers() -> int:
@@ -310,7 +314,7 @@ class GenerationBatcher:
                 job.error = None
                 try:
                     with cancellable(job.wanted):
-                        job.result = _alone(job.pipe, job.request, job.report if job.on_step else None, job.hooks, job.previews)
+                        job.result = _alone(job.pipe, job.request, job.report, job.hooks, job.previews)
                 except Exception as exc:
                     job.error = exc
                 job.done.set()
@@ -331,7 +335,7 @@ class GenerationBatcher:
             """The caller's own step (progress bar, per-step maps); a failing callback (a closed
             page's progress bar) ends only its own request."""
             job = jobs[id(flight)]
-            if job.on_step is not None and job.error is None:
+            if job.error is None:
                 try:
                     job.report(state)
                 except Exception as exc:

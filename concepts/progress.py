@@ -9,7 +9,9 @@ the request is still wanted. A closed page thus stops its work within one step, 
 from __future__ import annotations
 
 import contextlib
+import threading
 from contextvars import ContextVar
+from dataclasses import dataclass, field
 from typing import Callable, Iterator
 
 from .errors import RequestCancelled
@@ -55,3 +57,48 @@ def check_cancelled() -> None:
     still_wanted = _STILL_WANTED.get()
     if still_wanted is not None and not still_wanted():
         raise RequestCancelled("the request was cancelled: its page closed or it was stopped")
+
+
+@dataclass
+class StepCounter:
+    """Counts a long request's denoising steps (each generation's step, however many images it
+    holds), for work made of many generations, such as a lesson: it cannot hand an `on_step` to each."""
+
+    progress: ProgressFn
+    total: int
+    """The steps the work is expected to take (the bar stays full beyond it)."""
+    what: str
+    done: int = 0
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
+
+    def tick(self) -> None:
+        with self._lock:
+            self.done += 1
+            done = self.done
+        report(self.progress, done / max(1, self.total), f"{self.what}: {min(done, self.total)} of {self.total} denoising steps")
+
+
+_COUNTER: ContextVar[StepCounter | None] = ContextVar("concept_lab_step_counter", default=None)
+
+
+@contextlib.contextmanager
+def counting_steps(progress: ProgressFn | None, total: int, what: str) -> Iterator[StepCounter | None]:
+    """Report every denoising step of the generations run inside the block (in this context: the
+    batcher's worker reports its steps in their caller's, `concepts.batching`) as progress through
+    `total` steps. Without a progress callback, nothing is counted."""
+    if progress is None:
+        yield None
+        return
+    counter = StepCounter(progress, total, what)
+    token = _COUNTER.set(counter)
+    try:
+        yield counter
+    finally:
+        _COUNTER.reset(token)
+
+
+def step_done() -> None:
+    """One denoising step of one generation is done: counted where `counting_steps` asks for it."""
+    counter = _COUNTER.get()
+    if counter is not None:
+        counter.tick()

@@ -23,7 +23,7 @@ from .conditioning import TextConditioning, encode_conditioning, require_sd1
 from .devices import execution_device, unet_dtype
 from .errors import InvalidInputError
 from .hooks import BlockHooks
-from .progress import check_cancelled
+from .progress import check_cancelled, step_done
 from .steps import StepInfo, step_t
 from .traced_blocks import traced_blocks
 from .unet_clock import clocked_unet
@@ -208,6 +208,7 @@ def sample(
         for h in hook_list:
             h.set_step(step)
         out = guided_step(pipe, scheduler, request, latents, timestep, text.unet_kwargs())
+        step_done()
         latents, pred_x0 = out.prev_sample, out.pred_original_sample
         wanted = previews(index) if callable(previews) else previews
         preview = decode_latents(pipe, pred_x0) if wanted else None

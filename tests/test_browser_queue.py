@@ -1,9 +1,9 @@
 """A student who presses Run while the long requests' places are taken sees their place in the queue
-and an estimate, then their own request's denoising steps counting up; a generation counts its steps
-too (Gradio's status tracker on the outputs; `ui.common.HEAVY` gives explore, steer, evolution and
-erase two places). Every request here runs through the batcher's worker, which reports each step in
-its caller's context (`concepts.batching`). Screenshots: `test-artifacts/browser/queue-waiting.png`,
-`generate-steps.png`."""
+and an estimate, then their own request's denoising steps counting up; a generation and a lesson
+count their steps too (Gradio's status tracker on the outputs; `ui.common.HEAVY` gives explore, steer,
+evolution and erase two places). Every request here runs through the batcher's worker, which reports
+each step in its caller's context (`concepts.batching`). Screenshots:
+`test-artifacts/browser/queue-waiting.png`, `generate-steps.png`, `lesson-steps.png`."""
 
 from __future__ import annotations
 
@@ -53,3 +53,14 @@ def test_a_generation_counts_its_denoising_steps(served_app):  # noqa: F811
             page.locator("#image img").first.wait_for(state="visible")  # and then the image
     finally:
         calls.close()
+
+
+def test_a_lesson_counts_its_generations_denoising_steps(served_app):  # noqa: F811
+    with chromium() as browser:
+        page = new_page(browser, height=1100, url=served_app)
+        page.locator("#lesson-seed input").fill("4242")  # a reading no test has kept yet
+        page.locator("#lesson-seed input").press("Tab")
+        page.locator("#lesson-run").click()
+        page.get_by_text(re.compile(r"the lesson's generations: \d+ of \d+ denoising steps")).first.wait_for(timeout=30_000)
+        page.screenshot(path=str(ARTIFACTS / "lesson-steps.png"))
+        page.locator("#lesson-finding").get_by_text("seed 4242").wait_for()

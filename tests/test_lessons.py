@@ -111,3 +111,15 @@ def test_a_class_on_the_same_link_shares_one_reading():
     assert len(readings) == 3 and all(r is readings[0] for r in readings)
     fresh = run_lesson("concept-maps", seed=11, cached=False)
     assert fresh is not readings[0] and [b.value for b in fresh.bars] == [b.value for b in readings[0].bars]  # the same draw again
+
+
+@pytest.mark.parametrize("name", list(LESSONS))
+def test_runs_progress_bar_counts_each_denoising_step_to_the_end(name):
+    """Run's bar moves with every denoising step of the lesson's generations and ends full, so its
+    declared length is the lesson's real count (another seed draws other prompts, not more)."""
+    reports: list[tuple[float, str]] = []
+    run_lesson(name, seed=3, cached=False, progress=lambda fraction, what: reports.append((fraction, what)))
+    steps = LESSONS[name].denoising_steps
+    assert len(reports) == steps
+    assert [f for f, _ in reports] == sorted(f for f, _ in reports) and reports[-1][0] == 1.0
+    assert reports[-1][1] == f"the lesson's generations: {steps} of {steps} denoising steps"

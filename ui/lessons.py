@@ -14,7 +14,7 @@ from concepts.lessons.pictures import contact_sheet
 from concepts.lessons.toy_bench import LESSON_MODEL
 
 from . import experiment, links, texts
-from .common import LESSON_PLACES, STATE_TTL_S, REGISTRY, as_int, gpu, user_errors
+from .common import LESSON_PLACES, STATE_TTL_S, REGISTRY, as_int, gpu, progress_callback, user_errors
 
 PANEL_NAMES = {"steer": "Steer", "evolution": "Evolution", "erase": "Erase / amplify"}
 CHOICES = [(f"{i}. {lesson.title}", name) for i, (name, lesson) in enumerate(LESSONS.items(), start=1)]
@@ -40,9 +40,9 @@ def cleared():
 
 @gpu
 @user_errors
-def run_lesson_tab(name: str, seed: float):
+def run_lesson_tab(name: str, seed: float, progress: gr.Progress = gr.Progress()):
     """Run one lesson; returns (chart, example images, what it found, the paper, the table, the try-it link, its JSON)."""
-    reading = run_lesson(name, seed=as_int(seed, "seed"), registry=REGISTRY)
+    reading = run_lesson(name, seed=as_int(seed, "seed"), registry=REGISTRY, progress=progress_callback(progress))
     rows = reading.table
     headers = list(dict.fromkeys(k for row in rows for k in row))
     table = gr.Dataframe(value=[[row.get(h, "") for h in headers] for row in rows], headers=headers)
