@@ -68,6 +68,9 @@ class StepCounter:
     total: int
     """The steps the work is expected to take (the bar stays full beyond it)."""
     what: str
+    start: float = 0.0
+    span: float = 1.0
+    """The part of the bar the steps fill: [start, start + span]."""
     done: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False)
 
@@ -75,21 +78,24 @@ class StepCounter:
         with self._lock:
             self.done += 1
             done = self.done
-        report(self.progress, done / max(1, self.total), f"{self.what}: {min(done, self.total)} of {self.total} denoising steps")
+        report(self.progress, self.start + self.span * min(1.0, done / max(1, self.total)),
+               f"{self.what}: {min(done, self.total)} of {self.total} denoising steps")
 
 
 _COUNTER: ContextVar[StepCounter | None] = ContextVar("concept_lab_step_counter", default=None)
 
 
 @contextlib.contextmanager
-def counting_steps(progress: ProgressFn | None, total: int, what: str) -> Iterator[StepCounter | None]:
+def counting_steps(progress: ProgressFn | None, total: int, what: str, start: float = 0.0,
+                   span: float = 1.0) -> Iterator[StepCounter | None]:
     """Report every denoising step of the generations run inside the block (in this context: the
     batcher's worker reports its steps in their caller's, `concepts.batching`) as progress through
-    `total` steps. Without a progress callback, nothing is counted."""
+    `total` steps, filling [start, start + span] of the bar. Without a progress callback, nothing is
+    counted."""
     if progress is None:
         yield None
         return
-    counter = StepCounter(progress, total, what)
+    counter = StepCounter(progress, total, what, start, span)
     token = _COUNTER.set(counter)
     try:
         yield counter

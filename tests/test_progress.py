@@ -38,3 +38,6 @@ def test_an_edit_reports_attribution_then_images():
     whats = [w for _, w in progress.calls]
     assert whats[0].startswith("attribution scores") and whats[-1] == "done"
     assert [f for f, _ in progress.calls] == sorted(f for f, _ in progress.calls)
+    # then every denoising step of the images: the concept's and the kept prompts', before and after (25 steps each)
+    assert whats[-2] == "the images before and after: 100 of 100 denoising steps" and progress.calls[-2][0] == 1.0
+    assert sum(w.startswith("the images before and after") for w in whats) == 100

@@ -18,7 +18,7 @@ from PIL import Image
 from ..errors import InvalidInputError
 from ..generation import SHARED_PIPELINES
 from ..pipeline import PipelineCache
-from ..progress import ProgressFn, report
+from ..progress import ProgressFn, counting_steps, report
 from ..prompts import check_prompt, known_words_message, unknown_words
 from ..registry import EDIT_METHODS, EDIT_MODES, EDIT_PROTECTS, ModelWorld, Registry, load_registry
 from ..batching import batched_generate_many
@@ -421,6 +421,8 @@ def run_edit(
            else f"attribution scores for {attributed_on(spec, prompt)} (cached after the first time)")
     scores, plan = edit_plan(world, pipe, spec, prompt, ratio)
     report(progress, 0.5, "the concept's and the other prompts' images, before and after")
-    (before, after), (kept_before, kept_after) = _before_and_after(pipe, [shown, kept], seed, world, steps, guidance, plan)
+    image_steps = 2 * (steps or world.defaults.steps) * sum(1 for group in (shown, kept) if group)  # each group before and after
+    with counting_steps(progress, image_steps, "the images before and after", start=0.5, span=0.5):
+        (before, after), (kept_before, kept_after) = _before_and_after(pipe, [shown, kept], seed, world, steps, guidance, plan)
     report(progress, 1.0, "done")
     return EditOutcome(world, spec, ratio, scores, plan, shown, before, after, kept, kept_before, kept_after, time.perf_counter() - started)
