@@ -7,6 +7,7 @@ import pytest
 
 import ui.erase
 import ui.evolution
+import ui.steer
 
 
 class Recorder:
@@ -30,6 +31,13 @@ def test_following_a_generation_reports_every_step():
     fractions = [f for f, _ in progress.calls]
     assert fractions == sorted(fractions) and fractions[-1] == 1.0 and len(fractions) == 5
     assert progress.calls[0][1] == "denoising step 1 of 5"
+
+
+def test_exploring_reports_every_step():
+    progress = Recorder()
+    ui.steer.explore_image("toy-shapes", "a red circle", 0, 5, 4.0, "mid_block.attentions.0", "middle", progress=progress)
+    assert [w for _, w in progress.calls] == [f"denoising step {i} of 5" for i in range(1, 6)]
+    assert progress.calls[-1][0] == 1.0
 
 
 def test_an_edit_reports_attribution_then_images():

@@ -64,11 +64,12 @@ def steer_strength(model: str, window: str, where: str):
 
 @gpu
 @user_errors
-def explore_image(model: str, prompt: str, seed: float, steps: float, guidance: float, block: str, window: str):
+def explore_image(model: str, prompt: str, seed: float, steps: float, guidance: float, block: str, window: str,
+                  progress: gr.Progress = gr.Progress()):
     """Generate and read the block: image, top features table, heatmap of the top one, state, info."""
     outcome = run_explore(
         model, prompt, block, str(window), seed=as_int(seed, "seed"), steps=as_int(steps, "steps"),
-        guidance=as_float(guidance, "guidance"), device=DEVICE, registry=REGISTRY,
+        guidance=as_float(guidance, "guidance"), device=DEVICE, registry=REGISTRY, progress=progress_callback(progress),
     )
     for warning in outcome.warnings:
         gr.Warning(warning)

@@ -23,6 +23,7 @@ from ..features import feature_maps
 from ..generation import prepare
 from ..hooks import BlockHooks, Capture
 from ..pipeline import PipelineCache
+from ..progress import ProgressFn, step_reporter
 from ..registry import ModelWorld, Registry
 from ..saes import SAES
 from ..batching import batched_generate
@@ -138,8 +139,10 @@ def run_explore(
     device: str = "auto",
     registry: Registry | None = None,
     cache: PipelineCache | None = None,
+    progress: ProgressFn | None = None,
 ) -> ExploreOutcome:
-    """Generate once, reading the block through the SAE of the window's stage."""
+    """Generate once, reading the block through the SAE of the window's stage (each denoising step
+    reported to `progress`)."""
     world, request, warnings, pipe = prepare(model, prompt, seed=seed, steps=steps, guidance=guidance, device=device, registry=registry, cache=cache)
     steps_window = StepWindow.parse(window, request.steps)
     stage = sae_stage(steps_window, request.steps)
@@ -158,7 +161,7 @@ def run_explore(
         return [BlockHooks(pipe.unet, capture=[loaded.entry.block], capture_window=steps_window, sink=sink, reads=loaded.entry.reads)]  # type: ignore[arg-type]
 
     started = time.perf_counter()
-    result = batched_generate(pipe, request, hooks=hooks)  # a class's explores share UNet batches
+    result = batched_generate(pipe, request, on_step=step_reporter(progress), hooks=hooks)  # a class's explores share UNet batches
     BASELINES.put(world, pipe, request, result)  # steering this image next reuses it as its baseline
     maps = (total[0] / (steps_window.end - steps_window.start + 1)).numpy()
     return ExploreOutcome(
