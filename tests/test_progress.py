@@ -3,10 +3,14 @@ Gradio's progress bar (here a recorder stands in for `gr.Progress`)."""
 
 from __future__ import annotations
 
+from collections import OrderedDict
+
 import pytest
 
+import concepts.steer.icons
 import ui.erase
 import ui.evolution
+import ui.features
 import ui.steer
 
 
@@ -38,6 +42,16 @@ def test_exploring_reports_every_step():
     ui.steer.explore_image("toy-shapes", "a red circle", 0, 5, 4.0, "mid_block.attentions.0", "middle", progress=progress)
     assert [w for _, w in progress.calls] == [f"denoising step {i} of 5" for i in range(1, 6)]
     assert progress.calls[-1][0] == 1.0
+
+
+def test_icons_report_their_generations_steps_once(monkeypatch):
+    monkeypatch.setattr(concepts.steer.icons, "_ICONS", OrderedDict())  # none kept by an earlier test in this process
+    progress = Recorder()
+    ui.features.icon_gallery("toy-shapes", "mid_block.attentions.0", "middle", 25, 3, progress=progress)
+    assert [w for _, w in progress.calls][-1] == "the icons: 25 of 25 denoising steps" and len(progress.calls) == 25
+    again = Recorder()
+    ui.features.icon_gallery("toy-shapes", "mid_block.attentions.0", "middle", 25, 3, progress=again)
+    assert again.calls == []  # kept: nothing to make
 
 
 def test_an_edit_reports_attribution_then_images():

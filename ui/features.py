@@ -6,17 +6,19 @@ from __future__ import annotations
 import gradio as gr
 
 from concepts.errors import InvalidInputError
+from concepts.progress import counting_steps
 from concepts.steer.icons import MAX_ICONS, run_icons
 from concepts.steer.top_images import world_top_images
 from concepts.steps import StepWindow, sae_stage
 
-from .common import DEVICE, HEAVY, REGISTRY, as_int, gpu, sae_dictionary, user_errors
+from .common import DEVICE, HEAVY, REGISTRY, as_int, gpu, progress_callback, sae_dictionary, user_errors
 
 
 @gpu
 @user_errors
-def icon_gallery(model: str, block: str, window: str, steps: float, count: float):
-    """Icons of the SAE's labelled features (then the most frequent ones), captioned id · label."""
+def icon_gallery(model: str, block: str, window: str, steps: float, count: float, progress: gr.Progress = gr.Progress()):
+    """Icons of the SAE's labelled features (then the most frequent ones), captioned id · label; the
+    bar counts their one generation's denoising steps (none when every icon is kept already)."""
     loaded, stage = sae_dictionary(model, block, str(window), as_int(steps, "steps"))
     wanted = as_int(count, "icons")
     if not 1 <= wanted <= MAX_ICONS:
@@ -26,7 +28,8 @@ def icon_gallery(model: str, block: str, window: str, steps: float, count: float
     chosen = [(int(f["id"]), f.get("label") if f.get("labelled") else None) for f in rows[:wanted]]
     if not chosen:
         chosen = [(i, None) for i in range(min(wanted, loaded.sae.num_latents))]
-    images = run_icons(model, block, stage, [f for f, _ in chosen], device=DEVICE, registry=REGISTRY)
+    with counting_steps(progress_callback(progress), REGISTRY.get(model).defaults.steps, "the icons"):
+        images = run_icons(model, block, stage, [f for f, _ in chosen], device=DEVICE, registry=REGISTRY)
     return [(image, f"#{f} · {label}" if label else f"#{f}") for image, (f, label) in zip(images, chosen)]
 
 
