@@ -1,6 +1,6 @@
 """A student who presses Run while the long requests' places are taken sees their place in the queue
-and an estimate, then their own request's denoising steps counting up; a generation and a lesson
-count their steps too (Gradio's status tracker on the outputs; `ui.common.HEAVY` gives explore, steer,
+and an estimate, then their own request's denoising steps counting up; a generation, a lesson and
+a teacher's opened link count their steps too (Gradio's status tracker on the outputs; `ui.common.HEAVY` gives explore, steer,
 evolution and erase two places). Every request here runs through the batcher's worker, which reports
 each step in its caller's context (`concepts.batching`). Screenshots:
 `test-artifacts/browser/queue-waiting.png`, `generate-steps.png`, `lesson-steps.png`."""
@@ -8,6 +8,7 @@ each step in its caller's context (`concepts.batching`). Screenshots:
 from __future__ import annotations
 
 import re
+import urllib.parse
 
 from test_browser import ARTIFACTS, chromium, new_page, served_app, set_slider  # noqa: F401 (a fixture)
 from test_cancellation import UNetCalls, toy_pipe
@@ -64,3 +65,15 @@ def test_a_lesson_counts_its_generations_denoising_steps(served_app):  # noqa: F
         page.get_by_text(re.compile(r"the lesson's generations: \d+ of \d+ denoising steps")).first.wait_for(timeout=30_000)
         page.screenshot(path=str(ARTIFACTS / "lesson-steps.png"))
         page.locator("#lesson-finding").get_by_text("seed 4242").wait_for()
+
+
+def test_an_opened_link_counts_its_denoising_steps(served_app):  # noqa: F811
+    calls = UNetCalls(toy_pipe().unet, sleep_s=0.1)
+    try:
+        with chromium() as browser:
+            link = served_app + "?" + urllib.parse.urlencode({"tab": "generate", "prompt": "a blue star on the right", "seed": 8})
+            page = new_page(browser, height=1100, url=link)
+            page.get_by_text(re.compile(r"denoising step \d+ of 25")).first.wait_for(timeout=30_000)
+            page.locator("#image img").first.wait_for(state="visible")
+    finally:
+        calls.close()
