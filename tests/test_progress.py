@@ -54,15 +54,6 @@ def test_icons_report_their_generations_steps_once(monkeypatch):
     assert again.calls == []  # kept: nothing to make
 
 
-def test_steering_a_new_image_counts_both_images_then_only_the_steered_one():
-    args = ("toy-shapes", "a green star at the top", 777, 10, 4.0, "mid_block.attentions.0", "middle", "circle", "", "global", None, 20.0, "cond")
-    first, again = Recorder(), Recorder()
-    ui.steer.steer_image(*args, progress=first)  # the image is made beside the steered one
-    assert first.calls[-1] == (1.0, "the image and the steered image: 20 of 20 denoising steps") and len(first.calls) == 20
-    ui.steer.steer_image(*args, progress=again)  # now kept: only the steered image is made
-    assert [w for _, w in again.calls] == [f"steered image: denoising step {i} of 10" for i in range(1, 11)]
-
-
 def test_an_edit_reports_attribution_then_images():
     progress = Recorder()
     ui.erase.edit_concept("toy-shapes", "red", "erase", 0.02, "fast", "", "", 0, 1, "", progress=progress)
