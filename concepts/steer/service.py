@@ -17,8 +17,8 @@ from typing import NamedTuple, Sequence
 
 import torch
 
-from ..batching import batched_generate, batched_generate_many
-from ..progress import ProgressFn, counting_steps, step_reporter
+from ..batching import batched_generate
+from ..progress import ProgressFn, step_reporter
 from ..devices import execution_device, unet_dtype
 from ..dictionary import concept_features, place_of
 from ..errors import InvalidInputError
@@ -48,18 +48,12 @@ class BaselineCache:
         r = request
         return (world.name, str(execution_device(pipe)), str(unet_dtype(pipe)), tuple(r.prompts), r.seed, r.steps, r.guidance, r.height, r.width, r.negative_prompt, r.images_per_prompt)
 
-    def kept(self, world: ModelWorld, pipe, request: GenerationRequest) -> GenerationResult | None:
-        """The kept result for this request, or None."""
+    def get(self, world: ModelWorld, pipe, request: GenerationRequest) -> GenerationResult:
         with self._lock:
             found = self._results.get(self.key(world, pipe, request))
             if found is not None:
                 self._results.move_to_end(self.key(world, pipe, request))
-            return found
-
-    def get(self, world: ModelWorld, pipe, request: GenerationRequest) -> GenerationResult:
-        found = self.kept(world, pipe, request)
-        if found is not None:
-            return found
+                return found
         result = batched_generate(pipe, request)  # a class's baselines share UNet batches
         self.put(world, pipe, request, result)
         return result
@@ -162,13 +156,10 @@ def run_steering(
     world, request, warnings, pipe = prepare(model, prompt, seed=seed, steps=steps, guidance=guidance, device=device, registry=registry, cache=cache)
     plan, loaded, stage = plan_steering(world, spec, request, pipe.unet)
     started = time.perf_counter()
-    edited = lambda: [BlockHooks(pipe.unet, edits=[plan.edit(loaded.sae)], reads=loaded.entry.reads)]  # type: ignore[arg-type]  # noqa: E731
-    baseline = BASELINES.kept(world, pipe, request)
-    if baseline is None:  # made beside the steered image: the two share every UNet call
-        with counting_steps(progress, 2 * request.steps, "the image and the steered image"):
-            baseline, steered = batched_generate_many(pipe, [(request, None), (request, edited)])
-        BASELINES.put(world, pipe, request, baseline)
-    else:  # a class's steerings share UNet batches, each edit on its own rows
-        steered = batched_generate(pipe, request, on_step=step_reporter(progress, "steered image: denoising step"), hooks=edited)
+    baseline = BASELINES.get(world, pipe, request)
+    steered = batched_generate(  # a class's steerings share UNet batches, each edit on its own rows
+        pipe, request, on_step=step_reporter(progress, "steered image: denoising step"),
+        hooks=lambda: [BlockHooks(pipe.unet, edits=[plan.edit(loaded.sae)], reads=loaded.entry.reads)],  # type: ignore[arg-type]
+    )
     change = (steered.pixels - baseline.pixels).abs().mean(dim=1)
     return SteerOutcome(world, request, plan, stage, baseline, steered, change, warnings, time.perf_counter() - started)
