@@ -85,5 +85,5 @@ def build() -> None:
         download, experiment_file = experiment.download_row("lesson")
     download.click(experiment.lesson_experiment, inputs=[measured, examples], outputs=experiment_file, api_visibility="private")
     lesson.change(story, inputs=lesson, outputs=text, api_visibility="private")
-    lesson.change(cleared, outputs=outputs, api_visibility="private")  # another lesson's chart under this story would mislead
+    lesson.input(cleared, outputs=outputs, api_visibility="private")  # a student picking another lesson: its chart under this story would mislead (not on a link's restore, whose run may already have answered)
     run.click(run_lesson_tab, inputs=[lesson, seed], outputs=outputs, api_name="lesson", **LESSON_PLACES)
