@@ -4,6 +4,7 @@ shows a message and runs nothing."""
 
 from __future__ import annotations
 
+import time
 import urllib.parse
 
 import numpy as np
@@ -67,6 +68,25 @@ def test_generate_and_evolution_links_run_their_panels(browser, served_app):  # 
     page.locator("#evolve-info").get_by_text("Decided").wait_for()
     assert page.locator("#evolve-info").inner_text().startswith("8 steps in")
     page.close()
+
+
+def test_an_evolution_opened_from_a_link_files_its_downloads_in_the_students_session_and_they_go_with_the_page(
+        browser, served_app, tmp_path, monkeypatch):  # noqa: F811
+    from ui import temp_files
+
+    monkeypatch.setattr(temp_files, "ROOT", tmp_path / "files")  # this test's page is the only one writing here
+    page = fresh_page(browser)
+    page.goto(served_app + "?" + urllib.parse.urlencode({"tab": "evolution", "prompt": "a red circle", "seed": 4, "steps": 4}))
+    page.locator("#evolve-info").get_by_text("Decided").wait_for()
+    sessions = [s.name for s in temp_files.ROOT.iterdir()]
+    assert len(sessions) == 1 and sessions[0] != "shared", sessions  # the student's own folder, not the shared one
+    assert list((temp_files.ROOT / sessions[0]).glob("evolution-*/evolution.gif"))
+    page.close()  # the page's unload takes its files
+    for _ in range(120):
+        if not (temp_files.ROOT / sessions[0]).exists():
+            break
+        time.sleep(0.5)
+    assert not (temp_files.ROOT / sessions[0]).exists()
 
 
 def test_an_erase_link_runs_the_erase(browser, served_app, tmp_path_factory, monkeypatch):  # noqa: F811

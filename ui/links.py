@@ -16,6 +16,7 @@ at most 16 × 16 in the paper's blocks, so this loses nothing a steering edit us
 
 from __future__ import annotations
 
+import inspect
 import math
 import urllib.parse
 from dataclasses import dataclass
@@ -228,9 +229,13 @@ def restore_fields(state: dict | None, active: str):
 
 
 def _runner(name: str, handler: Callable, outputs: int) -> Callable:
-    """Step 3: the panel's handler, only for the panel the link names and only when it parsed."""
-    def run(state: dict | None, *inputs):
+    """Step 3: the panel's handler, only for the panel the link names and only when it parsed. The
+    student's request is handed on to a handler that takes one, as the panel's own button does: an
+    evolution's downloads then go in the student's folder, deleted when their page closes."""
+    takes_request = "request" in inspect.signature(handler).parameters
+
+    def run(request: gr.Request, state: dict | None, *inputs):
         if not state or not state.get("ok") or state["query"]["tab"] != name:
             return tuple(gr.update() for _ in range(outputs)) if outputs > 1 else gr.update()
-        return handler(*inputs)
+        return handler(*inputs, request=request) if takes_request else handler(*inputs)
     return run
