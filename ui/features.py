@@ -6,7 +6,6 @@ from __future__ import annotations
 import gradio as gr
 
 from concepts.errors import InvalidInputError
-from concepts.progress import counting_steps
 from concepts.steer.icons import MAX_ICONS, run_icons
 from concepts.steer.top_images import world_top_images
 from concepts.steps import StepWindow, sae_stage
@@ -28,8 +27,7 @@ def icon_gallery(model: str, block: str, window: str, steps: float, count: float
     chosen = [(int(f["id"]), f.get("label") if f.get("labelled") else None) for f in rows[:wanted]]
     if not chosen:
         chosen = [(i, None) for i in range(min(wanted, loaded.sae.num_latents))]
-    with counting_steps(progress_callback(progress), REGISTRY.get(model).defaults.steps, "the icons"):
-        images = run_icons(model, block, stage, [f for f, _ in chosen], device=DEVICE, registry=REGISTRY)
+    images = run_icons(model, block, stage, [f for f, _ in chosen], device=DEVICE, registry=REGISTRY, progress=progress_callback(progress))
     return [(image, f"#{f} · {label}" if label else f"#{f}") for image, (f, label) in zip(images, chosen)]
 
 

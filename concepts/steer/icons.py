@@ -18,6 +18,7 @@ from PIL import Image
 from ..generation import SHARED_PIPELINES
 from ..hooks import BlockEdit, BlockHooks, EditFn
 from ..pipeline import PipelineCache
+from ..progress import ProgressFn, counting_steps
 from ..registry import Registry, load_registry
 from ..sae import TopKSAE
 from ..saes import SAES
@@ -67,8 +68,10 @@ def run_icons(
     device: str = "auto",
     registry: Registry | None = None,
     cache: PipelineCache | None = None,
+    progress: ProgressFn | None = None,
 ) -> list[Image.Image]:
-    """Icons of a registry SAE's features at the world's default steps and guidance, cached per process."""
+    """Icons of a registry SAE's features at the world's default steps and guidance, cached per process.
+    `progress` counts the one generation's denoising steps (nothing when every icon is kept)."""
     world = (registry or load_registry()).get(model)
     features = [int(f) for f in features][:MAX_ICONS]
     d = world.defaults
@@ -79,7 +82,8 @@ def run_icons(
         pipe = (cache or SHARED_PIPELINES).get(world, device)
         loaded = SAES.get(world, block, stage, "cond", pipe.unet)
         window = StepWindow.parse(stage, d.steps) if stage != "all" else StepWindow.all_steps(d.steps)
-        images = feature_icons(pipe, loaded.sae, loaded.entry.block, missing, window, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width, seed=seed, scale=scale, reads=loaded.entry.reads)
+        with counting_steps(progress, d.steps, "the icons"):
+            images = feature_icons(pipe, loaded.sae, loaded.entry.block, missing, window, steps=d.steps, guidance=d.guidance, height=d.height, width=d.width, seed=seed, scale=scale, reads=loaded.entry.reads)
         with _ICONS_LOCK:
             for f, image in zip(missing, images):
                 _ICONS[(world.name, block, stage, f, seed, float(scale), d.steps, d.guidance)] = image
