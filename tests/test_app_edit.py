@@ -20,7 +20,7 @@ def private_cache(tmp_path_factory, monkeypatch):
 def test_erase_shows_before_after_chart_and_components():
     kept = "a small blue striped circle in the center on a black background"
     concept, others, figure, rows, info = ui.erase.edit_concept("toy-shapes", "red", "erase", 0.01, "fast", "", kept, 0, 2)
-    assert [c.split(" · ")[0] for _, c in concept] == ["before", "before", "after", "after"]
+    assert [c.split(" · ")[0] for _, c in concept] == ["before", "after", "before", "after"]  # each prompt's pair side by side
     assert len(others) == 2 and others[0][1].startswith("before")
     assert figure.axes and len(rows) == 10 and rows[0][3] >= rows[-1][3]
     assert "zeroed" in info and "judge sees **red**" in info
@@ -61,8 +61,9 @@ def test_the_default_erase_shows_fully_specified_prompts_of_the_concept_and_red_
     (an erase fares differently on "a red shape": `python -m concepts.toy.erase_prompt_length`)."""
     ratio, _, scope, keep, scenes = ui.erase.model_edit_defaults("toy-shapes")
     concept, _, _, _, info = ui.erase.edit_concept("toy-shapes", "red", "erase", ratio["value"], "fast", "", "", 0, 4, keep["value"], scope["value"], scenes["value"])
-    prompts = [c.split(" · ")[1] for _, c in concept]
-    assert prompts[:4] == prompts[4:] and len(set(prompts[:4])) == 4
+    sides, prompts = zip(*(c.split(" · ") for _, c in concept))
+    assert sides == ("before", "after") * 4  # in pairs: in the tab's two columns a row is one prompt
+    assert prompts[0::2] == prompts[1::2] and len(set(prompts)) == 4
     assert all(" red " in p and p.endswith("background") for p in prompts)
     rates = re.search(r"judge sees \*\*red\*\* in (\d+)% of the images before and (\d+)% after", info)
     assert rates and int(rates[1]) >= 75 and int(rates[2]) <= 50, info

@@ -1,6 +1,7 @@
 """What a class sees at 1400 × 1000: after each tab's main action, no component's name badge covers
-its picture or plot, every table column is in view, a feature chosen in the table is the one steered,
-and a model that cannot load here says so beside the menu while the tabs stay on the toy.
+its picture or plot, every table column is in view, no gallery hides pictures below its fold, a
+feature chosen in the table is the one steered, and a model that cannot load here says so beside the
+menu while the tabs stay on the toy.
 Screenshots go to `test-artifacts/browser/layout-*.png`."""
 
 from __future__ import annotations
@@ -49,10 +50,25 @@ def page(served_app):  # noqa: F811
         yield new_page(browser, height=1000, url=served_app)
 
 
+GALLERIES_CUT = """
+() => [...document.querySelectorAll('.grid-wrap')]
+  .filter(g => g.getBoundingClientRect().height > 0 && g.scrollHeight > g.clientHeight + 2)
+  .map(g => (g.closest('.block') || {}).id || '?')
+"""
+
+EVERY_IMAGE_DRAWN = """
+() => { const shown = [...document.querySelectorAll('.block img')].filter(i => i.getBoundingClientRect().width > 0);
+  shown.forEach(i => { if (i.loading === 'lazy') i.loading = 'eager'; });  // a full-page screenshot does not scroll to them
+  return shown.every(i => i.complete && i.naturalWidth > 0); }
+"""
+
+
 def check_layout(page, name: str) -> None:
+    page.wait_for_function(EVERY_IMAGE_DRAWN)  # the screenshot shows what a student sees, not pictures still loading
     page.screenshot(path=str(ARTIFACTS / f"layout-{name}.png"), full_page=True)
     assert page.evaluate(BADGE_OVERLAPS) == [], f"{name}: a name badge covers a picture or plot"
     assert page.evaluate(COLUMNS_OUT_OF_VIEW) == [], f"{name}: a table column is out of view"
+    assert page.evaluate(GALLERIES_CUT) == [], f"{name}: a gallery hides pictures below its fold"
 
 
 def test_generate_tab_layout(page):
@@ -60,6 +76,7 @@ def test_generate_tab_layout(page):
     page.get_by_role("button", name="Generate", exact=True).click()
     page.locator("#image img").first.wait_for(state="visible")
     check_layout(page, "generate")
+    assert page.locator("#generate-experiment").bounding_box()["height"] < 120  # the empty zip box waits small (Gradio's: 270 px)
 
 
 def test_the_feature_chosen_in_the_table_is_the_one_steered(page):
@@ -83,7 +100,8 @@ def test_evolution_tab_layout(page):
     page.get_by_role("tab", name="Evolution").click()
     page.locator("#follow").click()
     page.locator("#evolve-info").get_by_text("Decided").wait_for()
-    page.locator("#curves img, #curves svg, #curves canvas").first.wait_for(state="visible")
+    for figure in ("curves", "decided", "heatmap-grid", "composition-strip", "step-preview"):
+        page.locator(f"#{figure} img").first.wait_for(state="visible")  # an empty plot shows an svg icon: wait for the picture
     check_layout(page, "evolution")
 
 
@@ -94,7 +112,8 @@ def test_erase_tab_layout(page, tmp_path_factory, monkeypatch):
     page.locator("#edit-mode").get_by_text("fast: one trajectory per image").click()
     page.locator("#edit-run").click()
     page.locator("#edit-info").get_by_text("Erased").wait_for()
-    page.locator("#edit-mass img, #edit-mass svg, #edit-mass canvas").first.wait_for(state="visible")
+    page.locator("#edit-mass img").first.wait_for(state="visible")
+    page.wait_for_function("() => document.querySelectorAll('#edit-concept-gallery img').length === 4")
     page.locator("#edit-top [data-testid=cell-0-3]").wait_for()
     check_layout(page, "erase")
 

@@ -56,6 +56,9 @@ compute at most this many at once (their UNet work still shares the batcher's ca
 STATE_TTL_S = 1800
 """Per-session results (an exploration's maps, an evolution, a lesson's reading) are dropped 30 minutes
 after their last update, and Gradio drops them an hour after the page closes."""
+FIT = "fit-content"
+"""A gallery's height: as tall as its images. Gradio's "auto" keeps a gallery between 450 px and 55 %
+of the window and scrolls the rest, which hid the second row's "after" images and their captions."""
 
 
 def as_number(value: object, field: str) -> float:

@@ -26,8 +26,9 @@ from concepts.registry import ModelWorld
 
 from . import experiment, links, texts
 from .common import (
-    HEAVY,
     DEVICE,
+    FIT,
+    HEAVY,
     REGISTRY,
     as_float,
     as_int,
@@ -52,6 +53,11 @@ def judged_summary(world, concept: str, outcome) -> str:
     return text + (f" The other prompts' images keep {kept:.0%} of their attributes." if kept is not None else "")
 
 
+def before_after_pairs(before: list, after: list, prompts: list[str]) -> list[tuple]:
+    """Gallery items in pairs, each prompt's image before the edit beside its image after: in two
+    columns a row is one prompt."""
+    return [x for b, a, p in zip(before, after, prompts) for x in ((b, f"before · {p}"), (a, f"after · {p}"))]
+
 @gpu
 @user_errors
 def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str, concept_prompt_text: str, kept_text: str, seed: float, images: float, keep_text: str = "",
@@ -70,9 +76,8 @@ def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str,
     outcome = run_edit(model, spec, images=count, kept_prompts=prompt_lines(kept_text) or None,
                        seed=as_int(seed, "seed"), device=DEVICE, registry=REGISTRY, progress=progress_callback(progress))
     shown = outcome.concept_prompts
-    concept_gallery = ([(i, f"before · {p}") for i, p in zip(outcome.concept_before, shown)]
-                       + [(i, f"after · {p}") for i, p in zip(outcome.concept_after, shown)])
-    kept_gallery = [x for b, a, p in zip(outcome.kept_before, outcome.kept_after, outcome.kept_prompts) for x in ((b, f"before · {p}"), (a, f"after · {p}"))]
+    concept_gallery = before_after_pairs(outcome.concept_before, outcome.concept_after, shown)
+    kept_gallery = before_after_pairs(outcome.kept_before, outcome.kept_after, outcome.kept_prompts)
     plan = outcome.plan
     if plan.method == "uce":
         return concept_gallery, kept_gallery, *uce_summary(world, concept, keep, outcome)
@@ -202,8 +207,8 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
                 c_run = gr.Button("Apply", variant="primary", elem_id="edit-run")
             with gr.Column():
                 c_info = gr.Markdown(elem_id="edit-info")
-                c_concept_gallery = gr.Gallery(label="The concept: before and after", columns=2, height="auto", elem_id="edit-concept-gallery")
-                c_kept_gallery = gr.Gallery(label="Other concepts: before and after (kept?)", columns=2, height="auto", elem_id="edit-kept-gallery")
+                c_concept_gallery = gr.Gallery(label="The concept: before and after", columns=2, height=FIT, elem_id="edit-concept-gallery")
+                c_kept_gallery = gr.Gallery(label="Other concepts: before and after (kept?)", columns=2, height=FIT, elem_id="edit-kept-gallery")
         c_plot = gr.Plot(label=EDIT_LABELS["cad"]["plot"], elem_id="edit-mass")
         c_top = gr.Dataframe(  # full width: a layer's name is long, and every column must stay in view
             headers=["layer", "row", "column", EDIT_LABELS["cad"]["score"]], label=EDIT_LABELS["cad"]["top"], interactive=False, elem_id="edit-top")

@@ -29,9 +29,10 @@ from concepts.saes import SAES
 
 from . import experiment, links, temp_files, texts
 from .common import (
+    DEVICE,
+    FIT,
     HEAVY,
     STATE_TTL_S,
-    DEVICE,
     REGISTRY,
     as_float,
     as_int,
@@ -158,7 +159,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
                     step_composition = gr.Image(label="Dominant concept per position", type="pil", format="png", elem_id="step-composition", buttons=[], height=256)
                 step_legend = gr.Markdown(elem_id="step-legend")
                 step_top = gr.Dataframe(headers=["concept", "score", "block"], label="Top concepts at this step", interactive=False, elem_id="step-top")
-        previews = gr.Gallery(label="Every step's preview", columns=9, height="auto", elem_id="previews")
+        previews = gr.Gallery(label="Every step's preview", columns=9, height=FIT, elem_id="previews")
         curves = gr.Plot(label="Concept emergence", elem_id="curves")
         decided_plot = gr.Plot(label="When is it decided?", elem_id="decided")
         grid = gr.Image(label="Concept heatmaps: steps × concepts (each map scaled to its own peak)", type="pil", format="png", elem_id="heatmap-grid", buttons=[])

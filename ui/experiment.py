@@ -80,7 +80,7 @@ def download_row(elem_prefix: str) -> tuple[gr.Button, gr.File]:
     """A "Download experiment" button and the file it fills (call inside the panel's layout)."""
     with gr.Row():
         button = gr.Button("Download experiment (settings, command, images, versions)", size="sm", elem_id=f"{elem_prefix}-download", scale=0)
-        file = gr.File(label="Experiment zip", elem_id=f"{elem_prefix}-experiment", scale=4)
+        file = gr.File(label="Experiment zip", elem_id=f"{elem_prefix}-experiment", scale=4, elem_classes="experiment-file")
     return button, file
 
 

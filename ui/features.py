@@ -10,7 +10,7 @@ from concepts.steer.icons import MAX_ICONS, run_icons
 from concepts.steer.top_images import world_top_images
 from concepts.steps import StepWindow, sae_stage
 
-from .common import DEVICE, HEAVY, REGISTRY, as_int, gpu, progress_callback, sae_dictionary, user_errors
+from .common import DEVICE, FIT, HEAVY, REGISTRY, as_int, gpu, progress_callback, sae_dictionary, user_errors
 
 
 @gpu
@@ -50,12 +50,12 @@ def build(sae_inputs: list) -> gr.Number:
         with gr.Row():
             icon_count = gr.Number(label="Icons", value=16, precision=0, minimum=1, maximum=MAX_ICONS, elem_id="icon-count")
             show_icons = gr.Button("Show icons", elem_id="show-icons")
-        icons = gr.Gallery(label="Feature icons (labelled features first)", columns=8, height="auto", elem_id="icons")
+        icons = gr.Gallery(label="Feature icons (labelled features first)", columns=8, height=FIT, elem_id="icons")
     with gr.Accordion("Top images: where a feature fires most", open=False):
         with gr.Row():
             top_feature = gr.Number(label="Feature (of this block and window's SAE)", value=0, precision=0, minimum=0, elem_id="top-feature")
             show_top = gr.Button("Show top images", elem_id="show-top")
-        top_images = gr.Gallery(label="Top images (activation · prompt)", columns=8, height="auto", elem_id="top-images")
+        top_images = gr.Gallery(label="Top images (activation · prompt)", columns=8, height=FIT, elem_id="top-images")
     show_icons.click(icon_gallery, inputs=[*sae_inputs, icon_count], outputs=icons, api_name="icons", **HEAVY)
     show_top.click(top_image_gallery, inputs=[*sae_inputs, top_feature], outputs=top_images, api_name="top_images", **HEAVY)
     return top_feature
