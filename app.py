@@ -19,21 +19,11 @@ from concepts.quiet import quiet_libraries  # noqa: E402
 from concepts.torch_threads import one_thread_rule, short_turns, use_threads  # noqa: E402
 from ui import cancellation, erase, evolution, generate, lessons, links, memory, models, queue_pace, steer, temp_files  # noqa: E402
 from ui.common import REGISTRY  # noqa: E402
+from ui.style import CSS  # noqa: E402
 
 quiet_libraries()
 if __name__ == "__main__" and one_thread_rule():
     use_threads(1)  # served: the main thread never holds torch threads (concepts/torch_threads.py)
-# Small toy images are shown enlarged with crisp pixels (the file itself keeps its true size), also in
-# a gallery's enlarged view. A component's name badge sits above its picture or plot, never over it:
-# Gradio floats it over the top left corner, where the toy's objects and a plot's title often are.
-# An experiment zip's box waits for one file: Gradio's empty box (236 px) was the tallest thing on a tab.
-CSS = """
-.pixelated img, #previews img, #top-images img, .preview img { image-rendering: pixelated; }
-.pixelated img { width: 100%; height: 100%; object-fit: contain; }
-label[data-testid="block-label"].float { position: static !important; margin: 0 0 4px 0; }
-#heatmap-grid img, #composition-strip img { max-width: 100%; height: auto; object-fit: contain; }
-.experiment-file .empty { min-height: 0 !important; height: 56px !important; }
-"""
 
 
 def build_app() -> gr.Blocks:
