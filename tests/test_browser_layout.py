@@ -56,6 +56,11 @@ GALLERIES_CUT = """
   .map(g => (g.closest('.block') || {}).id || '?')
 """
 
+UPLOAD_OFFERS = """
+() => [...document.querySelectorAll('.block')].filter(b => b.getBoundingClientRect().height > 0 && !b.closest('#painter')
+  && /Drop (Media|Image) Here|Click to Upload|Paste from clipboard/.test(b.innerText)).map(b => b.id || '?')
+"""
+
 EVERY_IMAGE_DRAWN = """
 () => { const shown = [...document.querySelectorAll('.block img')].filter(i => i.getBoundingClientRect().width > 0);
   shown.forEach(i => { if (i.loading === 'lazy') i.loading = 'eager'; });  // a full-page screenshot does not scroll to them
@@ -69,6 +74,17 @@ def check_layout(page, name: str) -> None:
     assert page.evaluate(BADGE_OVERLAPS) == [], f"{name}: a name badge covers a picture or plot"
     assert page.evaluate(COLUMNS_OUT_OF_VIEW) == [], f"{name}: a table column is out of view"
     assert page.evaluate(GALLERIES_CUT) == [], f"{name}: a gallery hides pictures below its fold"
+    assert page.evaluate(UPLOAD_OFFERS) == [], f"{name}: a result offers an upload (a picture a student drops in would be zipped as the result)"
+
+
+def test_no_result_offers_an_upload_before_it_is_made(page):
+    fresh = page.context.browser.new_page(viewport={"width": 1400, "height": 1000})  # nothing run in it yet
+    fresh.goto(page.url)
+    for tab in ("Lessons", "Generate", "Steer", "Evolution", "Erase / amplify"):
+        fresh.get_by_role("tab", name=tab).click()
+        fresh.wait_for_timeout(500)
+        assert fresh.evaluate(UPLOAD_OFFERS) == [], f"{tab}: an empty result offers an upload"
+    fresh.close()
 
 
 def test_generate_tab_layout(page):

@@ -207,8 +207,8 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
                 c_run = gr.Button("Apply", variant="primary", elem_id="edit-run")
             with gr.Column():
                 c_info = gr.Markdown(elem_id="edit-info")
-                c_concept_gallery = gr.Gallery(label="The concept: before and after", columns=2, height=FIT, elem_id="edit-concept-gallery")
-                c_kept_gallery = gr.Gallery(label="Other concepts: before and after (kept?)", columns=2, height=FIT, elem_id="edit-kept-gallery")
+                c_concept_gallery = gr.Gallery(label="The concept: before and after", columns=2, height=FIT, elem_id="edit-concept-gallery", interactive=False)
+                c_kept_gallery = gr.Gallery(label="Other concepts: before and after (kept?)", columns=2, height=FIT, elem_id="edit-kept-gallery", interactive=False)
         c_plot = gr.Plot(label=EDIT_LABELS["cad"]["plot"], elem_id="edit-mass")
         c_top = gr.Dataframe(  # full width: a layer's name is long, and every column must stay in view
             headers=["layer", "row", "column", EDIT_LABELS["cad"]["score"]], label=EDIT_LABELS["cad"]["top"], interactive=False, elem_id="edit-top")

@@ -77,7 +77,9 @@ def steer_experiment(model: str, prompt: str, seed: float, steps: float, guidanc
 
 
 def download_row(elem_prefix: str) -> tuple[gr.Button, gr.File]:
-    """A "Download experiment" button and the file it fills (call inside the panel's layout)."""
+    """A "Download experiment" button and the file it fills (call inside the panel's layout). The
+    pictures it packs are inputs of its click, which makes Gradio offer an upload in them unless they
+    say `interactive=False`: a student's own picture would be zipped as the panel's result."""
     with gr.Row():
         button = gr.Button("Download experiment (settings, command, images, versions)", size="sm", elem_id=f"{elem_prefix}-download", scale=0)
         file = gr.File(label="Experiment zip", elem_id=f"{elem_prefix}-experiment", scale=4, elem_classes="experiment-file")

@@ -67,7 +67,7 @@ def build(model: gr.Dropdown, default: ModelWorld) -> None:
                 prompt, seed, steps, guidance = sampling_inputs(default, example, "")
                 run = gr.Button("Generate", variant="primary", elem_id="generate")
             with gr.Column():
-                image = gr.Image(label="Image", type="pil", format="png", elem_id="image", elem_classes="pixelated", height=320)
+                image = gr.Image(label="Image", type="pil", format="png", elem_id="image", elem_classes="pixelated", height=320, interactive=False)
                 info = gr.Markdown(elem_id="info")
         examples = gr.Examples(examples=[[e] for e in default.examples] or [[""]], inputs=[prompt], label="Examples this model draws")
         links.panel("generate", "generate", links.sampling_fields(prompt, seed, steps, guidance),

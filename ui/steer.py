@@ -194,8 +194,8 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
                 steer = gr.Button("Steer", variant="primary", elem_id="steer")
             with gr.Column():
                 with gr.Row():
-                    baseline = gr.Image(label="Baseline", type="pil", format="png", elem_id="baseline", buttons=[], elem_classes="pixelated", height=256)
-                    steered = gr.Image(label="Steered", type="pil", format="png", elem_id="steered", buttons=[], elem_classes="pixelated", height=256)
+                    baseline = gr.Image(label="Baseline", type="pil", format="png", elem_id="baseline", buttons=[], elem_classes="pixelated", height=256, interactive=False)
+                    steered = gr.Image(label="Steered", type="pil", format="png", elem_id="steered", buttons=[], elem_classes="pixelated", height=256, interactive=False)
                     difference = gr.Image(label="Difference", type="pil", format="png", elem_id="difference", buttons=[], height=256)
                 steer_info = gr.Markdown(elem_id="steer-info")
         sae_inputs = [model, block, window, s_steps]
