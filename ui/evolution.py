@@ -164,7 +164,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
         decided_plot = gr.Plot(label="When is it decided?", elem_id="decided")
         grid = gr.Image(label="Concept heatmaps: steps × concepts (each map scaled to its own peak)", type="pil", format="png", elem_id="heatmap-grid", buttons=[])
         composition = gr.Image(label="Composition maps through the steps", type="pil", format="png", elem_id="composition-strip", buttons=[])
-        downloads = gr.File(label="Downloads: animated GIF, preview strip, per-step JSON", file_count="multiple", elem_id="evolve-files")
+        downloads = gr.File(label="Downloads: animated GIF, preview strip, per-step JSON", file_count="multiple", elem_id="evolve-files", elem_classes="small-empty-file")
         links.panel("evolution", "evolution", [
             *links.sampling_fields(e_prompt, e_seed, e_steps, e_guidance),
             links.Field("block", e_block, links.choice("block", lambda world: world.blocks)),

@@ -82,7 +82,7 @@ def download_row(elem_prefix: str) -> tuple[gr.Button, gr.File]:
     say `interactive=False`: a student's own picture would be zipped as the panel's result."""
     with gr.Row():
         button = gr.Button("Download experiment (settings, command, images, versions)", size="sm", elem_id=f"{elem_prefix}-download", scale=0)
-        file = gr.File(label="Experiment zip", elem_id=f"{elem_prefix}-experiment", scale=4, elem_classes="experiment-file")
+        file = gr.File(label="Experiment zip", elem_id=f"{elem_prefix}-experiment", scale=4, elem_classes="small-empty-file")
     return button, file
 
 
