@@ -61,15 +61,19 @@ UPLOAD_OFFERS = """
   && /Drop (Media|Image) Here|Click to Upload|Paste from clipboard/.test(b.innerText)).map(b => b.id || '?')
 """
 
-EVERY_IMAGE_DRAWN = """
+PICTURES_NOT_DRAWN = """
 () => { const shown = [...document.querySelectorAll('.block img')].filter(i => i.getBoundingClientRect().width > 0);
   shown.forEach(i => { if (i.loading === 'lazy') i.loading = 'eager'; });  // a full-page screenshot does not scroll to them
-  return shown.every(i => i.complete && i.naturalWidth > 0); }
+  return shown.filter(i => !(i.complete && i.naturalWidth > 0)).map(i => (i.closest('.block') || {}).id + ': ' + (i.src || '').slice(0, 80)); }
 """
 
 
 def check_layout(page, name: str) -> None:
-    page.wait_for_function(EVERY_IMAGE_DRAWN)  # the screenshot shows what a student sees, not pictures still loading
+    for _ in range(120):  # the screenshot shows what a student sees, not pictures still loading
+        if not (undrawn := page.evaluate(PICTURES_NOT_DRAWN)):
+            break
+        page.wait_for_timeout(500)
+    assert not undrawn, f"{name}: pictures not drawn after 60 s: {undrawn}"
     page.screenshot(path=str(ARTIFACTS / f"layout-{name}.png"), full_page=True)
     assert page.evaluate(BADGE_OVERLAPS) == [], f"{name}: a name badge covers a picture or plot"
     assert page.evaluate(COLUMNS_OUT_OF_VIEW) == [], f"{name}: a table column is out of view"

@@ -185,6 +185,7 @@ def build(model: gr.Dropdown, default: ModelWorld, demo: gr.Blocks) -> None:
                 painter = gr.ImageEditor(  # cyan: no toy object or background has it
                     label="Paint where to steer", show_label=False, type="numpy", elem_id="painter",
                     brush=gr.Brush(colors=["#00e5ff"], default_size=8), height=256,
+                    sources=(),  # its picture is the explored image: a student's own would not be what is steered
                 )
                 with gr.Row():
                     strength = gr.Number(label="Strength β", value=default_strength(opening_window(default), False, default.defaults.strengths), elem_id="steer-strength",
