@@ -19,6 +19,10 @@ os.environ["HF_HUB_DISABLE_TELEMETRY"] = "1"
 os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")
 os.environ.setdefault("CONCEPT_LAB_CACHE", str(_HUB_HOME / "concept-lab-cache"))  # never the user's score cache
+# Gradio names its copy of a returned file by the file's hash, and a server deletes its copies when it
+# closes: with one shared folder, a test process whose app closed deleted the pictures that another
+# process's page was still showing (the same deterministic image, the same name).
+os.environ["GRADIO_TEMP_DIR"] = str(_HUB_HOME / "gradio")
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
