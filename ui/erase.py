@@ -58,6 +58,7 @@ def before_after_pairs(before: list, after: list, prompts: list[str]) -> list[tu
     columns a row is one prompt."""
     return [x for b, a, p in zip(before, after, prompts) for x in ((b, f"before · {p}"), (a, f"after · {p}"))]
 
+
 @gpu
 @user_errors
 def edit_concept(model: str, concept: str, action: str, ratio: float, mode: str, concept_prompt_text: str, kept_text: str, seed: float, images: float, keep_text: str = "",
