@@ -360,14 +360,16 @@ def top_components(scores: dict[str, torch.Tensor], count: int = 10) -> list[tup
 
 
 def _before_and_after(pipe, groups: list[list[str]], seed: int, world: ModelWorld, steps: int | None, guidance: float | None,
-                      plan: AblationPlan) -> list[tuple[list[Image.Image], list[Image.Image]]]:
+                      plan: AblationPlan, progress: ProgressFn | None = None) -> list[tuple[list[Image.Image], list[Image.Image]]]:
     """Each group of prompts before and with the edit, all queued at once so they share a UNet batch
-    (`concepts.batching`); a group's before and after images come from the same seed."""
+    (`concepts.batching`); a group's before and after images come from the same seed. Their steps
+    fill the second half of `progress`'s bar."""
     d = world.defaults
     requests = [GenerationRequest(prompts, seed=seed, steps=steps or d.steps, guidance=d.guidance if guidance is None else guidance,
                                   height=d.height, width=d.width) for prompts in groups if prompts]
     edited = lambda: [AblationHooks(pipe.unet, plan)]  # noqa: E731
-    results = iter(batched_generate_many(pipe, [(r, hooks) for r in requests for hooks in (None, edited)]))
+    with counting_steps(progress, sum(2 * r.steps for r in requests), "the images before and after", start=0.5, span=0.5):
+        results = iter(batched_generate_many(pipe, [(r, hooks) for r in requests for hooks in (None, edited)]))
     return [(next(results).images, next(results).images) if prompts else ([], []) for prompts in groups]
 
 
@@ -421,8 +423,6 @@ def run_edit(
            else f"attribution scores for {attributed_on(spec, prompt)} (cached after the first time)")
     scores, plan = edit_plan(world, pipe, spec, prompt, ratio)
     report(progress, 0.5, "the concept's and the other prompts' images, before and after")
-    image_steps = 2 * (steps or world.defaults.steps) * sum(1 for group in (shown, kept) if group)  # each group before and after
-    with counting_steps(progress, image_steps, "the images before and after", start=0.5, span=0.5):
-        (before, after), (kept_before, kept_after) = _before_and_after(pipe, [shown, kept], seed, world, steps, guidance, plan)
+    (before, after), (kept_before, kept_after) = _before_and_after(pipe, [shown, kept], seed, world, steps, guidance, plan, progress)
     report(progress, 1.0, "done")
     return EditOutcome(world, spec, ratio, scores, plan, shown, before, after, kept, kept_before, kept_after, time.perf_counter() - started)
