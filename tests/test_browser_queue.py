@@ -1,8 +1,9 @@
 """A student who presses Run while the long requests' places are taken sees their place in the queue
 and an estimate, then their own request's denoising steps counting up; a generation, a lesson and
-a teacher's opened link count their steps too (Gradio's status tracker on the outputs; `ui.common.HEAVY` gives explore, steer,
-evolution and erase two places). Every request here runs through the batcher's worker, which reports
-each step in its caller's context (`concepts.batching`). Screenshots:
+a teacher's opened link count their steps too (Gradio's status tracker on the outputs;
+`ui.common.HEAVY` gives explore, steer, evolution and erase two places). Every request here runs
+through the batcher's worker, which reports each step in its caller's context (`concepts.batching`).
+Screenshots:
 `test-artifacts/browser/queue-waiting.png`, `generate-steps.png`, `lesson-steps.png`."""
 
 from __future__ import annotations
